@@ -1,0 +1,10 @@
+//! Calls: one actor task per call ([`actor`]), one command type
+//! ([`command::CallCommand`]), the registry of live calls ([`registry`]),
+//! state derived from the legs ([`state`]) and the built-in applications
+//! ([`apps`]).
+
+pub mod actor;
+pub mod apps;
+pub mod command;
+pub mod registry;
+pub mod state;

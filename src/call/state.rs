@@ -1,0 +1,32 @@
+//! Call state, derived from the leg's signaling state (never stored twice).
+
+use serde::Serialize;
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// INVITE received or sent, not answered yet.
+    Ringing,
+    /// 200 OK sent/received; media flowing.
+    Answered,
+    /// The far end put the call on hold (sendonly/inactive).
+    OnHold,
+    /// BYE sent or received; cleaning up.
+    Ending,
+    /// Over.
+    Ended,
+}
+
+impl CallState {
+    /// The name stored in call records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Ringing => "ringing",
+            CallState::Answered => "answered",
+            CallState::OnHold => "on_hold",
+            CallState::Ending => "ending",
+            CallState::Ended => "ended",
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! Typed configuration: `sip-config/skald.yaml` plus command-line overrides.
+//!
+//! Owns parsing and validation. Every error names the file, the line and what
+//! is wrong, so `skald check-config` and `skald serve` fail at start instead
+//! of mid-call. Unknown keys are errors (a typo must not be silently ignored).
+//! Secrets (none yet) are resolved only here, from the environment.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration error, pointing at the offending place.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        /// Path of the file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or a field has the wrong type or name.
+    #[error("{file}:{line}:{column}: {message}")]
+    Syntax {
+        /// Path of the file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The YAML is well-formed but a value is not acceptable.
+    #[error("{file}:{line}: {field}: {message}")]
+    Invalid {
+        /// Path of the file.
+        file: PathBuf,
+        /// 1-based line of the field (0 when it comes from a flag).
+        line: usize,
+        /// Dotted path of the field, e.g. `routes.dids.+15550100`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration of one skald instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// SIP signaling settings.
+    pub sip: SipConfig,
+    /// RTP media settings.
+    pub rtp: RtpConfig,
+    /// HTTP API settings.
+    pub http: HttpConfig,
+    /// Call-record store.
+    pub store: StoreConfig,
+    /// Directory for the database file and recordings; created at start.
+    pub data_dir: PathBuf,
+    /// Logging.
+    pub logging: LoggingConfig,
+    /// DID routing: which called number runs which application.
+    pub routes: RoutesConfig,
+    /// Named applications that routes refer to.
+    pub applications: BTreeMap<String, AppConfig>,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+    /// Directory the config file was loaded from; relative paths in the
+    /// config (prompts) resolve against it. Not read from YAML.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// SIP signaling (RFC 3261).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Address for UDP and TCP listeners, e.g. `0.0.0.0:5060`.
+    pub listen: SocketAddr,
+    /// Host (IP or name) written in Via/Contact; defaults to the listen IP,
+    /// or the first non-loopback local IP when listening on 0.0.0.0.
+    pub advertised_host: Option<String>,
+    /// Value of the User-Agent / Server header.
+    pub user_agent: String,
+    /// RFC 3261 T1 (RTT estimate), ms. Default 500.
+    pub t1_ms: u64,
+    /// RFC 3261 T2 (max non-INVITE retransmit interval), ms. Default 4000.
+    pub t2_ms: u64,
+    /// RFC 3261 T4 (max message lifetime in the network), ms. Default 5000.
+    pub t4_ms: u64,
+    /// Send 180 Ringing before answering.
+    pub send_ringing: bool,
+    /// Delay between 180 and 200, ms (0 = answer at once).
+    pub answer_delay_ms: u64,
+}
+
+/// RTP media (RFC 3550/3551).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtpConfig {
+    /// Port range for RTP, `LOW-HIGH` inclusive; RTP takes even ports, RTCP
+    /// the odd port above it.
+    pub ports: PortRange,
+    /// IP written in SDP `c=`; defaults to the SIP advertised host when it is
+    /// an IP, else the listen IP.
+    pub advertised_ip: Option<IpAddr>,
+    /// Codecs offered/accepted in preference order: `PCMU`, `PCMA`.
+    pub codecs: Vec<String>,
+    /// Packetization time, ms (20 is the telephony norm).
+    pub ptime_ms: u32,
+    /// Jitter buffer target depth, ms.
+    pub jitter_ms: u32,
+    /// A call whose RTP stays silent this long (s) is ended with BYE.
+    pub inactivity_timeout_s: u64,
+}
+
+/// HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address for health, metrics and the API.
+    pub listen: SocketAddr,
+}
+
+/// Call-record store.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://FILE` or `postgres://…`; default: `sqlite://<data_dir>/skald.db`.
+    pub database_url: Option<String>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info` or `skald=debug`.
+    pub level: String,
+    /// Redact caller numbers and IP addresses in logs (default true).
+    pub redact_pii: bool,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Routing of called numbers (DIDs) to applications.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutesConfig {
+    /// Application for numbers not listed; `None` answers them 404.
+    pub default: Option<String>,
+    /// Called number (user part of the Request-URI, e.g. `+15550100` or
+    /// `echo`) → application name.
+    pub dids: BTreeMap<String, String>,
+}
+
+/// One application, tagged by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AppConfig {
+    /// Sends back what it hears (media testing).
+    Echo {},
+    /// Plays a WAV prompt, then records the caller until hangup or `#`.
+    Greeting {
+        /// WAV file of any rate/channels; relative to the config directory.
+        prompt: PathBuf,
+        /// Longest recording, s.
+        #[serde(default = "default_max_record")]
+        max_record_s: u64,
+    },
+    /// Plays a prompt, collects digits, routes to another application.
+    DtmfMenu {
+        /// WAV prompt; relative to the config directory.
+        prompt: PathBuf,
+        /// Digit string → application name.
+        options: BTreeMap<String, String>,
+        /// Inter-digit / first-digit timeout, s.
+        #[serde(default = "default_digit_timeout")]
+        timeout_s: u64,
+        /// Prompts before giving up and hanging up.
+        #[serde(default = "default_tries")]
+        max_tries: u32,
+    },
+}
+
+fn default_max_record() -> u64 {
+    120
+}
+fn default_digit_timeout() -> u64 {
+    5
+}
+fn default_tries() -> u32 {
+    3
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Seconds live calls get to finish after SIGTERM before skald sends BYE.
+    pub grace_s: u64,
+}
+
+/// An inclusive UDP port range written `LOW-HIGH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port (inclusive).
+    pub low: u16,
+    /// Last port (inclusive).
+    pub high: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("`{s}` is not LOW-HIGH"))?;
+        let low: u16 = a.trim().parse().map_err(|_| format!("`{a}` is not a port"))?;
+        let high: u16 = b.trim().parse().map_err(|_| format!("`{b}` is not a port"))?;
+        if low == 0 || high < low.saturating_add(1) {
+            return Err(format!("`{s}`: need 0 < LOW < HIGH (two ports per call)"));
+        }
+        Ok(PortRange { low, high })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: "0.0.0.0:5060".parse().expect("static"),
+            advertised_host: None,
+            user_agent: format!("skald/{}", env!("CARGO_PKG_VERSION")),
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            send_ringing: true,
+            answer_delay_ms: 0,
+        }
+    }
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig {
+            ports: PortRange { low: 20000, high: 20999 },
+            advertised_ip: None,
+            codecs: vec!["PCMU".into(), "PCMA".into()],
+            ptime_ms: 20,
+            jitter_ms: 60,
+            inactivity_timeout_s: 30,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:8080".parse().expect("static") }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig { format: LogFormat::Text, level: "info".into(), redact_pii: true }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { grace_s: 10 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut applications = BTreeMap::new();
+        applications.insert("echo".to_string(), AppConfig::Echo {});
+        Config {
+            sip: SipConfig::default(),
+            rtp: RtpConfig::default(),
+            http: HttpConfig::default(),
+            store: StoreConfig::default(),
+            data_dir: PathBuf::from("data"),
+            logging: LoggingConfig::default(),
+            routes: RoutesConfig { default: Some("echo".into()), dids: BTreeMap::new() },
+            applications,
+            shutdown: ShutdownConfig::default(),
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates a YAML file. Errors: [`ConfigError::Io`] when
+    /// unreadable, [`ConfigError::Syntax`] for YAML/type/unknown-field errors,
+    /// [`ConfigError::Invalid`] for values that fail validation; all carry the
+    /// file and line.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Io { file: path.to_path_buf(), source })?;
+        let mut cfg = Self::parse(&text, path)?;
+        cfg.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if cfg.base_dir.as_os_str().is_empty() {
+            cfg.base_dir = PathBuf::from(".");
+        }
+        cfg.validate(&text, path)?;
+        Ok(cfg)
+    }
+
+    /// Parses YAML text without validating references (used by [`Config::load`]).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            let (line, column) = inner
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
+            let message = if field.is_empty() || field == "." {
+                inner.to_string()
+            } else {
+                format!("{field}: {inner}")
+            };
+            ConfigError::Syntax { file: path.to_path_buf(), line, column, message }
+        })
+    }
+
+    /// Checks cross-references and value ranges. `text` is the YAML source,
+    /// used only to find the line of an offending field.
+    pub fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, needle: &str, message: String| ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line: find_line(text, needle),
+            field: field.to_string(),
+            message,
+        };
+        let known = |name: &str| self.applications.contains_key(name);
+        if let Some(d) = &self.routes.default {
+            if !known(d) {
+                return Err(invalid("routes.default", "default:", format!("unknown application `{d}`")));
+            }
+        }
+        for (did, app) in &self.routes.dids {
+            if !known(app) {
+                return Err(invalid(
+                    &format!("routes.dids.{did}"),
+                    did,
+                    format!("unknown application `{app}`"),
+                ));
+            }
+        }
+        for (name, app) in &self.applications {
+            match app {
+                AppConfig::Echo {} => {}
+                AppConfig::Greeting { prompt, .. } => {
+                    self.check_wav(prompt).map_err(|m| {
+                        invalid(&format!("applications.{name}.prompt"), &prompt.to_string_lossy(), m)
+                    })?;
+                }
+                AppConfig::DtmfMenu { prompt, options, .. } => {
+                    self.check_wav(prompt).map_err(|m| {
+                        invalid(&format!("applications.{name}.prompt"), &prompt.to_string_lossy(), m)
+                    })?;
+                    for (digits, target) in options {
+                        if digits.is_empty() || !digits.chars().all(|c| "0123456789*#".contains(c)) {
+                            return Err(invalid(
+                                &format!("applications.{name}.options"),
+                                digits,
+                                format!("`{digits}` is not a DTMF digit string (0-9, *, #)"),
+                            ));
+                        }
+                        if !known(target) || target == name {
+                            return Err(invalid(
+                                &format!("applications.{name}.options.{digits}"),
+                                target,
+                                format!("unknown application `{target}`"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let codecs_ok = !self.rtp.codecs.is_empty()
+            && self.rtp.codecs.iter().all(|c| matches!(c.to_ascii_uppercase().as_str(), "PCMU" | "PCMA"));
+        if !codecs_ok {
+            return Err(invalid("rtp.codecs", "codecs:", "supported codecs are PCMU and PCMA".into()));
+        }
+        if !(10..=60).contains(&self.rtp.ptime_ms) || self.rtp.ptime_ms % 10 != 0 {
+            return Err(invalid("rtp.ptime_ms", "ptime_ms:", "must be 10, 20, 30, 40, 50 or 60".into()));
+        }
+        if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
+            return Err(invalid("sip.t1_ms", "t1_ms:", "need 0 < T1 <= T2".into()));
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the config against the config directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+    }
+
+    /// The database URL: the configured one, or a SQLite file in `data_dir`.
+    pub fn database_url(&self) -> String {
+        self.store.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("skald.db").display())
+        })
+    }
+
+    /// The SIP timers as durations: (T1, T2, T4).
+    pub fn sip_timers(&self) -> (Duration, Duration, Duration) {
+        (
+            Duration::from_millis(self.sip.t1_ms),
+            Duration::from_millis(self.sip.t2_ms),
+            Duration::from_millis(self.sip.t4_ms),
+        )
+    }
+
+    /// Application name for a called number: exact DID match, then the same
+    /// number with/without a leading `+`, then the default. `None` → 404.
+    pub fn route(&self, did: &str) -> Option<&str> {
+        let alt = match did.strip_prefix('+') {
+            Some(rest) => rest.to_string(),
+            None => format!("+{did}"),
+        };
+        self.routes
+            .dids
+            .get(did)
+            .or_else(|| self.routes.dids.get(&alt))
+            .or(self.routes.default.as_ref())
+            .map(String::as_str)
+    }
+
+    fn check_wav(&self, p: &Path) -> Result<(), String> {
+        let full = self.resolve(p);
+        hound::WavReader::open(&full)
+            .map(|_| ())
+            .map_err(|e| format!("cannot open WAV `{}`: {e}", full.display()))
+    }
+}
+
+/// 1-based line of the first line containing `needle` (0 when absent).
+fn find_line(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(y: &str) -> Result<Config, ConfigError> {
+        let p = Path::new("test.yaml");
+        let c = Config::parse(y, p)?;
+        c.validate(y, p)?;
+        Ok(c)
+    }
+
+    #[test]
+    fn unknown_field_names_line() {
+        let err = parse("sip:\n  t1_ms: 500\n  lisen: 1.2.3.4:5060\n").unwrap_err();
+        let s = err.to_string();
+        assert!(s.starts_with("test.yaml:3:"), "{s}");
+        assert!(s.contains("lisen"), "{s}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_field() {
+        let err = parse("rtp:\n  ptime_ms: twenty\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.yaml:2:"), "{err}");
+        assert!(err.contains("rtp.ptime_ms"), "{err}");
+    }
+
+    #[test]
+    fn unknown_app_in_route_is_invalid() {
+        let y = "routes:\n  default: echo\n  dids:\n    \"+15550100\": ech\napplications:\n  echo: {type: echo}\n";
+        let err = parse(y).unwrap_err().to_string();
+        assert_eq!(err, "test.yaml:4: routes.dids.+15550100: unknown application `ech`");
+    }
+
+    #[test]
+    fn bad_port_range() {
+        let err = parse("rtp:\n  ports: 3000-2000\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.yaml:2:"), "{err}");
+    }
+
+    #[test]
+    fn routes_with_and_without_plus() {
+        let y = "routes:\n  default: null\n  dids:\n    \"+15550100\": echo\napplications:\n  echo: {type: echo}\n";
+        let c = parse(y).unwrap();
+        assert_eq!(c.route("+15550100"), Some("echo"));
+        assert_eq!(c.route("15550100"), Some("echo"));
+        assert_eq!(c.route("999"), None);
+    }
+}

@@ -1,0 +1,47 @@
+//! # skald
+//!
+//! A real-time voice agent and SIP telephony server. A caller dials a DID; the
+//! call reaches skald over SIP (RFC 3261) from a trunk or softphone, skald
+//! answers it with SDP offer/answer (RFC 3264), and media flows both ways as
+//! RTP (RFC 3550) paced on the media clock. An application (today: `echo`,
+//! `greeting`, `dtmf-menu`) runs the conversation.
+//!
+//! ## Architecture
+//! ```text
+//! UDP/TCP ─► sip::driver ─► sip::proto (transport → transaction → dialog) ─► IncomingCall
+//!                                                                              │
+//!                           call::registry spawns one call::actor  ◄───────────┘
+//! call::actor (one task per call: dialog handle, RTP session, application)
+//!   select! { rtp datagram | dialog event | CallCommand | next deadline }
+//!   RTP in ─► jitter buffer ─► G.711 decode ─► 16 kHz ─► application
+//!   ◄─ RTP out (paced 20 ms) ◄─ G.711 encode ◄─ 8 kHz ◄─ application
+//! ```
+//!
+//! ## Module map
+//! Imports run one way, top to bottom:
+//! `main`/[`app`] → [`http`] → [`call`] → ([`pipeline`]) → ([`sip`], [`rtp`], [`store`]),
+//! with [`config`], [`ids`] and [`observability`] usable everywhere.
+//!
+//! ## The run-loop contract (sans-IO cores)
+//! Protocol logic ([`sip::proto`], [`rtp::proto`]) is synchronous and never
+//! reads the clock: every input carries `now: Instant`, and after each input
+//! the caller drains `poll_output()` until it returns a timeout, then sleeps
+//! until that deadline or the next input, whichever comes first. Sockets,
+//! tasks and the clock live only in the `driver` modules and the call actor.
+//!
+//! ## Panic policy
+//! Network input never panics: malformed SIP gets a 400 (or is dropped when no
+//! response is possible), malformed RTP is counted and dropped. A panic in one
+//! call actor ends that call only; the registry notices and writes the record.
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod call;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod observability;
+pub mod pipeline;
+pub mod rtp;
+pub mod sip;
+pub mod store;

@@ -1,0 +1,2 @@
+//! skald CLI.
+fn main() {}

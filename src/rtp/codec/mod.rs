@@ -1,0 +1,3 @@
+//! Codecs and resampling.
+pub mod g711;
+pub mod resample;

@@ -1,0 +1,1 @@
+//! SIP message types over rsip (the only module that imports rsip).

@@ -1,0 +1,1 @@
+//! Sans-IO SIP core: transactions (RFC 3261 §17), dialogs (§12), digest auth.

@@ -1,0 +1,1 @@
+//! SIP transports: UDP and TCP (RFC 3261 §18).
