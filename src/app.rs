@@ -1,1 +1,200 @@
-//! Wires subsystems.
+//! Wires the subsystems of one skald instance and shuts them down in order.
+//!
+//! Start order: store → metrics → SIP stack → call services → HTTP.
+//! Shutdown (SIGTERM/SIGINT or [`App::shutdown`]): new INVITEs get 503 with
+//! Retry-After and readiness turns false; live calls get `shutdown.grace_s`
+//! to finish, then are ended with BYE; call tasks are awaited (bounded);
+//! the store is closed last so every record is flushed.
+
+use crate::call::command::CallCommand;
+use crate::call::registry::CallRegistry;
+use crate::call::service::{CallServices, DialError};
+use crate::config::Config;
+use crate::http::{HttpState, Readiness};
+use crate::ids::CallId;
+use crate::observability::Metrics;
+use crate::rtp::ports::PortAllocator;
+use crate::store::Store;
+use anyhow::Context;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long ended calls get to send their final BYE and write records.
+const CALL_DRAIN: Duration = Duration::from_secs(6);
+
+/// A running skald instance.
+pub struct App {
+    /// Shared call services (SIP handle, store, registry…).
+    pub services: Arc<CallServices>,
+    /// Bound HTTP address, when HTTP runs.
+    pub http_addr: Option<SocketAddr>,
+    /// Bound SIP address (UDP and TCP).
+    pub sip_addr: SocketAddr,
+    /// Readiness flags.
+    readiness: Readiness,
+    /// Cancels every task of the instance.
+    shutdown: CancellationToken,
+    /// Tracks every task of the instance.
+    tracker: TaskTracker,
+}
+
+impl App {
+    /// Starts everything. `with_http` is false for `skald call`.
+    pub async fn start(config: Config, with_http: bool) -> anyhow::Result<App> {
+        let config = Arc::new(config);
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let readiness = Readiness::default();
+        let metrics = Metrics::new();
+        let store = Store::open(&config.database_url())
+            .await
+            .with_context(|| format!("cannot open store {}", config.database_url()))?;
+        readiness.store_open.store(true, Ordering::SeqCst);
+
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (sip, mut incoming) = crate::sip::driver::start(&config.sip, metrics.clone(), shutdown.clone(), &tracker)
+            .await
+            .context("cannot start SIP")?;
+        readiness.sip_bound.store(true, Ordering::SeqCst);
+        let sip_addr = sip.local_addr();
+
+        let media_ip = media_ip(&config, &sip.advertised_host());
+        let bind_ip = config.sip.listen.ip();
+        let services = Arc::new(CallServices {
+            config: config.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            sip,
+            ports: PortAllocator::new(config.rtp.ports, bind_ip),
+            registry: CallRegistry::new(),
+            media_ip,
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        });
+
+        let svc = services.clone();
+        let token = shutdown.clone();
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    call = incoming.recv() => match call {
+                        Some(call) => svc.accept(call),
+                        None => break,
+                    }
+                }
+            }
+        });
+
+        let http_addr = if with_http {
+            let listener = tokio::net::TcpListener::bind(config.http.listen)
+                .await
+                .with_context(|| format!("cannot bind HTTP on {}", config.http.listen))?;
+            let addr = listener.local_addr()?;
+            let router = crate::http::router(HttpState {
+                store,
+                registry: services.registry.clone(),
+                metrics,
+                ready: readiness.clone(),
+            });
+            let token = shutdown.clone();
+            tracker.spawn(async move {
+                let server = axum::serve(listener, router).with_graceful_shutdown(token.cancelled_owned());
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            });
+            Some(addr)
+        } else {
+            None
+        };
+        tracing::info!(
+            sip = %sip_addr,
+            http = ?http_addr,
+            media_ip = %media_ip,
+            rtp_ports = %format!("{}-{}", config.rtp.ports.low, config.rtp.ports.high),
+            "skald ready"
+        );
+        Ok(App { services, http_addr, sip_addr, readiness, shutdown, tracker })
+    }
+
+    /// Places an outbound call running `app` (see [`CallServices::dial`]).
+    pub async fn dial(&self, target: &str, from_user: &str, app: &str, ring_timeout: Duration) -> Result<CallId, DialError> {
+        self.services.dial(target, from_user, app, ring_timeout).await
+    }
+
+    /// Waits until no call is live.
+    pub async fn calls_done(&self) {
+        while !self.services.registry.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs until SIGTERM/SIGINT, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        wait_signal().await;
+        tracing::info!("shutdown requested");
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Graceful, bounded shutdown (see module docs).
+    pub async fn shutdown(self) {
+        let grace = Duration::from_secs(self.services.config.shutdown.grace_s);
+        self.readiness.draining.store(true, Ordering::SeqCst);
+        self.services.sip.set_draining(grace.max(Duration::from_secs(1)));
+        let registry = &self.services.registry;
+        if !registry.is_empty() {
+            tracing::info!(calls = registry.len(), grace_s = grace.as_secs(), "waiting for live calls");
+            let _ = tokio::time::timeout(grace, self.calls_done()).await;
+        }
+        if !registry.is_empty() {
+            tracing::info!(calls = registry.len(), "ending remaining calls with BYE");
+            registry.broadcast(&CallCommand::Hangup { reason: "shutdown".into() });
+            let _ = tokio::time::timeout(CALL_DRAIN, self.calls_done()).await;
+        }
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await.is_err() {
+            tracing::warn!("some tasks did not stop in time");
+        }
+        self.services.store.close().await;
+        tracing::info!("skald stopped");
+    }
+}
+
+/// IP for SDP: `rtp.advertised_ip`, else the SIP advertised host when it is
+/// an IP, else the SIP listen IP (never 0.0.0.0 if a better one is known).
+fn media_ip(config: &Config, advertised_host: &str) -> IpAddr {
+    if let Some(ip) = config.rtp.advertised_ip {
+        return ip;
+    }
+    if let Ok(ip) = advertised_host.parse::<IpAddr>() {
+        return ip;
+    }
+    config.sip.listen.ip()
+}
+
+async fn wait_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

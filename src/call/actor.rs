@@ -1,1 +1,716 @@
-//! The call actor.
+//! One actor task per call. It owns the dialog handle, the RTP session (via
+//! [`MediaStream`]), the codec/resampler state and the application, and is
+//! the only place where their outputs become actions.
+//!
+//! The loop (`run`) waits on exactly one of: a dialog event, a
+//! [`CallCommand`], an RTP event, the application's deadline, or the playout
+//! check; then it handles that input to completion before waiting again. No
+//! lock is taken on the audio path.
+//!
+//! Audio path per ptime (20 ms): RTP payload → G.711 decode (8 kHz) →
+//! resample to 16 kHz → recorder + application. Outbound: application audio
+//! (16 kHz) → resample to 8 kHz → G.711 encode → queued in the RTP session,
+//! which sends one packet per ptime on the media clock.
+
+use super::apps::{self, AppAction, AppContext, AppInput, Application};
+use super::command::CallCommand;
+use super::service::{CallServices, now_ms};
+use super::state::CallState;
+use crate::pipeline::wav::{self, WavRecorder};
+use crate::rtp::codec::g711::Law;
+use crate::rtp::codec::resample::Resampler;
+use crate::rtp::driver::MediaStream;
+use crate::rtp::ports::RtpSockets;
+use crate::rtp::proto::session::{RtpEvent, SessionConfig};
+use crate::sip::driver::{DialogEvent, DialogHandle};
+use crate::sip::sdp::{self, AudioCodec, Direction, LocalMedia, Negotiated, SdpError};
+use crate::store::CallRecord;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How long to wait for the far end to confirm our BYE/CANCEL.
+const HANGUP_WAIT: Duration = Duration::from_secs(5);
+/// How often to look whether queued playout has drained.
+const PLAYOUT_CHECK: Duration = Duration::from_millis(20);
+/// Duration of each DTMF digit skald sends (RFC 4733), and the gap after it.
+const DTMF_TONE: Duration = Duration::from_millis(100);
+
+/// Which side started the call, with what that side needs to set up media.
+pub enum Leg {
+    /// An incoming INVITE (UAS); `offer` is its SDP, if it carried one.
+    Inbound {
+        /// SDP offer from the INVITE.
+        offer: Option<String>,
+    },
+    /// An outbound INVITE (UAC) offering `local` on `sockets`.
+    Outbound {
+        /// The offer's parameters.
+        local: LocalMedia,
+        /// The bound RTP/RTCP sockets the offer names.
+        sockets: RtpSockets,
+    },
+}
+
+/// Media state of an answered call.
+struct Media {
+    /// Sockets + RTP session.
+    stream: MediaStream,
+    /// Negotiated codec's law.
+    law: Law,
+    /// 8 kHz → 16 kHz for received audio.
+    up: Resampler,
+    /// 16 kHz → 8 kHz for sent audio.
+    down: Resampler,
+    /// Samples per ptime at 8 kHz.
+    frame_8k: usize,
+    /// Outbound 16 kHz samples not yet a whole frame.
+    pending: Vec<i16>,
+    /// Scratch buffers reused every frame.
+    pcm8: Vec<i16>,
+    pcm16: Vec<i16>,
+    bytes: Vec<u8>,
+    /// What was negotiated (for re-INVITE answers).
+    negotiated: Negotiated,
+    /// Our SDP parameters (version bumped on each answer).
+    local: LocalMedia,
+}
+
+/// Why the loop stopped.
+enum Exit {
+    /// The call is over with this reason and SIP status.
+    Ended { reason: String, status: Option<u16> },
+}
+
+/// The actor of one call.
+pub struct CallActor {
+    /// Shared services.
+    svc: Arc<CallServices>,
+    /// The record, written at start and on every state change.
+    record: CallRecord,
+    /// Acts on the SIP dialog.
+    dialog: DialogHandle,
+    /// Events of the dialog.
+    events: mpsc::Receiver<DialogEvent>,
+    /// Commands from the API, CLI and shutdown.
+    commands: mpsc::Receiver<CallCommand>,
+    /// How the call started (consumed at setup).
+    leg: Option<Leg>,
+    /// Configured application name.
+    app_name: Option<String>,
+    /// The running application.
+    app: Option<Box<dyn Application>>,
+    /// Media, once answered.
+    media: Option<Media>,
+    /// Current state.
+    state: CallState,
+    /// Caller audio recorder, when recording.
+    recorder: Option<WavRecorder>,
+    /// True while queued prompt audio is still being sent.
+    playing: bool,
+    /// Next time to check whether playout drained.
+    playout_check: Option<Instant>,
+}
+
+impl CallActor {
+    /// A new actor; nothing happens until [`CallActor::run`].
+    pub fn new(
+        svc: Arc<CallServices>,
+        record: CallRecord,
+        dialog: DialogHandle,
+        events: mpsc::Receiver<DialogEvent>,
+        commands: mpsc::Receiver<CallCommand>,
+        leg: Leg,
+        app_name: Option<String>,
+    ) -> Self {
+        CallActor {
+            svc,
+            record,
+            dialog,
+            events,
+            commands,
+            leg: Some(leg),
+            app_name,
+            app: None,
+            media: None,
+            state: CallState::Ringing,
+            recorder: None,
+            playing: false,
+            playout_check: None,
+        }
+    }
+
+    /// Runs the call to its end, then writes the final record and leaves the
+    /// registry. Never panics on peer input.
+    pub async fn run(mut self) {
+        self.save(true).await;
+        let exit = match self.leg.take() {
+            Some(Leg::Inbound { offer }) => match self.setup_inbound(offer).await {
+                Ok(()) => self.event_loop().await,
+                Err(exit) => exit,
+            },
+            Some(Leg::Outbound { local, sockets }) => match self.setup_outbound(local, sockets).await {
+                Ok(()) => self.event_loop().await,
+                Err(exit) => exit,
+            },
+            None => Exit::Ended { reason: "internal".into(), status: None },
+        };
+        let Exit::Ended { reason, status } = exit;
+        self.finish(&reason, status).await;
+    }
+
+    /// Routes, negotiates SDP, rings and answers an incoming call.
+    async fn setup_inbound(&mut self, offer: Option<String>) -> Result<(), Exit> {
+        let Some(app_name) = self.app_name.clone() else {
+            tracing::info!(did = %crate::observability::Pii(&self.record.did), "no route for number: 404");
+            return Err(self.reject(404, "Not Found", "no-route"));
+        };
+        let Some(offer) = offer else {
+            // Offer-less INVITEs (offer in our 2xx, answer in the ACK) are not supported yet.
+            return Err(self.reject(488, "Not Acceptable Here", "no-sdp-offer"));
+        };
+        let sockets = match self.svc.ports.allocate().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "no RTP ports");
+                return Err(self.reject(503, "Service Unavailable", "no-media-ports"));
+            }
+        };
+        let local = self.svc.local_media(sockets.rtp_port());
+        let (answer, negotiated) = match sdp::answer(&offer, &local) {
+            Ok(a) => a,
+            Err(SdpError::NotAcceptable(why)) => {
+                tracing::info!(%why, "SDP not acceptable: 488");
+                return Err(self.reject(488, "Not Acceptable Here", "sdp-not-acceptable"));
+            }
+            Err(SdpError::Malformed(why)) => {
+                tracing::info!(%why, "malformed SDP: 400");
+                return Err(self.reject(400, "Bad SDP", "sdp-malformed"));
+            }
+        };
+        let app = self.build_app(&app_name).map_err(|why| self.reject(500, "Server Internal Error", &why))?;
+        if self.svc.config.sip.send_ringing {
+            self.dialog.ring();
+        }
+        let delay = Duration::from_millis(self.svc.config.sip.answer_delay_ms);
+        if !delay.is_zero() {
+            self.wait_before_answer(delay).await?;
+        }
+        self.dialog.answer(answer);
+        self.app = Some(app);
+        self.start_media(sockets, negotiated, local);
+        self.record.sip_status = Some(200);
+        self.answered().await;
+        Ok(())
+    }
+
+    /// Waits for the outbound INVITE's answer, then starts media.
+    async fn setup_outbound(&mut self, local: LocalMedia, sockets: RtpSockets) -> Result<(), Exit> {
+        let app_name = self.app_name.clone().unwrap_or_default();
+        loop {
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(DialogEvent::Provisional { status, .. }) => {
+                        tracing::debug!(status, "provisional response");
+                    }
+                    Some(DialogEvent::Answered { sdp_answer }) => {
+                        let negotiated = match sdp_answer.as_deref().map(|a| sdp::accept_answer(a, &local)) {
+                            Some(Ok(n)) => n,
+                            other => {
+                                tracing::warn!(?other, "unusable SDP answer: ending the call");
+                                self.dialog.hangup();
+                                self.record.sip_status = Some(200);
+                                return Err(Exit::Ended { reason: "sdp-answer-unusable".into(), status: Some(200) });
+                            }
+                        };
+                        let app = match self.build_app(&app_name) {
+                            Ok(a) => a,
+                            Err(why) => {
+                                self.dialog.hangup();
+                                return Err(Exit::Ended { reason: why, status: Some(200) });
+                            }
+                        };
+                        self.app = Some(app);
+                        self.start_media(sockets, negotiated, local);
+                        self.record.sip_status = Some(200);
+                        self.answered().await;
+                        return Ok(());
+                    }
+                    Some(DialogEvent::Rejected { status, reason }) => {
+                        tracing::info!(status, %reason, "outbound call rejected");
+                        return Err(Exit::Ended { reason: format!("rejected: {reason}"), status: Some(status) });
+                    }
+                    Some(DialogEvent::Terminated { reason }) => {
+                        return Err(Exit::Ended { reason, status: self.record.sip_status });
+                    }
+                    Some(other) => tracing::debug!(?other, "dialog event before answer"),
+                    None => return Err(Exit::Ended { reason: "sip-stopped".into(), status: None }),
+                },
+                cmd = self.commands.recv() => {
+                    if let Some(CallCommand::Hangup { reason }) = cmd {
+                        self.dialog.hangup();
+                        self.wait_terminated().await;
+                        return Err(Exit::Ended { reason, status: Some(487) });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Between 180 and 200: a CANCEL or BYE ends the call, a hangup command rejects it.
+    async fn wait_before_answer(&mut self, delay: Duration) -> Result<(), Exit> {
+        let deadline = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Ok(()),
+                ev = self.events.recv() => match ev {
+                    Some(DialogEvent::Cancelled) => {
+                        return Err(Exit::Ended { reason: "cancelled".into(), status: Some(487) });
+                    }
+                    Some(DialogEvent::Terminated { reason }) => return Err(Exit::Ended { reason, status: None }),
+                    None => return Err(Exit::Ended { reason: "sip-stopped".into(), status: None }),
+                    Some(_) => {}
+                },
+                cmd = self.commands.recv() => {
+                    if let Some(CallCommand::Hangup { reason }) = cmd {
+                        return Err(self.reject(480, "Temporarily Unavailable", &reason));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The answered call's loop.
+    async fn event_loop(&mut self) -> Exit {
+        loop {
+            let app_deadline = self.app.as_ref().and_then(|a| a.poll_timeout()).map(Instant::from_std);
+            let playout_check = self.playout_check;
+            let media = &mut self.media;
+            let input = tokio::select! {
+                ev = self.events.recv() => Input::Dialog(ev),
+                cmd = self.commands.recv() => Input::Command(cmd),
+                ev = next_media(media) => Input::Media(ev),
+                _ = sleep_opt(app_deadline) => Input::AppTimeout,
+                _ = sleep_opt(playout_check) => Input::PlayoutCheck,
+            };
+            let flow = match input {
+                Input::Dialog(ev) => self.on_dialog(ev).await,
+                Input::Command(Some(cmd)) => self.on_command(cmd).await,
+                Input::Command(None) => None,
+                Input::Media(ev) => self.on_media(ev).await,
+                Input::AppTimeout => {
+                    self.app_input(AppInput::Timeout).await
+                }
+                Input::PlayoutCheck => self.on_playout_check().await,
+            };
+            if let Some(exit) = flow {
+                return exit;
+            }
+        }
+    }
+
+    async fn on_dialog(&mut self, ev: Option<DialogEvent>) -> Option<Exit> {
+        match ev {
+            None => Some(Exit::Ended { reason: "sip-stopped".into(), status: self.record.sip_status }),
+            Some(DialogEvent::Bye) => Some(Exit::Ended { reason: "remote-bye".into(), status: self.record.sip_status }),
+            Some(DialogEvent::Cancelled) => Some(Exit::Ended { reason: "cancelled".into(), status: Some(487) }),
+            Some(DialogEvent::Terminated { reason }) => Some(Exit::Ended { reason, status: self.record.sip_status }),
+            Some(DialogEvent::ReInvite { sdp_offer }) => {
+                self.on_reinvite(sdp_offer).await;
+                None
+            }
+            Some(DialogEvent::Acked) => {
+                tracing::debug!("ACK received");
+                None
+            }
+            Some(other) => {
+                tracing::debug!(?other, "dialog event ignored");
+                None
+            }
+        }
+    }
+
+    /// A re-INVITE: hold/resume (direction), new remote address, codec change.
+    async fn on_reinvite(&mut self, offer: Option<String>) {
+        let Some(media) = self.media.as_mut() else {
+            self.dialog.reject_reinvite(491);
+            return;
+        };
+        let Some(offer) = offer else {
+            // Offer-less re-INVITE: offer our current media in the 200 OK.
+            media.local.session_version += 1;
+            self.dialog.accept_reinvite(sdp::offer(&media.local));
+            return;
+        };
+        let mut local = media.local.clone();
+        local.session_version += 1;
+        match sdp::answer(&offer, &local) {
+            Ok((answer, n)) => {
+                media.local = local;
+                let session = media.stream.session_mut();
+                session.set_remote(n.remote_rtp);
+                let (send, recv) = match n.direction {
+                    Direction::SendRecv => (true, true),
+                    Direction::SendOnly => (true, false),
+                    Direction::RecvOnly => (false, true),
+                    Direction::Inactive => (false, false),
+                };
+                let on_hold = !send || n.remote_rtp.ip().is_unspecified();
+                session.set_direction(send && !n.remote_rtp.ip().is_unspecified(), recv);
+                if n.codec != media.negotiated.codec {
+                    let law = law_of(n.codec);
+                    session.set_payload_type(n.payload_type, vec![law.silence(); media.frame_8k]);
+                    media.law = law;
+                }
+                tracing::info!(codec = ?n.codec, direction = ?n.direction, "re-INVITE accepted");
+                media.negotiated = n;
+                self.dialog.accept_reinvite(answer);
+                let state = if on_hold { CallState::OnHold } else { CallState::Answered };
+                self.set_state(state).await;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "re-INVITE not acceptable: 488");
+                self.dialog.reject_reinvite(488);
+            }
+        }
+    }
+
+    async fn on_command(&mut self, cmd: CallCommand) -> Option<Exit> {
+        tracing::info!(?cmd, "command");
+        match cmd {
+            CallCommand::Answer => None,
+            CallCommand::Hangup { reason } => Some(self.hangup(&reason).await),
+            CallCommand::Play { path } => {
+                match wav::load_prompt(&path) {
+                    Ok(audio) => self.play(&audio),
+                    Err(e) => tracing::warn!(error = %e, "cannot play prompt"),
+                }
+                None
+            }
+            CallCommand::Record { path } => {
+                self.start_recording(&path);
+                None
+            }
+            CallCommand::SendDtmf { digits } => {
+                if let Some(m) = self.media.as_mut() {
+                    for d in digits.chars().filter(|c| "0123456789*#ABCDabcd".contains(*c)) {
+                        m.stream.session_mut().queue_dtmf(d.to_ascii_uppercase(), DTMF_TONE);
+                    }
+                }
+                None
+            }
+            CallCommand::Transfer { target } => {
+                tracing::warn!(%target, "transfer is not supported yet; ignoring");
+                None
+            }
+        }
+    }
+
+    async fn on_media(&mut self, ev: RtpEvent) -> Option<Exit> {
+        match ev {
+            RtpEvent::Audio(payload) => {
+                let Some(m) = self.media.as_mut() else { return None };
+                m.pcm8.clear();
+                match payload {
+                    Some(p) => m.law.decode(&p, &mut m.pcm8),
+                    None => m.pcm8.resize(m.frame_8k, 0),
+                }
+                m.pcm8.resize(m.frame_8k, 0);
+                m.pcm16.clear();
+                m.up.process(&m.pcm8, &mut m.pcm16);
+                let frame = std::mem::take(&mut m.pcm16);
+                if let Some(rec) = self.recorder.as_mut() {
+                    if let Err(e) = rec.write(&frame) {
+                        tracing::warn!(error = %e, "recording failed; stopping it");
+                        self.recorder = None;
+                    }
+                }
+                let exit = self.app_input(AppInput::Audio(&frame)).await;
+                if let Some(m) = self.media.as_mut() {
+                    m.pcm16 = frame;
+                }
+                exit
+            }
+            RtpEvent::Dtmf { digit, duration_ms } => {
+                tracing::info!(%digit, duration_ms, "DTMF");
+                self.record.dtmf.push(digit);
+                self.save(false).await;
+                self.app_input(AppInput::Dtmf(digit)).await
+            }
+            RtpEvent::Latched(addr) => {
+                tracing::debug!(addr = %crate::observability::Pii(addr), "RTP latched");
+                None
+            }
+            RtpEvent::Inactive => {
+                tracing::warn!("no RTP for the inactivity timeout: ending the call");
+                Some(self.hangup("rtp-timeout").await)
+            }
+        }
+    }
+
+    async fn on_playout_check(&mut self) -> Option<Exit> {
+        let queued = self.media.as_ref().map(|m| m.stream_outbound_len()).unwrap_or(0);
+        if self.playing && queued == 0 {
+            self.playing = false;
+            self.playout_check = None;
+            return self.app_input(AppInput::PlayoutDone).await;
+        }
+        self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
+        None
+    }
+
+    /// Feeds the application and carries out its actions.
+    async fn app_input(&mut self, input: AppInput<'_>) -> Option<Exit> {
+        let Some(app) = self.app.as_mut() else { return None };
+        let actions = app.handle(input, std::time::Instant::now());
+        for action in actions {
+            match action {
+                AppAction::Play(audio) => self.play(&audio),
+                AppAction::StopPlayback => {
+                    if let Some(m) = self.media.as_mut() {
+                        m.stream.session_mut().clear_outbound();
+                        m.pending.clear();
+                    }
+                    self.playing = false;
+                    self.playout_check = None;
+                }
+                AppAction::StartRecording(path) => self.start_recording(&path),
+                AppAction::StopRecording => self.stop_recording(),
+                AppAction::Hangup(reason) => return Some(self.hangup(&reason).await),
+                AppAction::Switch(name) => match self.build_app(&name) {
+                    Ok(next) => {
+                        tracing::info!(app = %name, "switching application");
+                        self.record.app = Some(name);
+                        self.app = Some(next);
+                        self.save(false).await;
+                        return Box::pin(self.app_input(AppInput::Started)).await;
+                    }
+                    Err(why) => tracing::warn!(%why, "cannot switch application"),
+                },
+            }
+        }
+        None
+    }
+
+    /// Queues 16 kHz audio for the caller.
+    fn play(&mut self, audio: &[i16]) {
+        let Some(m) = self.media.as_mut() else { return };
+        m.pending.extend_from_slice(audio);
+        let frame_16k = m.frame_8k * 2;
+        // Pad the tail to a whole frame so the end of a prompt is not lost.
+        let rem = m.pending.len() % frame_16k;
+        if rem != 0 {
+            m.pending.resize(m.pending.len() + frame_16k - rem, 0);
+        }
+        let pending = std::mem::take(&mut m.pending);
+        for chunk in pending.chunks_exact(frame_16k) {
+            m.pcm8.clear();
+            m.down.process(chunk, &mut m.pcm8);
+            m.pcm8.resize(m.frame_8k, 0);
+            m.bytes.clear();
+            m.law.encode(&m.pcm8, &mut m.bytes);
+            m.stream.session_mut().queue_audio(m.bytes.clone());
+        }
+        self.playing = true;
+        if self.playout_check.is_none() {
+            self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
+        }
+    }
+
+    fn start_recording(&mut self, path: &std::path::Path) {
+        match WavRecorder::create(path, crate::pipeline::SAMPLE_RATE) {
+            Ok(r) => {
+                tracing::info!(path = %path.display(), "recording");
+                self.recorder = Some(r);
+                self.record.recording_path = Some(path.display().to_string());
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot record"),
+        }
+    }
+
+    fn stop_recording(&mut self) {
+        if let Some(r) = self.recorder.take() {
+            if let Err(e) = r.finalize() {
+                tracing::warn!(error = %e, "recording not finalized");
+            }
+        }
+    }
+
+    fn build_app(&self, name: &str) -> Result<Box<dyn Application>, String> {
+        let ctx = AppContext {
+            call_id: self.record.id,
+            recordings_dir: self.svc.config.data_dir.join("recordings"),
+        };
+        apps::build(&self.svc.config, name, &ctx).map_err(|e| {
+            tracing::error!(error = %e, app = name, "cannot start application");
+            format!("app-error: {e}")
+        })
+    }
+
+    fn start_media(&mut self, sockets: RtpSockets, n: Negotiated, local: LocalMedia) {
+        let law = law_of(n.codec);
+        let frame_8k = (8 * n.ptime_ms) as usize;
+        let cfg = SessionConfig {
+            ssrc: rand::random(),
+            payload_type: n.payload_type,
+            dtmf_payload_type: n.dtmf_payload_type,
+            clock_rate: 8000,
+            ptime: Duration::from_millis(n.ptime_ms as u64),
+            remote: (!n.remote_rtp.ip().is_unspecified()).then_some(n.remote_rtp),
+            symmetric: true,
+            jitter_target: Duration::from_millis(self.svc.config.rtp.jitter_ms as u64),
+            inactivity_timeout: Duration::from_secs(self.svc.config.rtp.inactivity_timeout_s),
+            silence_payload: vec![law.silence(); frame_8k],
+        };
+        let stream = MediaStream::new(sockets, cfg, self.svc.metrics.clone(), std::time::Instant::now());
+        let (up, down) = match (Resampler::new(8000, 16000, frame_8k), Resampler::new(16000, 8000, frame_8k * 2)) {
+            (Ok(u), Ok(d)) => (u, d),
+            _ => unreachable!("8 kHz <-> 16 kHz resampling is always supported"),
+        };
+        self.record.codec = Some(match n.codec {
+            AudioCodec::Pcmu => "PCMU".into(),
+            AudioCodec::Pcma => "PCMA".into(),
+        });
+        self.media = Some(Media {
+            stream,
+            law,
+            up,
+            down,
+            frame_8k,
+            pending: Vec::new(),
+            pcm8: Vec::with_capacity(frame_8k),
+            pcm16: Vec::with_capacity(frame_8k * 2),
+            bytes: Vec::with_capacity(frame_8k),
+            negotiated: n,
+            local,
+        });
+    }
+
+    /// Marks the call answered, saves, and starts the application.
+    async fn answered(&mut self) {
+        self.record.answered_at = Some(now_ms());
+        self.set_state(CallState::Answered).await;
+        tracing::info!(codec = ?self.record.codec, app = ?self.app_name, "call answered");
+        let _ = self.app_input(AppInput::Started).await;
+    }
+
+    /// Sends BYE (or CANCEL/error) and waits, bounded, for the dialog to end.
+    async fn hangup(&mut self, reason: &str) -> Exit {
+        self.set_state(CallState::Ending).await;
+        self.dialog.hangup();
+        self.wait_terminated().await;
+        Exit::Ended { reason: reason.to_string(), status: self.record.sip_status }
+    }
+
+    async fn wait_terminated(&mut self) {
+        let deadline = Instant::now() + HANGUP_WAIT;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("no final response to BYE/CANCEL in time");
+                    return;
+                }
+                ev = self.events.recv() => match ev {
+                    Some(DialogEvent::Terminated { .. }) | Some(DialogEvent::Bye) | None => return,
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Rejects the INVITE with a final response and returns the exit.
+    fn reject(&mut self, status: u16, phrase: &str, reason: &str) -> Exit {
+        self.dialog.reject(status, phrase);
+        Exit::Ended { reason: reason.to_string(), status: Some(status) }
+    }
+
+    async fn set_state(&mut self, state: CallState) {
+        self.state = state;
+        self.record.state = state.as_str().to_string();
+        self.svc.registry.set_state(self.record.id, state);
+        self.save(false).await;
+    }
+
+    /// Writes the record; `insert` for the first write. Errors are logged:
+    /// the call goes on even when the store is briefly unavailable.
+    async fn save(&mut self, insert: bool) {
+        let res = if insert {
+            self.svc.store.insert_call(&self.record).await
+        } else {
+            self.svc.store.update_call(&self.record).await
+        };
+        if let Err(e) = res {
+            tracing::error!(error = %e, "cannot write call record");
+        }
+    }
+
+    async fn finish(&mut self, reason: &str, status: Option<u16>) {
+        self.stop_recording();
+        self.record.end_reason = Some(reason.to_string());
+        self.record.sip_status = status.or(self.record.sip_status);
+        self.record.ended_at = Some(now_ms());
+        if let Some(m) = &self.media {
+            let s = m.stream_stats();
+            tracing::info!(
+                rx = s.packets_received,
+                tx = s.packets_sent,
+                lost = s.packets_lost,
+                jitter_ms = s.jitter_ms,
+                "media stats"
+            );
+        }
+        self.media = None;
+        self.set_state(CallState::Ended).await;
+        let result = match (self.record.answered_at, status) {
+            (Some(_), _) => "completed",
+            (None, Some(487)) => "cancelled",
+            (None, Some(s)) if s >= 400 => "rejected",
+            _ => "failed",
+        };
+        self.svc.metrics.call_ended(result);
+        self.svc.registry.remove(self.record.id);
+        tracing::info!(%reason, ?status, "call ended");
+    }
+}
+
+impl Media {
+    fn stream_outbound_len(&self) -> usize {
+        // `session_mut` needs &mut; outbound length is read through a shared view.
+        self.stream.outbound_len()
+    }
+
+    fn stream_stats(&self) -> crate::rtp::proto::session::RtpStats {
+        self.stream.stats()
+    }
+}
+
+/// One input to the loop, gathered by `select!`.
+enum Input {
+    Dialog(Option<DialogEvent>),
+    Command(Option<CallCommand>),
+    Media(RtpEvent),
+    AppTimeout,
+    PlayoutCheck,
+}
+
+fn law_of(codec: AudioCodec) -> Law {
+    match codec {
+        AudioCodec::Pcmu => Law::Mu,
+        AudioCodec::Pcma => Law::A,
+    }
+}
+
+async fn next_media(media: &mut Option<Media>) -> RtpEvent {
+    match media {
+        Some(m) => m.stream.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -7,4 +7,5 @@ pub mod actor;
 pub mod apps;
 pub mod command;
 pub mod registry;
+pub mod service;
 pub mod state;

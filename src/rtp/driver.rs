@@ -28,4 +28,12 @@ impl MediaStream {
     pub fn local_port(&self) -> u16 {
         todo!()
     }
+    /// Queued outbound frames.
+    pub fn outbound_len(&self) -> usize {
+        todo!()
+    }
+    /// Session counters.
+    pub fn stats(&self) -> crate::rtp::proto::session::RtpStats {
+        todo!()
+    }
 }

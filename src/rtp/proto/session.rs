@@ -151,4 +151,10 @@ impl RtpSession {
     pub fn stats(&self) -> RtpStats {
         todo!()
     }
+    /// Changes the audio payload type (codec change by re-INVITE) and the
+    /// silence frame sent when nothing is queued.
+    pub fn set_payload_type(&mut self, pt: u8, silence_payload: Vec<u8>) {
+        let _ = (pt, silence_payload);
+        todo!()
+    }
 }

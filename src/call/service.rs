@@ -1,0 +1,192 @@
+//! What every call actor shares (config, store, SIP handle, RTP ports,
+//! metrics, registry) and the two ways a call starts: an incoming INVITE
+//! ([`CallServices::accept`]) or an outbound dial ([`CallServices::dial`]).
+
+use super::actor::{CallActor, Leg};
+use super::registry::{CallRegistry, CallSummary};
+use super::state::CallState;
+use crate::config::Config;
+use crate::ids::CallId;
+use crate::observability::Metrics;
+use crate::rtp::ports::PortAllocator;
+use crate::sip::driver::{IncomingCall, OutboundInvite, SipError, SipHandle};
+use crate::sip::sdp::{self, AudioCodec, Direction, LocalMedia};
+use crate::store::{CallRecord, Store};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Commands a call's mailbox holds before the actor drains them.
+const COMMAND_QUEUE: usize = 32;
+
+/// Errors starting an outbound call.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// No RTP port pair free.
+    #[error(transparent)]
+    Ports(#[from] crate::rtp::ports::PortError),
+    /// SIP refused to send the INVITE.
+    #[error(transparent)]
+    Sip(#[from] SipError),
+    /// The application name is not configured.
+    #[error("unknown application `{0}`")]
+    UnknownApp(String),
+}
+
+/// Shared by all calls; cheap to clone through `Arc`.
+pub struct CallServices {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Call records.
+    pub store: Store,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// The SIP stack.
+    pub sip: SipHandle,
+    /// RTP port pairs.
+    pub ports: PortAllocator,
+    /// Live calls.
+    pub registry: CallRegistry,
+    /// IP written in SDP `c=` lines.
+    pub media_ip: IpAddr,
+    /// Cancelled when skald shuts down.
+    pub shutdown: CancellationToken,
+    /// Tracks call tasks for graceful shutdown.
+    pub tracker: TaskTracker,
+}
+
+impl CallServices {
+    /// Takes an incoming call: registers it, writes its first record and
+    /// spawns its actor. Routing, SDP and answering happen in the actor.
+    pub fn accept(self: &Arc<Self>, incoming: IncomingCall) {
+        let id = CallId::new();
+        let info = &incoming.info;
+        let app = self.config.route(&info.did).map(str::to_string);
+        let record = CallRecord {
+            id,
+            sip_call_id: info.sip_call_id.clone(),
+            direction: "inbound".into(),
+            from_uri: info.from_uri.clone(),
+            to_uri: info.to_uri.clone(),
+            did: info.did.clone(),
+            remote_addr: info.remote_addr.to_string(),
+            app: app.clone(),
+            state: CallState::Ringing.as_str().into(),
+            invited_at: now_ms(),
+            ..Default::default()
+        };
+        let leg = Leg::Inbound { offer: info.sdp_offer.clone() };
+        self.spawn(record, incoming.dialog, incoming.events, leg, app);
+    }
+
+    /// Places an outbound call to `target` (a SIP URI) running application
+    /// `app` once answered. Returns the new call's id once the INVITE is sent.
+    pub async fn dial(
+        self: &Arc<Self>,
+        target: &str,
+        from_user: &str,
+        app: &str,
+        ring_timeout: Duration,
+    ) -> Result<CallId, DialError> {
+        if !self.config.applications.contains_key(app) {
+            return Err(DialError::UnknownApp(app.to_string()));
+        }
+        let sockets = self.ports.allocate().await?;
+        let local = self.local_media(sockets.rtp_port());
+        let offer = sdp::offer(&local);
+        let call = self
+            .sip
+            .invite(OutboundInvite {
+                target: target.to_string(),
+                from_user: from_user.to_string(),
+                from_display: None,
+                sdp_offer: offer,
+                credentials: None,
+                extra_headers: Vec::new(),
+                ring_timeout,
+            })
+            .await?;
+        let id = CallId::new();
+        let record = CallRecord {
+            id,
+            sip_call_id: call.sip_call_id.clone(),
+            direction: "outbound".into(),
+            from_uri: format!("sip:{from_user}@{}", self.sip.advertised_host()),
+            to_uri: target.to_string(),
+            did: target.to_string(),
+            remote_addr: String::new(),
+            app: Some(app.to_string()),
+            state: CallState::Ringing.as_str().into(),
+            invited_at: now_ms(),
+            ..Default::default()
+        };
+        let leg = Leg::Outbound { local, sockets };
+        self.spawn(record, call.dialog, call.events, leg, Some(app.to_string()));
+        Ok(id)
+    }
+
+    /// skald's side of the SDP for a call whose RTP socket is on `port`.
+    pub fn local_media(&self, port: u16) -> LocalMedia {
+        let codecs = self
+            .config
+            .rtp
+            .codecs
+            .iter()
+            .filter_map(|c| match c.to_ascii_uppercase().as_str() {
+                "PCMU" => Some(AudioCodec::Pcmu),
+                "PCMA" => Some(AudioCodec::Pcma),
+                _ => None,
+            })
+            .collect();
+        LocalMedia {
+            ip: self.media_ip,
+            port,
+            codecs,
+            ptime_ms: self.config.rtp.ptime_ms,
+            dtmf: true,
+            session_id: rand::random::<u32>() as u64,
+            session_version: 1,
+            direction: Direction::SendRecv,
+        }
+    }
+
+    fn spawn(
+        self: &Arc<Self>,
+        record: CallRecord,
+        dialog: crate::sip::driver::DialogHandle,
+        events: mpsc::Receiver<crate::sip::driver::DialogEvent>,
+        leg: Leg,
+        app: Option<String>,
+    ) {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let id = record.id;
+        self.registry.insert(
+            CallSummary {
+                id,
+                sip_call_id: record.sip_call_id.clone(),
+                from: record.from_uri.clone(),
+                did: record.did.clone(),
+                app: app.clone().unwrap_or_default(),
+                state: CallState::Ringing,
+                started_at: record.invited_at,
+            },
+            tx,
+        );
+        self.metrics.call_started();
+        let span = tracing::info_span!("call", call_id = %id, sip_call_id = %record.sip_call_id);
+        let actor = CallActor::new(self.clone(), record, dialog, events, rx, leg, app);
+        self.tracker.spawn(actor.run().instrument(span));
+    }
+}
+
+/// Wall-clock time as Unix milliseconds (records only; never for media timing).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
