@@ -1,0 +1,45 @@
+# skald — the two commands a newcomer needs: `make run` and `make test`.
+# Everything the build and the tests need is installed here, from Debian and
+# crates.io only. Run as root (or with sudo available) on Debian.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+CONFIG ?= sip-config/skald.yaml
+APT_GET := $(shell if [ "$$(id -u)" = 0 ]; then echo apt-get; else echo sudo apt-get; fi)
+
+# Debian packages: what a build needs, and what the tests' real peers need.
+BUILD_PKGS := pkg-config gcc
+TEST_PKGS := sip-tester baresip-core pocketsphinx-testdata sox espeak-ng
+
+.PHONY: run build test deps test-deps check bench bench-load clean-data
+
+## make run: install what is missing, build, start `skald serve` with the example config.
+run: deps build
+	./target/release/skald serve --config $(CONFIG)
+
+build:
+	$(CARGO) build --release --locked
+
+## make test: install what the tests need, then run every test (unit, sans-IO, end to end).
+test: test-deps
+	$(CARGO) build --locked --all-targets
+	$(CARGO) test --locked --all-targets -- --test-threads=2
+
+check:
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## Benchmarks: criterion micro-benchmarks, and sipp-driven load.
+bench: test-deps
+	$(CARGO) bench --locked --bench media
+
+bench-load: test-deps build
+	scripts/bench-load.sh
+
+deps:
+	@scripts/install-debs.sh $(BUILD_PKGS)
+
+test-deps: deps
+	@scripts/install-debs.sh $(TEST_PKGS)
+
+clean-data:
+	rm -rf data
