@@ -358,20 +358,6 @@ impl Config {
             message,
         };
         let known = |name: &str| self.applications.contains_key(name);
-        if let Some(d) = &self.routes.default {
-            if !known(d) {
-                return Err(invalid("routes.default", "default:", format!("unknown application `{d}`")));
-            }
-        }
-        for (did, app) in &self.routes.dids {
-            if !known(app) {
-                return Err(invalid(
-                    &format!("routes.dids.{did}"),
-                    did,
-                    format!("unknown application `{app}`"),
-                ));
-            }
-        }
         for (name, app) in &self.applications {
             match app {
                 AppConfig::Echo {} => {}
@@ -401,6 +387,20 @@ impl Config {
                         }
                     }
                 }
+            }
+        }
+        if let Some(d) = &self.routes.default {
+            if !known(d) {
+                return Err(invalid("routes.default", "default:", format!("unknown application `{d}`")));
+            }
+        }
+        for (did, app) in &self.routes.dids {
+            if !known(app) {
+                return Err(invalid(
+                    &format!("routes.dids.{did}"),
+                    did,
+                    format!("unknown application `{app}`"),
+                ));
             }
         }
         let codecs_ok = !self.rtp.codecs.is_empty()

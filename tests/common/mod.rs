@@ -1,0 +1,362 @@
+//! Shared helpers for the end-to-end tests: start a real `skald serve`
+//! process on free loopback ports, talk to its HTTP API, run real SIP peers
+//! (sipp, baresip), make RTP/pcap fixtures from real speech, and compare audio.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// Real speech from Debian `pocketsphinx-testdata` (LibriVox, public domain), 16 kHz mono.
+pub const SPEECH_WAV: &str =
+    "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav";
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+static NEXT_RTP_BASE: AtomicU16 = AtomicU16::new(0);
+
+/// A port that is free for both UDP and TCP on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A disjoint RTP range per skald instance of this test binary.
+fn rtp_range() -> (u16, u16) {
+    let n = NEXT_RTP_BASE.fetch_add(1, Ordering::SeqCst);
+    let pid_spread = (std::process::id() % 20) as u16;
+    let low = 42000 + (pid_spread * 40 + n % 40) * 50;
+    (low, low + 49)
+}
+
+/// A running `skald serve` child process.
+pub struct Skald {
+    /// The process.
+    child: Option<Child>,
+    /// SIP port (UDP and TCP) on 127.0.0.1.
+    pub sip_port: u16,
+    /// HTTP port on 127.0.0.1.
+    pub http_port: u16,
+    /// Private data dir (database, recordings, log).
+    pub dir: tempfile::TempDir,
+    /// Config file used.
+    pub config: PathBuf,
+}
+
+/// The example config with prompt paths made absolute, plus `extra` YAML
+/// appended at the top level (keys given there must not repeat the example's).
+pub fn example_config() -> String {
+    std::fs::read_to_string(repo().join("sip-config/skald.yaml"))
+        .unwrap()
+        .replace("prompts/", &format!("{}/sip-config/prompts/", repo().display()))
+}
+
+impl Skald {
+    /// Starts skald with the example config.
+    pub fn start() -> Skald {
+        Self::start_with(&example_config())
+    }
+
+    /// Starts skald with this YAML config text; waits until `/health/ready`.
+    pub fn start_with(yaml: &str) -> Skald {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("skald.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let sip_port = free_port();
+        let http_port = free_port();
+        let (low, high) = rtp_range();
+        let log = std::fs::File::create(dir.path().join("skald.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_skald"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--sip-listen", &format!("127.0.0.1:{sip_port}")])
+            .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+            .args(["--rtp-ports", &format!("{low}-{high}")])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("RUST_LOG", "skald=debug,info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn skald");
+        let mut s = Skald { child: Some(child), sip_port, http_port, dir, config };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, _)) = s.try_http("GET", "/health/ready") {
+                return s;
+            }
+            if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("skald exited early ({status}):\n{}", s.log());
+            }
+            assert!(Instant::now() < deadline, "skald not ready in 20 s:\n{}", s.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// skald's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("skald.log")).unwrap_or_default()
+    }
+
+    /// `sip:USER@127.0.0.1:PORT`.
+    pub fn uri(&self, user: &str) -> String {
+        format!("sip:{user}@127.0.0.1:{}", self.sip_port)
+    }
+
+    /// One HTTP/1.1 request; returns (status, body).
+    pub fn try_http(&self, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+        http(self.http_port, method, path)
+    }
+
+    /// GET returning JSON; panics unless 200.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.try_http("GET", path).unwrap();
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// All call records, newest first.
+    pub fn calls(&self) -> Vec<serde_json::Value> {
+        self.get_json("/api/v1/calls")["calls"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `n` calls are recorded as ended; returns them newest first.
+    pub fn wait_ended(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let calls = self.calls();
+            let ended: Vec<_> = calls.iter().filter(|c| c["state"] == "ended").cloned().collect();
+            if ended.len() >= n {
+                return ended;
+            }
+            assert!(Instant::now() < deadline, "only {} of {n} calls ended: {calls:#?}\n{}", ended.len(), self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until a live call exists; returns its record.
+    pub fn wait_live(&self, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.calls().into_iter().find(|c| c["live"] == true && c["state"] == "answered") {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "no live call:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for exit (bounded); returns the exit status code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe_kill(child.id(), "TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("skald did not exit within {timeout:?} of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// PID of the child.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+}
+
+impl Drop for Skald {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- skald log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Sends a signal with the `kill` command (no libc dependency in tests).
+pub fn unsafe_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+}
+
+/// A minimal HTTP/1.1 client on loopback: returns (status, body).
+pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Runs sipp with `args` (scenario files from tests/sipp/), bounded by `timeout`.
+pub fn sipp(args: &[&str], timeout: Duration) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(format!("{}", timeout.as_secs()))
+        .arg("sipp")
+        .args(args)
+        .args(["-nostdin", "-trace_err", "-trace_msg"])
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null());
+    cmd.output().expect("run sipp (installed by `make test`)")
+}
+
+/// Path of a scenario in tests/sipp/.
+pub fn scenario(name: &str) -> String {
+    repo().join("tests/sipp").join(name).display().to_string()
+}
+
+/// Asserts sipp succeeded, printing its output and skald's log when not.
+pub fn assert_sipp_ok(out: &Output, skald: &Skald) {
+    assert!(
+        out.status.success(),
+        "sipp failed ({:?}):\nstdout:\n{}\nstderr:\n{}\nskald log:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        skald.log()
+    );
+}
+
+/// The speech fixture as 8 kHz µ-law bytes, converted by sox (an independent tool).
+pub fn speech_mulaw_8k() -> Vec<u8> {
+    let out = Command::new("sox")
+        .args([SPEECH_WAV, "-r", "8000", "-c", "1", "-t", "ul", "-"])
+        .output()
+        .expect("sox (installed by `make test`)");
+    assert!(out.status.success(), "sox failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Reads a WAV as mono i16 samples and its rate.
+pub fn read_wav(path: &Path) -> (Vec<i16>, u32) {
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = r.spec();
+    let ch = spec.channels as usize;
+    let all: Vec<i16> = r.samples::<i16>().map(|s| s.unwrap()).collect();
+    (all.chunks(ch).map(|c| c[0]).collect(), spec.sample_rate)
+}
+
+/// G.711 µ-law decode (ITU-T G.711), written here independently of skald's codec.
+pub fn mulaw_to_linear(b: u8) -> i16 {
+    let b = !b;
+    let sign = b & 0x80;
+    let exponent = (b >> 4) & 0x07;
+    let mantissa = b & 0x0F;
+    let magnitude = ((((mantissa as i32) << 3) + 0x84) << exponent) - 0x84;
+    (if sign != 0 { -magnitude } else { magnitude }) as i16
+}
+
+/// Energy envelope: RMS per `win` samples.
+pub fn envelope(x: &[i16], win: usize) -> Vec<f64> {
+    x.chunks(win)
+        .map(|c| (c.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / c.len() as f64).sqrt())
+        .collect()
+}
+
+/// Pearson correlation of two equal-length series.
+pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return 0.0;
+    }
+    let (a, b) = (&a[..n], &b[..n]);
+    let ma = a.iter().sum::<f64>() / n as f64;
+    let mb = b.iter().sum::<f64>() / n as f64;
+    let (mut num, mut da, mut db) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        num += (a[i] - ma) * (b[i] - mb);
+        da += (a[i] - ma).powi(2);
+        db += (b[i] - mb).powi(2);
+    }
+    if da == 0.0 || db == 0.0 { 0.0 } else { num / (da * db).sqrt() }
+}
+
+/// Finds where `needle` (a shorter series) best fits inside `hay`: returns
+/// (offset in `hay`, correlation). Both are envelopes at the same rate.
+pub fn best_fit(hay: &[f64], needle: &[f64]) -> (usize, f64) {
+    let mut best = (0, f64::MIN);
+    if hay.len() < needle.len() {
+        return best;
+    }
+    for off in 0..=(hay.len() - needle.len()) {
+        let c = pearson(&hay[off..off + needle.len()], needle);
+        if c > best.1 {
+            best = (off, c);
+        }
+    }
+    best
+}
+
+/// Writes a pcap (Ethernet/IPv4/UDP) of RTP packets, one per 20 ms, that
+/// sipp's `play_pcap_audio` replays; payload type `pt`, 160-byte payloads.
+pub fn write_rtp_pcap(path: &Path, payload: &[u8], pt: u8) {
+    let mut f = Vec::new();
+    f.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    f.extend_from_slice(&2u16.to_le_bytes());
+    f.extend_from_slice(&4u16.to_le_bytes());
+    f.extend_from_slice(&0i32.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    f.extend_from_slice(&65535u32.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
+    for (i, chunk) in payload.chunks_exact(160).enumerate() {
+        let mut rtp = vec![0x80, pt & 0x7f];
+        rtp.extend_from_slice(&(1000u16.wrapping_add(i as u16)).to_be_bytes());
+        rtp.extend_from_slice(&(160u32 * i as u32).to_be_bytes());
+        rtp.extend_from_slice(&0x5eed_0001u32.to_be_bytes());
+        rtp.extend_from_slice(chunk);
+        let udp_len = 8 + rtp.len();
+        let ip_len = 20 + udp_len;
+        let mut pkt = vec![0u8; 12];
+        pkt.extend_from_slice(&[0x08, 0x00]);
+        pkt.extend_from_slice(&[0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+        pkt.extend_from_slice(&6000u16.to_be_bytes());
+        pkt.extend_from_slice(&6002u16.to_be_bytes());
+        pkt.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        pkt.extend_from_slice(&[0, 0]);
+        pkt.extend_from_slice(&rtp);
+        let t_us = i as u64 * 20_000;
+        f.extend_from_slice(&((t_us / 1_000_000) as u32).to_le_bytes());
+        f.extend_from_slice(&((t_us % 1_000_000) as u32).to_le_bytes());
+        f.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+        f.extend_from_slice(&pkt);
+    }
+    std::fs::write(path, f).unwrap();
+}
