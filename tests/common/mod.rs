@@ -35,8 +35,9 @@ pub fn free_port() -> u16 {
 /// A disjoint RTP range per skald instance of this test binary.
 fn rtp_range() -> (u16, u16) {
     let n = NEXT_RTP_BASE.fetch_add(1, Ordering::SeqCst);
-    let pid_spread = (std::process::id() % 20) as u16;
-    let low = 42000 + (pid_spread * 40 + n % 40) * 50;
+    // 400 slots of 50 ports in 42000-61999: spread by process and instance.
+    let slot = (std::process::id() % 10) as u16 * 40 + n % 40;
+    let low = 42000 + slot * 50;
     (low, low + 49)
 }
 
