@@ -131,8 +131,20 @@ const JITTER_BUCKETS_MS: [f64; 8] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200
 /// SIP methods counted under their own name; anything else is `OTHER`, so a
 /// peer cannot grow the label set without bound.
 const SIP_METHODS: [&str; 14] = [
-    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
-    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
+    "INFO",
+    "REFER",
+    "MESSAGE",
+    "UPDATE",
 ];
 
 impl Metrics {
@@ -145,7 +157,11 @@ impl Metrics {
         let mut registry = Registry::default();
 
         let active_calls = Gauge::default();
-        registry.register("skald_active_calls", "Calls in progress", active_calls.clone());
+        registry.register(
+            "skald_active_calls",
+            "Calls in progress",
+            active_calls.clone(),
+        );
 
         let calls_total = Family::<ResultLabels, Counter>::default();
         // The counter type appends `_total` to the registered name.
@@ -213,7 +229,12 @@ impl Metrics {
     /// is a new time series).
     pub fn call_ended(&self, result: &str) {
         self.inner.active_calls.dec();
-        self.inner.calls_total.get_or_create(&ResultLabels { result: result.to_owned() }).inc();
+        self.inner
+            .calls_total
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// A SIP message went in/out. A request passes its method and
@@ -232,7 +253,11 @@ impl Metrics {
             Some(s @ 100..=699) => s.to_string(),
             Some(_) => "invalid".to_owned(),
         };
-        let labels = SipLabels { direction: dir.as_str(), method, status };
+        let labels = SipLabels {
+            direction: dir.as_str(),
+            method,
+            status,
+        };
         self.inner.sip_messages.get_or_create(&labels).inc();
     }
 
@@ -325,7 +350,9 @@ fn redact(s: &str) -> String {
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return format!("ip:{}:{}", tag(&sa.ip().to_string()), sa.port());
     }
-    let phone_like = s.chars().all(|c| c.is_ascii_digit() || "+-.() ".contains(c));
+    let phone_like = s
+        .chars()
+        .all(|c| c.is_ascii_digit() || "+-.() ".contains(c));
     let digits = s.chars().filter(char::is_ascii_digit).count();
     if phone_like && digits > 0 {
         let mut seen = 0;
@@ -382,7 +409,10 @@ mod tests {
             "skald_rtp_jitter_ms_bucket{le=\"2.0\"} 0",
             "skald_rtp_jitter_ms_count 1",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
         assert!(text.ends_with("# EOF\n"));
     }
@@ -392,7 +422,10 @@ mod tests {
         let a = Metrics::new();
         let b = a.clone();
         b.rtp_packets(Dir::In, 7);
-        assert!(a.render().contains("skald_rtp_packets_total{direction=\"in\"} 7"));
+        assert!(
+            a.render()
+                .contains("skald_rtp_packets_total{direction=\"in\"} 7")
+        );
     }
 
     #[test]
@@ -439,9 +472,16 @@ mod tests {
     /// it also checks that `init_tracing` may run twice.
     #[test]
     fn pii_display_follows_global_switch() {
-        let cfg = LoggingConfig { format: LogFormat::Json, level: "warn".into(), redact_pii: false };
+        let cfg = LoggingConfig {
+            format: LogFormat::Json,
+            level: "warn".into(),
+            redact_pii: false,
+        };
         init_tracing(&cfg);
-        init_tracing(&LoggingConfig { format: LogFormat::Text, ..cfg });
+        init_tracing(&LoggingConfig {
+            format: LogFormat::Text,
+            ..cfg
+        });
         assert!(!redaction());
         assert_eq!(Pii("+4915112345642").to_string(), "+4915112345642");
         assert_eq!(format!("{:?}", Pii("10.0.0.1")), "10.0.0.1");
