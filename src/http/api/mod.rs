@@ -1,0 +1,3 @@
+//! The versioned JSON API under `/api/v1`.
+
+pub mod calls;
