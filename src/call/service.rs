@@ -77,6 +77,13 @@ impl CallServices {
             app: app.clone(),
             state: CallState::Ringing.as_str().into(),
             invited_at: now_ms(),
+            transport: Some(
+                match info.transport {
+                    crate::sip::driver::Transport::Udp => "udp",
+                    crate::sip::driver::Transport::Tcp => "tcp",
+                }
+                .into(),
+            ),
             ..Default::default()
         };
         let leg = Leg::Inbound { offer: info.sdp_offer.clone() };
