@@ -91,7 +91,9 @@ pub fn read_wav_mono(path: &Path) -> Result<(Vec<i16>, u32), WavError> {
                 .map_err(hound_err)?
         }
         (format, bits) => {
-            return Err(format_err(format!("unsupported {format:?} samples of {bits} bits")));
+            return Err(format_err(format!(
+                "unsupported {format:?} samples of {bits} bits"
+            )));
         }
     };
     let mono = if channels == 1 {
@@ -159,10 +161,12 @@ impl WavRecorder {
     /// exceed the 4 GiB WAV limit.
     pub fn write(&mut self, samples: &[i16]) -> Result<(), WavError> {
         for &s in samples {
-            self.writer.write_sample(s).map_err(|source| WavError::Hound {
-                path: self.path.clone(),
-                source,
-            })?;
+            self.writer
+                .write_sample(s)
+                .map_err(|source| WavError::Hound {
+                    path: self.path.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -225,20 +229,56 @@ mod tests {
         let int = hound::SampleFormat::Int;
         let p8 = dir.path().join("8.wav");
         write_wav(&p8, 1, 8_000, 8, int, &[0i8, 64, -128, 127]);
-        assert_eq!(read_wav_mono(&p8).unwrap(), (vec![0, 16_384, -32_768, 32_512], 8_000));
+        assert_eq!(
+            read_wav_mono(&p8).unwrap(),
+            (vec![0, 16_384, -32_768, 32_512], 8_000)
+        );
         let p16 = dir.path().join("16.wav");
         write_wav(&p16, 1, 16_000, 16, int, &[0i16, 1234, -32768, 32767]);
-        assert_eq!(read_wav_mono(&p16).unwrap(), (vec![0, 1234, -32768, 32767], 16_000));
+        assert_eq!(
+            read_wav_mono(&p16).unwrap(),
+            (vec![0, 1234, -32768, 32767], 16_000)
+        );
         let p24 = dir.path().join("24.wav");
-        write_wav(&p24, 1, 22_050, 24, int, &[0i32, 1234 << 8, -(1 << 23), (1 << 23) - 1]);
-        assert_eq!(read_wav_mono(&p24).unwrap(), (vec![0, 1234, -32768, 32767], 22_050));
+        write_wav(
+            &p24,
+            1,
+            22_050,
+            24,
+            int,
+            &[0i32, 1234 << 8, -(1 << 23), (1 << 23) - 1],
+        );
+        assert_eq!(
+            read_wav_mono(&p24).unwrap(),
+            (vec![0, 1234, -32768, 32767], 22_050)
+        );
         let p32 = dir.path().join("32.wav");
-        write_wav(&p32, 1, 44_100, 32, int, &[0i32, 1234 << 16, i32::MIN, i32::MAX]);
-        assert_eq!(read_wav_mono(&p32).unwrap(), (vec![0, 1234, -32768, 32767], 44_100));
+        write_wav(
+            &p32,
+            1,
+            44_100,
+            32,
+            int,
+            &[0i32, 1234 << 16, i32::MIN, i32::MAX],
+        );
+        assert_eq!(
+            read_wav_mono(&p32).unwrap(),
+            (vec![0, 1234, -32768, 32767], 44_100)
+        );
         let pf = dir.path().join("f.wav");
         let float = hound::SampleFormat::Float;
-        write_wav(&pf, 1, 48_000, 32, float, &[0.0f32, 0.5, -1.0, 1.5, f32::NAN]);
-        assert_eq!(read_wav_mono(&pf).unwrap(), (vec![0, 16_384, -32768, 32767, 0], 48_000));
+        write_wav(
+            &pf,
+            1,
+            48_000,
+            32,
+            float,
+            &[0.0f32, 0.5, -1.0, 1.5, f32::NAN],
+        );
+        assert_eq!(
+            read_wav_mono(&pf).unwrap(),
+            (vec![0, 16_384, -32768, 32767, 0], 48_000)
+        );
     }
 
     #[test]
@@ -246,7 +286,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("stereo.wav");
         let int = hound::SampleFormat::Int;
-        write_wav(&p, 2, 8_000, 16, int, &[1000i16, 3000, -32768, -32768, 32767, 32767]);
+        write_wav(
+            &p,
+            2,
+            8_000,
+            16,
+            int,
+            &[1000i16, 3000, -32768, -32768, 32767, 32767],
+        );
         assert_eq!(read_wav_mono(&p).unwrap().0, vec![2000, -32768, 32767]);
         let p3 = dir.path().join("three.wav");
         write_wav(&p3, 3, 8_000, 16, int, &[3i16, 6, 9]);
@@ -258,7 +305,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("prompt.wav");
         let tone: Vec<i16> = (0..8_000)
-            .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * 500.0 * n as f64 / 8000.0).sin()) as i16)
+            .map(|n| {
+                (8000.0 * (2.0 * std::f64::consts::PI * 500.0 * n as f64 / 8000.0).sin()) as i16
+            })
             .collect();
         write_wav(&p, 1, 8_000, 16, hound::SampleFormat::Int, &tone);
         let out = load_prompt(&p).unwrap();
@@ -298,7 +347,10 @@ mod tests {
         rec.write(&[-4, i16::MIN]).unwrap();
         assert_eq!(rec.samples_written(), 5);
         rec.finalize().unwrap();
-        assert_eq!(read_wav_mono(&p).unwrap(), (vec![1, 2, 3, -4, i16::MIN], 8_000));
+        assert_eq!(
+            read_wav_mono(&p).unwrap(),
+            (vec![1, 2, 3, -4, i16::MIN], 8_000)
+        );
         let spec = hound::WavReader::open(&p).unwrap().spec();
         assert_eq!((spec.channels, spec.bits_per_sample), (1, 16));
     }

@@ -257,7 +257,11 @@ pub fn offer(local: &LocalMedia) -> String {
         pts.push(DTMF_PAYLOAD_TYPE.to_string());
     }
     let mut sdp = header(local);
-    sdp.push_str(&format!("m=audio {} RTP/AVP {}\r\n", local.port, pts.join(" ")));
+    sdp.push_str(&format!(
+        "m=audio {} RTP/AVP {}\r\n",
+        local.port,
+        pts.join(" ")
+    ));
     for codec in &codecs {
         sdp.push_str(&format!(
             "a=rtpmap:{} {}/{}\r\n",
@@ -299,9 +303,15 @@ pub fn accept_answer(answer: &str, local: &LocalMedia) -> Result<Negotiated, Sdp
 // Negotiation and generation.
 
 /// Negotiates one audio stream of a parsed offer or answer.
-fn accept_stream(session: &Session, media: &Media, local: &LocalMedia) -> Result<Negotiated, SdpError> {
+fn accept_stream(
+    session: &Session,
+    media: &Media,
+    local: &LocalMedia,
+) -> Result<Negotiated, SdpError> {
     if media.port == 0 {
-        return Err(SdpError::NotAcceptable("audio stream rejected (port 0)".into()));
+        return Err(SdpError::NotAcceptable(
+            "audio stream rejected (port 0)".into(),
+        ));
     }
     let proto = media.proto.to_ascii_uppercase();
     if proto != "RTP/AVP" && proto != "RTP/AVPF" {
@@ -311,10 +321,12 @@ fn accept_stream(session: &Session, media: &Media, local: &LocalMedia) -> Result
         )));
     }
     let payload_types = media.payload_types()?;
-    let Some((codec, payload_type)) = payload_types
-        .iter()
-        .find_map(|&pt| media.codec_of(pt).filter(|c| local.codecs.contains(c)).map(|c| (c, pt)))
-    else {
+    let Some((codec, payload_type)) = payload_types.iter().find_map(|&pt| {
+        media
+            .codec_of(pt)
+            .filter(|c| local.codecs.contains(c))
+            .map(|c| (c, pt))
+    }) else {
         return Err(SdpError::NotAcceptable(format!(
             "no common codec (offered payload types: {})",
             media.formats.join(" ")
@@ -326,7 +338,11 @@ fn accept_stream(session: &Session, media: &Media, local: &LocalMedia) -> Result
         None
     };
     let ip = match media.connection.as_ref().or(session.connection.as_ref()) {
-        None => return Err(SdpError::Malformed("no c= line for the audio stream".into())),
+        None => {
+            return Err(SdpError::Malformed(
+                "no c= line for the audio stream".into(),
+            ));
+        }
         Some(Connection::Ip(ip)) => *ip,
         Some(Connection::Other(addr)) => {
             return Err(SdpError::NotAcceptable(format!(
@@ -392,7 +408,9 @@ fn push_audio(sdp: &mut String, local: &LocalMedia, proto: &str, n: &Negotiated)
 }
 
 fn push_dtmf(sdp: &mut String, pt: u8) {
-    sdp.push_str(&format!("a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\n"));
+    sdp.push_str(&format!(
+        "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\n"
+    ));
 }
 
 // ---------------------------------------------------------------------------
@@ -584,7 +602,8 @@ fn parse_connection(value: &str) -> Result<Connection, &'static str> {
 /// `<media> <port>[/<count>] <proto> <fmt> …`.
 fn parse_media(value: &str) -> Result<Media, &'static str> {
     let mut fields = value.split_ascii_whitespace();
-    let (Some(kind), Some(port), Some(proto)) = (fields.next(), fields.next(), fields.next()) else {
+    let (Some(kind), Some(port), Some(proto)) = (fields.next(), fields.next(), fields.next())
+    else {
         return Err("m= needs media, port and proto");
     };
     let port = port
@@ -786,8 +805,14 @@ mod tests {
     #[test]
     fn telnyx_offer_keeps_offerer_order() {
         let (sdp, n) = answer(&crlf(TELNYX_OFFER), &local()).unwrap();
-        assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (AudioCodec::Pcma, 8, Some(101)));
-        assert!(sdp.contains("m=audio 30000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"), "{sdp}");
+        assert_eq!(
+            (n.codec, n.payload_type, n.dtmf_payload_type),
+            (AudioCodec::Pcma, 8, Some(101))
+        );
+        assert!(
+            sdp.contains("m=audio 30000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"),
+            "{sdp}"
+        );
         assert!(!sdp.contains("PCMU"));
     }
 
@@ -816,7 +841,10 @@ mod tests {
     #[test]
     fn sipp_uac_pcap_offer() {
         let (sdp, n) = answer(&crlf(SIPP_UAC_PCAP_OFFER), &local()).unwrap();
-        assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (AudioCodec::Pcma, 8, Some(101)));
+        assert_eq!(
+            (n.codec, n.payload_type, n.dtmf_payload_type),
+            (AudioCodec::Pcma, 8, Some(101))
+        );
         assert!(sdp.contains("a=fmtp:101 0-16\r\n"));
     }
 
@@ -835,7 +863,10 @@ mod tests {
         l.codecs = vec![AudioCodec::Pcma, AudioCodec::Pcmu];
         assert_eq!(answer(&offer, &l).unwrap().1.codec, AudioCodec::Pcmu);
         l.codecs = vec![];
-        assert!(matches!(answer(&offer, &l), Err(SdpError::NotAcceptable(_))));
+        assert!(matches!(
+            answer(&offer, &l),
+            Err(SdpError::NotAcceptable(_))
+        ));
     }
 
     #[test]
@@ -845,14 +876,20 @@ mod tests {
             "a=rtpmap:97 PCMU/16000\na=rtpmap:96 pcma/8000\na=rtpmap:98 TELEPHONE-EVENT/8000",
         );
         let (sdp, n) = answer(&offer, &local()).unwrap();
-        assert_eq!((n.codec, n.payload_type, n.dtmf_payload_type), (AudioCodec::Pcma, 96, Some(98)));
+        assert_eq!(
+            (n.codec, n.payload_type, n.dtmf_payload_type),
+            (AudioCodec::Pcma, 96, Some(98))
+        );
         assert!(sdp.contains("m=audio 30000 RTP/AVP 96 98\r\na=rtpmap:96 PCMA/8000\r\n"));
         assert!(sdp.contains("a=rtpmap:98 telephone-event/8000\r\na=fmtp:98 0-16\r\n"));
         // An rtpmap overrides the static meaning of 0.
         let offer = audio_offer("m=audio 4000 RTP/AVP 0 8", "a=rtpmap:0 G729/8000");
         assert_eq!(answer(&offer, &local()).unwrap().1.codec, AudioCodec::Pcma);
         // telephone-event at 48 kHz is not RFC 4733 at 8 kHz.
-        let offer = audio_offer("m=audio 4000 RTP/AVP 0 100", "a=rtpmap:100 telephone-event/48000");
+        let offer = audio_offer(
+            "m=audio 4000 RTP/AVP 0 100",
+            "a=rtpmap:100 telephone-event/48000",
+        );
         assert_eq!(answer(&offer, &local()).unwrap().1.dtmf_payload_type, None);
     }
 
@@ -880,7 +917,11 @@ mod tests {
         for (attr, ours, expected) in cases {
             let mut l = local();
             l.direction = ours;
-            let (sdp, n) = answer(&audio_offer("m=audio 4000 RTP/AVP 0", &format!("a={attr}")), &l).unwrap();
+            let (sdp, n) = answer(
+                &audio_offer("m=audio 4000 RTP/AVP 0", &format!("a={attr}")),
+                &l,
+            )
+            .unwrap();
             assert_eq!(n.direction, expected, "offer {attr}, local {ours:?}");
             assert!(sdp.ends_with(&format!("a={}\r\n", expected.attribute())));
         }
@@ -888,17 +929,28 @@ mod tests {
         let offer = crlf(
             "v=0\no=- 1 1 IN IP4 198.51.100.7\ns=-\nc=IN IP4 198.51.100.7\nt=0 0\na=sendonly\nm=audio 4000 RTP/AVP 0",
         );
-        assert_eq!(answer(&offer, &local()).unwrap().1.direction, Direction::RecvOnly);
+        assert_eq!(
+            answer(&offer, &local()).unwrap().1.direction,
+            Direction::RecvOnly
+        );
         let offer = format!("{offer}a=inactive\r\n");
-        assert_eq!(answer(&offer, &local()).unwrap().1.direction, Direction::Inactive);
+        assert_eq!(
+            answer(&offer, &local()).unwrap().1.direction,
+            Direction::Inactive
+        );
         // No attribute: sendrecv.
         let offer = audio_offer("m=audio 4000 RTP/AVP 0", "");
-        assert_eq!(answer(&offer, &local()).unwrap().1.direction, Direction::SendRecv);
+        assert_eq!(
+            answer(&offer, &local()).unwrap().1.direction,
+            Direction::SendRecv
+        );
     }
 
     #[test]
     fn old_style_hold() {
-        let offer = crlf("v=0\no=- 1 2 IN IP4 198.51.100.7\ns=-\nc=IN IP4 0.0.0.0\nt=0 0\nm=audio 4000 RTP/AVP 0");
+        let offer = crlf(
+            "v=0\no=- 1 2 IN IP4 198.51.100.7\ns=-\nc=IN IP4 0.0.0.0\nt=0 0\nm=audio 4000 RTP/AVP 0",
+        );
         let (sdp, n) = answer(&offer, &local()).unwrap();
         assert_eq!(n.remote_rtp, "0.0.0.0:4000".parse().unwrap());
         assert_eq!(n.direction, Direction::RecvOnly);
@@ -907,31 +959,72 @@ mod tests {
 
     #[test]
     fn ptime_rules() {
-        let (sdp, n) = answer(&audio_offer("m=audio 4000 RTP/AVP 0", "a=ptime:30"), &local()).unwrap();
+        let (sdp, n) = answer(
+            &audio_offer("m=audio 4000 RTP/AVP 0", "a=ptime:30"),
+            &local(),
+        )
+        .unwrap();
         assert_eq!(n.ptime_ms, 30);
         assert!(sdp.contains("a=ptime:30\r\n"));
-        let n = answer(&audio_offer("m=audio 4000 RTP/AVP 0", ""), &local()).unwrap().1;
+        let n = answer(&audio_offer("m=audio 4000 RTP/AVP 0", ""), &local())
+            .unwrap()
+            .1;
         assert_eq!(n.ptime_ms, 20);
-        let n = answer(&audio_offer("m=audio 4000 RTP/AVP 0", "a=maxptime:10"), &local()).unwrap().1;
+        let n = answer(
+            &audio_offer("m=audio 4000 RTP/AVP 0", "a=maxptime:10"),
+            &local(),
+        )
+        .unwrap()
+        .1;
         assert_eq!(n.ptime_ms, 10);
-        let n = answer(&audio_offer("m=audio 4000 RTP/AVP 0", "a=ptime:20.0"), &local()).unwrap().1;
+        let n = answer(
+            &audio_offer("m=audio 4000 RTP/AVP 0", "a=ptime:20.0"),
+            &local(),
+        )
+        .unwrap()
+        .1;
         assert_eq!(n.ptime_ms, 20);
-        let n = answer(&audio_offer("m=audio 4000 RTP/AVP 0", "a=ptime:0"), &local()).unwrap().1;
+        let n = answer(
+            &audio_offer("m=audio 4000 RTP/AVP 0", "a=ptime:0"),
+            &local(),
+        )
+        .unwrap()
+        .1;
         assert_eq!(n.ptime_ms, 20);
     }
 
     #[test]
     fn rejected_or_missing_audio_is_not_acceptable() {
         let port0 = audio_offer("m=audio 0 RTP/AVP 0", "");
-        assert!(matches!(answer(&port0, &local()), Err(SdpError::NotAcceptable(_))));
+        assert!(matches!(
+            answer(&port0, &local()),
+            Err(SdpError::NotAcceptable(_))
+        ));
         let video = audio_offer("m=video 5000 RTP/AVP 31", "");
-        assert!(matches!(answer(&video, &local()), Err(SdpError::NotAcceptable(_))));
+        assert!(matches!(
+            answer(&video, &local()),
+            Err(SdpError::NotAcceptable(_))
+        ));
         let no_media = crlf("v=0\no=- 1 1 IN IP4 1.2.3.4\ns=-\nt=0 0");
-        assert!(matches!(answer(&no_media, &local()), Err(SdpError::NotAcceptable(_))));
-        let srtp = audio_offer("m=audio 4000 RTP/SAVP 0", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:x");
-        assert!(matches!(answer(&srtp, &local()), Err(SdpError::NotAcceptable(_))));
-        let fqdn = crlf("v=0\no=- 1 1 IN IP4 a\ns=-\nc=IN IP4 pbx.example.com\nt=0 0\nm=audio 4000 RTP/AVP 0");
-        assert!(matches!(answer(&fqdn, &local()), Err(SdpError::NotAcceptable(_))));
+        assert!(matches!(
+            answer(&no_media, &local()),
+            Err(SdpError::NotAcceptable(_))
+        ));
+        let srtp = audio_offer(
+            "m=audio 4000 RTP/SAVP 0",
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:x",
+        );
+        assert!(matches!(
+            answer(&srtp, &local()),
+            Err(SdpError::NotAcceptable(_))
+        ));
+        let fqdn = crlf(
+            "v=0\no=- 1 1 IN IP4 a\ns=-\nc=IN IP4 pbx.example.com\nt=0 0\nm=audio 4000 RTP/AVP 0",
+        );
+        assert!(matches!(
+            answer(&fqdn, &local()),
+            Err(SdpError::NotAcceptable(_))
+        ));
     }
 
     #[test]
@@ -967,8 +1060,13 @@ mod tests {
         assert!(sdp.contains("o=skald 42 1 IN IP6 2001:db8::5\r\n"));
         assert!(sdp.contains("c=IN IP6 2001:db8::5\r\n"));
         // Media-level c= without a session-level one, with a TTL suffix.
-        let offer = crlf("v=0\no=- 1 1 IN IP4 a\ns=-\nt=0 0\nm=audio 4000/2 RTP/AVP 0\nc=IN IP4 192.0.2.9/127");
-        assert_eq!(answer(&offer, &local()).unwrap().1.remote_rtp, "192.0.2.9:4000".parse().unwrap());
+        let offer = crlf(
+            "v=0\no=- 1 1 IN IP4 a\ns=-\nt=0 0\nm=audio 4000/2 RTP/AVP 0\nc=IN IP4 192.0.2.9/127",
+        );
+        assert_eq!(
+            answer(&offer, &local()).unwrap().1.remote_rtp,
+            "192.0.2.9:4000".parse().unwrap()
+        );
     }
 
     #[test]
@@ -1036,22 +1134,39 @@ mod tests {
         hold.session_version = 2;
         let sdp = offer(&hold);
         assert!(sdp.contains("o=skald 42 2 IN IP4"));
-        assert!(sdp.contains("m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendonly\r\n"));
+        assert!(sdp.contains(
+            "m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendonly\r\n"
+        ));
     }
 
     #[test]
     fn accept_answer_errors() {
         let rejected = audio_offer("m=audio 0 RTP/AVP 0", "");
-        assert!(matches!(accept_answer(&rejected, &local()), Err(SdpError::NotAcceptable(_))));
+        assert!(matches!(
+            accept_answer(&rejected, &local()),
+            Err(SdpError::NotAcceptable(_))
+        ));
         let g729 = audio_offer("m=audio 4000 RTP/AVP 18", "");
-        assert!(matches!(accept_answer(&g729, &local()), Err(SdpError::NotAcceptable(_))));
+        assert!(matches!(
+            accept_answer(&g729, &local()),
+            Err(SdpError::NotAcceptable(_))
+        ));
         let video = audio_offer("m=video 4000 RTP/AVP 31", "");
-        assert!(matches!(accept_answer(&video, &local()), Err(SdpError::NotAcceptable(_))));
-        assert!(matches!(accept_answer("nonsense", &local()), Err(SdpError::Malformed(_))));
+        assert!(matches!(
+            accept_answer(&video, &local()),
+            Err(SdpError::NotAcceptable(_))
+        ));
+        assert!(matches!(
+            accept_answer("nonsense", &local()),
+            Err(SdpError::Malformed(_))
+        ));
         let mut l = local();
         l.codecs = vec![AudioCodec::Pcma];
         let pcmu = audio_offer("m=audio 4000 RTP/AVP 0", "");
-        assert!(matches!(accept_answer(&pcmu, &l), Err(SdpError::NotAcceptable(_))));
+        assert!(matches!(
+            accept_answer(&pcmu, &l),
+            Err(SdpError::NotAcceptable(_))
+        ));
     }
 
     proptest! {

@@ -143,7 +143,11 @@ fn encode_mu(sample: i16) -> u8 {
 fn encode_a(sample: i16) -> u8 {
     // 13-bit two's complement value.
     let s = i32::from(sample) >> 3;
-    let (mask, magnitude) = if s >= 0 { (0xD5u8, s) } else { (0x55u8, -s - 1) };
+    let (mask, magnitude) = if s >= 0 {
+        (0xD5u8, s)
+    } else {
+        (0x55u8, -s - 1)
+    };
     // magnitude is 0..=4095; segment = number of bits above the lowest 5.
     let segment = if magnitude < 32 {
         0
@@ -222,7 +226,10 @@ mod tests {
     fn decode_then_encode_is_identity_for_all_codes() {
         for code in 0..=255u8 {
             let expected_mu = if code == 0x7F { 0xFF } else { code };
-            assert_eq!(Law::Mu.encode_sample(Law::Mu.decode_sample(code)), expected_mu);
+            assert_eq!(
+                Law::Mu.encode_sample(Law::Mu.decode_sample(code)),
+                expected_mu
+            );
             assert_eq!(Law::A.encode_sample(Law::A.decode_sample(code)), code);
         }
     }

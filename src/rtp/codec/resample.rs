@@ -75,7 +75,11 @@ impl Resampler {
     pub fn new(from_hz: u32, to_hz: u32, chunk: usize) -> Result<Self, ResampleError> {
         check_rates(from_hz, to_hz)?;
         if chunk == 0 {
-            return Err(unsupported(from_hz, to_hz, "chunk must be at least 1 sample"));
+            return Err(unsupported(
+                from_hz,
+                to_hz,
+                "chunk must be at least 1 sample",
+            ));
         }
         if from_hz == to_hz {
             return Ok(Self {
@@ -134,7 +138,8 @@ impl Resampler {
             out.extend_from_slice(input);
             return;
         };
-        self.pending.extend(input.iter().map(|&s| f32::from(s) / 32768.0));
+        self.pending
+            .extend(input.iter().map(|&s| f32::from(s) / 32768.0));
         let mut consumed = 0;
         while self.pending.len() - consumed >= self.chunk {
             let frames_in = self.chunk;
@@ -200,8 +205,8 @@ pub fn resample_all(input: &[i16], from_hz: u32, to_hz: u32) -> Result<Vec<i16>,
     if from_hz == to_hz {
         return Ok(input.to_vec());
     }
-    let expected = (input.len() as u64 * u64::from(to_hz) + u64::from(from_hz) / 2)
-        / u64::from(from_hz);
+    let expected =
+        (input.len() as u64 * u64::from(to_hz) + u64::from(from_hz) / 2) / u64::from(from_hz);
     let expected = usize::try_from(expected).unwrap_or(usize::MAX);
     if input.is_empty() {
         return Ok(Vec::new());
@@ -226,7 +231,11 @@ pub fn resample_all(input: &[i16], from_hz: u32, to_hz: u32) -> Result<Vec<i16>,
         .process_all(&buf_in, samples.len(), None)
         .map_err(|e| unsupported(from_hz, to_hz, &e.to_string()))?
         .take_data();
-    let mut out: Vec<i16> = resampled.iter().take(expected).map(|&x| to_i16(x)).collect();
+    let mut out: Vec<i16> = resampled
+        .iter()
+        .take(expected)
+        .map(|&x| to_i16(x))
+        .collect();
     out.resize(expected, 0);
     Ok(out)
 }
@@ -369,7 +378,10 @@ mod tests {
         let skip_wide = up.delay_samples() + 320;
         let wide_crossings = rising_crossings(&wide[skip_wide..]) as i64;
         let wide_expected = (1000 * (16_000 - skip_wide) / 16_000) as i64;
-        assert!((wide_crossings - wide_expected).abs() <= 1, "{wide_crossings}");
+        assert!(
+            (wide_crossings - wide_expected).abs() <= 1,
+            "{wide_crossings}"
+        );
         let narrow = stream(&mut down, &wide, 320);
         assert_eq!(narrow.len(), 8_000);
         // Skip both delays plus a frame of settling; compare whole periods.
@@ -377,14 +389,22 @@ mod tests {
         let tail = &narrow[skip..];
         let crossings = rising_crossings(tail) as i64;
         let expected = (tail.len() / 8) as i64; // 1 kHz at 8 kHz: 8 samples/period
-        assert!((crossings - expected).abs() <= 1, "{crossings} vs {expected}");
+        assert!(
+            (crossings - expected).abs() <= 1,
+            "{crossings} vs {expected}"
+        );
         let db = 20.0 * (rms(tail) / rms(&input)).log10();
         assert!(db.abs() < 1.0, "level changed by {db:.2} dB");
     }
 
     #[test]
     fn resample_all_lengths_and_frequency() {
-        for (from, len) in [(22_050u32, 22_050usize), (44_100, 44_101), (48_000, 4_799), (8_000, 1)] {
+        for (from, len) in [
+            (22_050u32, 22_050usize),
+            (44_100, 44_101),
+            (48_000, 4_799),
+            (8_000, 1),
+        ] {
             let input = sine(1000.0, from, len, 12_000.0);
             let out = resample_all(&input, from, 16_000).unwrap();
             let expected = ((len as u64 * 16_000 + u64::from(from) / 2) / u64::from(from)) as usize;
@@ -405,7 +425,13 @@ mod tests {
     fn full_scale_input_does_not_blow_up() {
         // A full-scale square wave overshoots (Gibbs) and must saturate.
         let square: Vec<i16> = (0..8_000)
-            .map(|n| if (n / 20) % 2 == 0 { i16::MAX } else { i16::MIN })
+            .map(|n| {
+                if (n / 20) % 2 == 0 {
+                    i16::MAX
+                } else {
+                    i16::MIN
+                }
+            })
             .collect();
         let mut r = Resampler::new(8_000, 16_000, 160).unwrap();
         let out = stream(&mut r, &square, 160);

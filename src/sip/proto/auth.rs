@@ -195,8 +195,20 @@ pub fn authorization(
     let alg = ch.algorithm;
     let nc_hex = format!("{nc:08x}");
     let qop = ch.offers_auth_qop().then_some("auth");
-    let ha1 = session_ha1(alg, &ha1(alg, username, &ch.realm, password), &ch.nonce, cnonce);
-    let response = response(alg, &ha1, &ch.nonce, qop.map(|q| (nc_hex.as_str(), cnonce, q)), method, uri);
+    let ha1 = session_ha1(
+        alg,
+        &ha1(alg, username, &ch.realm, password),
+        &ch.nonce,
+        cnonce,
+    );
+    let response = response(
+        alg,
+        &ha1,
+        &ch.nonce,
+        qop.map(|q| (nc_hex.as_str(), cnonce, q)),
+        method,
+        uri,
+    );
 
     let mut out = format!(
         "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm={}",
@@ -249,9 +261,8 @@ impl Credentials {
     pub fn parse(value: &str) -> Result<Credentials, AuthError> {
         let params = parse_digest_params(value).map_err(AuthError::BadCredentials)?;
         let get = |name: &str| find_param(&params, name).map(str::to_owned);
-        let required = |name: &str| {
-            get(name).ok_or_else(|| AuthError::BadCredentials(format!("no {name}")))
-        };
+        let required =
+            |name: &str| get(name).ok_or_else(|| AuthError::BadCredentials(format!("no {name}")));
         let algorithm = match find_param(&params, "algorithm") {
             None => Algorithm::Md5,
             Some(name) => {
@@ -279,7 +290,9 @@ impl Credentials {
                 .as_deref()
                 .is_some_and(|nc| nc.len() == 8 && nc.bytes().all(|b| b.is_ascii_hexdigit()));
             if !nc_ok {
-                return Err(AuthError::BadCredentials("qop without an 8-digit nc".into()));
+                return Err(AuthError::BadCredentials(
+                    "qop without an 8-digit nc".into(),
+                ));
             }
         }
         Ok(creds)
@@ -302,7 +315,12 @@ impl Credentials {
     /// here).
     pub fn verify_ha1(&self, ha1_hex: &str, method: &str) -> bool {
         let cnonce = self.cnonce.as_deref().unwrap_or("");
-        let ha1 = session_ha1(self.algorithm, &ha1_hex.to_ascii_lowercase(), &self.nonce, cnonce);
+        let ha1 = session_ha1(
+            self.algorithm,
+            &ha1_hex.to_ascii_lowercase(),
+            &self.nonce,
+            cnonce,
+        );
         let qop = match self.qop.as_deref() {
             None => None,
             Some(q) if q.eq_ignore_ascii_case("auth") => {
@@ -389,7 +407,10 @@ fn parse_digest_params(value: &str) -> Result<Vec<(String, String)>, String> {
     let mut params = Vec::new();
     let mut chars = rest.chars().peekable();
     loop {
-        while chars.next_if(|&c| c == ',' || c.is_ascii_whitespace()).is_some() {}
+        while chars
+            .next_if(|&c| c == ',' || c.is_ascii_whitespace())
+            .is_some()
+        {}
         if chars.peek().is_none() {
             break;
         }
@@ -456,13 +477,30 @@ mod tests {
         assert_eq!(ch.realm, "testrealm@host.com");
         assert_eq!(ch.qop, vec!["auth", "auth-int"]);
         assert_eq!(ch.algorithm, Algorithm::Md5);
-        assert_eq!(ch.opaque.as_deref(), Some("5ccc069c403ebaf9f0171e9517f40e41"));
-        let h = authorization(&ch, "Mufasa", "Circle Of Life", "GET", "/dir/index.html", "0a4f113b", 1);
-        assert_eq!(param(&h, "response").unwrap(), "6629fae49393a05397450978507c4ef1");
+        assert_eq!(
+            ch.opaque.as_deref(),
+            Some("5ccc069c403ebaf9f0171e9517f40e41")
+        );
+        let h = authorization(
+            &ch,
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            "0a4f113b",
+            1,
+        );
+        assert_eq!(
+            param(&h, "response").unwrap(),
+            "6629fae49393a05397450978507c4ef1"
+        );
         assert_eq!(param(&h, "nc").unwrap(), "00000001");
         assert_eq!(param(&h, "qop").unwrap(), "auth");
         assert_eq!(param(&h, "cnonce").unwrap(), "0a4f113b");
-        assert_eq!(param(&h, "opaque").unwrap(), "5ccc069c403ebaf9f0171e9517f40e41");
+        assert_eq!(
+            param(&h, "opaque").unwrap(),
+            "5ccc069c403ebaf9f0171e9517f40e41"
+        );
         assert!(h.contains("qop=auth, nc=00000001"), "{h}");
         assert!(verify(&h, "Circle Of Life", "GET"));
     }
@@ -471,15 +509,37 @@ mod tests {
     fn rfc7616_section_3_9_1_vectors() {
         let ch = Challenge::parse(RFC7616_CHALLENGE).unwrap();
         assert_eq!(ch.algorithm, Algorithm::Sha256);
-        let h = authorization(&ch, "Mufasa", "Circle of Life", "GET", "/dir/index.html", RFC7616_CNONCE, 1);
+        let h = authorization(
+            &ch,
+            "Mufasa",
+            "Circle of Life",
+            "GET",
+            "/dir/index.html",
+            RFC7616_CNONCE,
+            1,
+        );
         assert_eq!(
             param(&h, "response").unwrap(),
             "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
         );
         assert_eq!(param(&h, "algorithm").unwrap(), "SHA-256");
-        let md5 = Challenge { algorithm: Algorithm::Md5, ..ch };
-        let h = authorization(&md5, "Mufasa", "Circle of Life", "GET", "/dir/index.html", RFC7616_CNONCE, 1);
-        assert_eq!(param(&h, "response").unwrap(), "8ca523f5e9506fed4657c9700eebdbec");
+        let md5 = Challenge {
+            algorithm: Algorithm::Md5,
+            ..ch
+        };
+        let h = authorization(
+            &md5,
+            "Mufasa",
+            "Circle of Life",
+            "GET",
+            "/dir/index.html",
+            RFC7616_CNONCE,
+            1,
+        );
+        assert_eq!(
+            param(&h, "response").unwrap(),
+            "8ca523f5e9506fed4657c9700eebdbec"
+        );
     }
 
     #[test]
@@ -496,7 +556,12 @@ mod tests {
         assert!(creds.verify("Circle of Life", "GET"));
         assert!(!creds.verify("Circle Of Life", "GET"));
         assert!(!creds.verify("Circle of Life", "POST"));
-        let stored = ha1(Algorithm::Sha256, "Mufasa", "http-auth@example.org", "Circle of Life");
+        let stored = ha1(
+            Algorithm::Sha256,
+            "Mufasa",
+            "http-auth@example.org",
+            "Circle of Life",
+        );
         assert!(creds.verify_ha1(&stored, "GET"));
         assert!(verify(value, "Circle of Life", "GET"));
     }
@@ -509,33 +574,83 @@ mod tests {
         )
         .unwrap();
         assert!(ch.qop.is_empty());
-        let h = authorization(&ch, "Mufasa", "Circle Of Life", "GET", "/dir/index.html", "ignored", 1);
-        assert_eq!(param(&h, "response").unwrap(), "670fd8c2df070c60b045671b8b24ff02");
+        let h = authorization(
+            &ch,
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            "ignored",
+            1,
+        );
+        assert_eq!(
+            param(&h, "response").unwrap(),
+            "670fd8c2df070c60b045671b8b24ff02"
+        );
         assert_eq!(param(&h, "qop"), None);
         assert_eq!(param(&h, "nc"), None);
         assert_eq!(param(&h, "cnonce"), None);
         assert!(verify(&h, "Circle Of Life", "GET"));
         // Only auth-int offered: legacy answer, no qop.
-        let int_only = Challenge { qop: vec!["auth-int".into()], ..ch };
-        let h2 = authorization(&int_only, "Mufasa", "Circle Of Life", "GET", "/dir/index.html", "x", 1);
-        assert_eq!(param(&h2, "response").unwrap(), "670fd8c2df070c60b045671b8b24ff02");
+        let int_only = Challenge {
+            qop: vec!["auth-int".into()],
+            ..ch
+        };
+        let h2 = authorization(
+            &int_only,
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            "x",
+            1,
+        );
+        assert_eq!(
+            param(&h2, "response").unwrap(),
+            "670fd8c2df070c60b045671b8b24ff02"
+        );
     }
 
     #[test]
     fn session_variants() {
         // Values computed independently (Python hashlib).
-        let ch = Challenge::parse(&RFC2617_CHALLENGE.replace("qop=", "algorithm=MD5-sess, qop=")).unwrap();
+        let ch = Challenge::parse(&RFC2617_CHALLENGE.replace("qop=", "algorithm=MD5-sess, qop="))
+            .unwrap();
         assert_eq!(ch.algorithm, Algorithm::Md5Sess);
-        let h = authorization(&ch, "Mufasa", "Circle Of Life", "GET", "/dir/index.html", "0a4f113b", 1);
-        assert_eq!(param(&h, "response").unwrap(), "8e3825c57e897f5a0dec6c2d4e5059d0");
+        let h = authorization(
+            &ch,
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            "0a4f113b",
+            1,
+        );
+        assert_eq!(
+            param(&h, "response").unwrap(),
+            "8e3825c57e897f5a0dec6c2d4e5059d0"
+        );
         assert_eq!(param(&h, "algorithm").unwrap(), "MD5-sess");
         assert!(verify(&h, "Circle Of Life", "GET"));
-        let stored = ha1(Algorithm::Md5Sess, "Mufasa", "testrealm@host.com", "Circle Of Life");
+        let stored = ha1(
+            Algorithm::Md5Sess,
+            "Mufasa",
+            "testrealm@host.com",
+            "Circle Of Life",
+        );
         assert!(Credentials::parse(&h).unwrap().verify_ha1(&stored, "GET"));
 
         let ch = Challenge::parse(&RFC7616_CHALLENGE.replace("SHA-256", "sha-256-SESS")).unwrap();
         assert_eq!(ch.algorithm, Algorithm::Sha256Sess);
-        let h = authorization(&ch, "Mufasa", "Circle of Life", "GET", "/dir/index.html", RFC7616_CNONCE, 1);
+        let h = authorization(
+            &ch,
+            "Mufasa",
+            "Circle of Life",
+            "GET",
+            "/dir/index.html",
+            RFC7616_CNONCE,
+            1,
+        );
         assert_eq!(
             param(&h, "response").unwrap(),
             "2fd51b3a77ad75bad6afad6003e818d767133c46d9e2749e7f5232ae1ea3efd7"
@@ -546,15 +661,30 @@ mod tests {
     #[test]
     fn sip_register_round_trip_with_nc() {
         let ch = Challenge::parse("digest REALM=example.com,NONCE=abc,QOP=auth").unwrap();
-        let h = authorization(&ch, "alice", "secret", "REGISTER", "sip:example.com", "xyz", 2);
-        assert_eq!(param(&h, "response").unwrap(), "52d2a3ac56f375ca40b3b4ac97195bab");
+        let h = authorization(
+            &ch,
+            "alice",
+            "secret",
+            "REGISTER",
+            "sip:example.com",
+            "xyz",
+            2,
+        );
+        assert_eq!(
+            param(&h, "response").unwrap(),
+            "52d2a3ac56f375ca40b3b4ac97195bab"
+        );
         assert_eq!(param(&h, "nc").unwrap(), "00000002");
         let creds = Credentials::parse(&h).unwrap();
         assert_eq!(creds.nonce_count(), Some(2));
         assert!(creds.verify("secret", "REGISTER"));
         assert!(!creds.verify("secret", "INVITE"));
         assert!(!verify(&h.replace("alice", "bob"), "secret", "REGISTER"));
-        assert!(!verify(&h.replace("nc=00000002", "nc=00000003"), "secret", "REGISTER"));
+        assert!(!verify(
+            &h.replace("nc=00000002", "nc=00000003"),
+            "secret",
+            "REGISTER"
+        ));
     }
 
     #[test]
@@ -574,19 +704,41 @@ mod tests {
         assert_eq!(param(&h, "realm").unwrap(), "a \"quoted\", realm");
         assert_eq!(param(&h, "username").unwrap(), "u\"x");
         assert!(verify(&h, "p", "INVITE"));
-        assert!(!Challenge::parse("Digest realm=r, nonce=n, stale=false").unwrap().stale);
+        assert!(
+            !Challenge::parse("Digest realm=r, nonce=n, stale=false")
+                .unwrap()
+                .stale
+        );
     }
 
     #[test]
     fn challenge_errors() {
         use AuthError::*;
-        assert!(matches!(Challenge::parse("Basic realm=\"x\""), Err(BadChallenge(_))));
+        assert!(matches!(
+            Challenge::parse("Basic realm=\"x\""),
+            Err(BadChallenge(_))
+        ));
         assert!(matches!(Challenge::parse(""), Err(BadChallenge(_))));
-        assert!(matches!(Challenge::parse("Digest nonce=\"n\""), Err(BadChallenge(_))));
-        assert!(matches!(Challenge::parse("Digest realm=\"r\""), Err(BadChallenge(_))));
-        assert!(matches!(Challenge::parse("Digest realm=\"r, nonce=n"), Err(BadChallenge(_))));
-        assert!(matches!(Challenge::parse("Digest realm r, nonce=n"), Err(BadChallenge(_))));
-        assert!(matches!(Challenge::parse("Digest realm=\"r\"x, nonce=n"), Err(BadChallenge(_))));
+        assert!(matches!(
+            Challenge::parse("Digest nonce=\"n\""),
+            Err(BadChallenge(_))
+        ));
+        assert!(matches!(
+            Challenge::parse("Digest realm=\"r\""),
+            Err(BadChallenge(_))
+        ));
+        assert!(matches!(
+            Challenge::parse("Digest realm=\"r, nonce=n"),
+            Err(BadChallenge(_))
+        ));
+        assert!(matches!(
+            Challenge::parse("Digest realm r, nonce=n"),
+            Err(BadChallenge(_))
+        ));
+        assert!(matches!(
+            Challenge::parse("Digest realm=\"r\"x, nonce=n"),
+            Err(BadChallenge(_))
+        ));
         assert_eq!(
             Challenge::parse("Digest realm=r, nonce=n, algorithm=SHA-512-256"),
             Err(Unsupported("SHA-512-256".into()))
@@ -601,15 +753,27 @@ mod tests {
         assert!(!verify(ok, "p", "INVITE"));
         for missing in ["username", "realm", "nonce", "uri", "response"] {
             let v = ok.replace(&format!("{missing}="), "other=");
-            assert!(matches!(Credentials::parse(&v), Err(BadCredentials(_))), "{missing}");
+            assert!(
+                matches!(Credentials::parse(&v), Err(BadCredentials(_))),
+                "{missing}"
+            );
         }
         let qop_no_nc = format!("{ok}, qop=auth, cnonce=\"c\"");
-        assert!(matches!(Credentials::parse(&qop_no_nc), Err(BadCredentials(_))));
+        assert!(matches!(
+            Credentials::parse(&qop_no_nc),
+            Err(BadCredentials(_))
+        ));
         let bad_nc = format!("{ok}, qop=auth, cnonce=\"c\", nc=1");
-        assert!(matches!(Credentials::parse(&bad_nc), Err(BadCredentials(_))));
+        assert!(matches!(
+            Credentials::parse(&bad_nc),
+            Err(BadCredentials(_))
+        ));
         let int = format!("{ok}, qop=auth-int, cnonce=\"c\", nc=00000001");
         assert!(!Credentials::parse(&int).unwrap().verify("p", "INVITE"));
-        assert!(matches!(Credentials::parse("Basic dXNlcjpwYXNz"), Err(BadCredentials(_))));
+        assert!(matches!(
+            Credentials::parse("Basic dXNlcjpwYXNz"),
+            Err(BadCredentials(_))
+        ));
         assert!(!verify("garbage", "p", "INVITE"));
     }
 
