@@ -147,16 +147,27 @@ pub fn event_digit(code: u8) -> Option<char> {
 impl DtmfReceiver {
     /// A receiver for telephone-event at `clock_rate` Hz (8000 usually).
     pub fn new(clock_rate: u32) -> Self {
-        Self { clock_rate: clock_rate.max(1), latest: None, ready: VecDeque::new() }
+        Self {
+            clock_rate: clock_rate.max(1),
+            latest: None,
+            ready: VecDeque::new(),
+        }
     }
 
     /// A telephone-event packet with RTP `timestamp` and `payload` arrived.
     ///
     /// # Errors
     /// [`RtpError::Malformed`] when the payload is shorter than 4 bytes.
-    pub fn handle_packet(&mut self, timestamp: u32, payload: &[u8], now: Instant) -> Result<(), RtpError> {
+    pub fn handle_packet(
+        &mut self,
+        timestamp: u32,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<(), RtpError> {
         let Some(&[code, flags, d0, d1]) = payload.first_chunk::<4>() else {
-            return Err(RtpError::Malformed("telephone-event payload shorter than 4 bytes"));
+            return Err(RtpError::Malformed(
+                "telephone-event payload shorter than 4 bytes",
+            ));
         };
         let end = flags & 0x80 != 0;
         let duration = u16::from_be_bytes([d0, d1]);
@@ -178,7 +189,13 @@ impl DtmfReceiver {
             // A new event: the previous one ended even if its end was lost.
             self.report_latest();
         }
-        self.latest = Some(RxEvent { timestamp, code, duration, last_seen: now, done: false });
+        self.latest = Some(RxEvent {
+            timestamp,
+            code,
+            duration,
+            last_seen: now,
+            done: false,
+        });
         if end {
             self.report_latest();
         }
@@ -196,7 +213,9 @@ impl DtmfReceiver {
 
     /// When [`DtmfReceiver::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.latest.filter(|e| !e.done).map(|e| e.last_seen + DTMF_END_TIMEOUT)
+        self.latest
+            .filter(|e| !e.done)
+            .map(|e| e.last_seen + DTMF_END_TIMEOUT)
     }
 
     /// The next reported digit.
@@ -211,7 +230,9 @@ impl DtmfReceiver {
     }
 
     fn report_latest(&mut self) {
-        let Some(ev) = self.latest.as_mut() else { return };
+        let Some(ev) = self.latest.as_mut() else {
+            return;
+        };
         if ev.done {
             return;
         }
@@ -226,8 +247,15 @@ impl DtmfReceiver {
 impl DtmfSender {
     /// A sender for `clock_rate` Hz and packets every `ptime`.
     pub fn new(clock_rate: u32, ptime: Duration) -> Self {
-        let ptime_units = (u64::from(clock_rate) * ptime.as_micros() as u64 / 1_000_000).max(1) as u32;
-        Self { ptime_units, clock_rate, queue: VecDeque::new(), active: None, gap: 0 }
+        let ptime_units =
+            (u64::from(clock_rate) * ptime.as_micros() as u64 / 1_000_000).max(1) as u32;
+        Self {
+            ptime_units,
+            clock_rate,
+            queue: VecDeque::new(),
+            active: None,
+            gap: 0,
+        }
     }
 
     /// Queues one digit lasting `duration` (clamped to 40 ms – 5 s).
@@ -237,7 +265,8 @@ impl DtmfSender {
     pub fn queue(&mut self, digit: char, duration: Duration) -> Result<(), DtmfError> {
         let code = event_code(digit).ok_or(DtmfError::InvalidDigit(digit))?;
         let d = duration.clamp(MIN_DIGIT, MAX_DIGIT);
-        let total = (u64::from(self.clock_rate) * d.as_micros() as u64 / 1_000_000).min(u64::from(u16::MAX)) as u32;
+        let total = (u64::from(self.clock_rate) * d.as_micros() as u64 / 1_000_000)
+            .min(u64::from(u16::MAX)) as u32;
         self.queue.push_back((code, total.max(1)));
         Ok(())
     }
@@ -256,11 +285,18 @@ impl DtmfSender {
                 return None;
             }
             let (code, total) = self.queue.pop_front()?;
-            self.active = Some(TxEvent { code, start_ts: slot_ts, total, ends_sent: 0 });
+            self.active = Some(TxEvent {
+                code,
+                start_ts: slot_ts,
+                total,
+                ends_sent: 0,
+            });
         }
         let ev = self.active.as_mut()?;
         let first = slot_ts == ev.start_ts && ev.ends_sent == 0;
-        let elapsed = slot_ts.wrapping_sub(ev.start_ts).saturating_add(self.ptime_units);
+        let elapsed = slot_ts
+            .wrapping_sub(ev.start_ts)
+            .saturating_add(self.ptime_units);
         let (duration, end) = if ev.ends_sent > 0 || elapsed >= ev.total {
             ev.ends_sent += 1;
             (ev.total, true)
@@ -298,17 +334,21 @@ mod tests {
     /// Feeds a full RFC 4733 event: start, updates, 3 end packets.
     fn feed_event(rx: &mut DtmfReceiver, ts: u32, code: u8, updates: u16, t: &mut Instant) {
         for i in 1..=updates {
-            rx.handle_packet(ts, &pkt(code, false, i * 160), *t).unwrap();
+            rx.handle_packet(ts, &pkt(code, false, i * 160), *t)
+                .unwrap();
             *t += MS20;
         }
         for _ in 0..3 {
-            rx.handle_packet(ts, &pkt(code, true, (updates + 1) * 160), *t).unwrap();
+            rx.handle_packet(ts, &pkt(code, true, (updates + 1) * 160), *t)
+                .unwrap();
         }
         *t += MS20;
     }
 
     fn digits(rx: &mut DtmfReceiver) -> String {
-        std::iter::from_fn(|| rx.poll_digit()).map(|d| d.digit).collect()
+        std::iter::from_fn(|| rx.poll_digit())
+            .map(|d| d.digit)
+            .collect()
     }
 
     #[test]
@@ -329,7 +369,13 @@ mod tests {
         let mut t = Instant::now();
         feed_event(&mut rx, 1000, 5, 5, &mut t);
         let d = rx.poll_digit().unwrap();
-        assert_eq!(d, DtmfDigit { digit: '5', duration_ms: 120 });
+        assert_eq!(
+            d,
+            DtmfDigit {
+                digit: '5',
+                duration_ms: 120
+            }
+        );
         assert_eq!(rx.poll_digit(), None);
         // A late duplicate update after the end is ignored too.
         rx.handle_packet(1000, &pkt(5, false, 320), t).unwrap();
@@ -352,10 +398,18 @@ mod tests {
         let mut rx = DtmfReceiver::new(8000);
         let t = Instant::now();
         rx.handle_packet(100, &pkt(11, false, 160), t).unwrap();
-        rx.handle_packet(100, &pkt(11, false, 320), t + MS20).unwrap();
+        rx.handle_packet(100, &pkt(11, false, 320), t + MS20)
+            .unwrap();
         assert_eq!(rx.poll_digit(), None);
-        rx.handle_packet(2000, &pkt(10, false, 160), t + MS20 * 5).unwrap();
-        assert_eq!(rx.poll_digit(), Some(DtmfDigit { digit: '#', duration_ms: 40 }));
+        rx.handle_packet(2000, &pkt(10, false, 160), t + MS20 * 5)
+            .unwrap();
+        assert_eq!(
+            rx.poll_digit(),
+            Some(DtmfDigit {
+                digit: '#',
+                duration_ms: 40
+            })
+        );
         feed_event(&mut rx, 2000, 10, 0, &mut (t + MS20 * 6));
         assert_eq!(digits(&mut rx), "*");
     }
@@ -372,7 +426,8 @@ mod tests {
         assert_eq!(digits(&mut rx), "0");
         assert_eq!(rx.poll_timeout(), None);
         // The end packets arriving after all do not repeat it.
-        rx.handle_packet(100, &pkt(0, true, 800), t + DTMF_END_TIMEOUT).unwrap();
+        rx.handle_packet(100, &pkt(0, true, 800), t + DTMF_END_TIMEOUT)
+            .unwrap();
         assert_eq!(rx.poll_digit(), None);
     }
 
@@ -392,7 +447,8 @@ mod tests {
         let mut t = Instant::now();
         feed_event(&mut rx, u32::MAX - 100, 3, 2, &mut t);
         feed_event(&mut rx, 500, 4, 2, &mut t); // timestamp wrapped
-        rx.handle_packet(u32::MAX - 100, &pkt(3, true, 480), t).unwrap(); // reordered straggler
+        rx.handle_packet(u32::MAX - 100, &pkt(3, true, 480), t)
+            .unwrap(); // reordered straggler
         assert_eq!(digits(&mut rx), "34");
     }
 
@@ -402,7 +458,12 @@ mod tests {
         let t = Instant::now();
         rx.handle_packet(1, &pkt(16, true, 160), t).unwrap(); // flash: not reported
         assert_eq!(rx.poll_digit(), None);
-        assert_eq!(rx.handle_packet(2, &[1, 2, 3], t), Err(RtpError::Malformed("telephone-event payload shorter than 4 bytes")));
+        assert_eq!(
+            rx.handle_packet(2, &[1, 2, 3], t),
+            Err(RtpError::Malformed(
+                "telephone-event payload shorter than 4 bytes"
+            ))
+        );
     }
 
     #[test]
@@ -417,13 +478,23 @@ mod tests {
             ts = ts.wrapping_add(160);
         }
         // 100 ms: updates at 160, 320, 480, 640, then 3 × end at 800.
-        let durations: Vec<u16> = packets.iter().map(|p| u16::from_be_bytes([p.payload[2], p.payload[3]])).collect();
+        let durations: Vec<u16> = packets
+            .iter()
+            .map(|p| u16::from_be_bytes([p.payload[2], p.payload[3]]))
+            .collect();
         assert_eq!(durations, vec![160, 320, 480, 640, 800, 800, 800]);
         let ends: Vec<bool> = packets.iter().map(|p| p.payload[1] & 0x80 != 0).collect();
         assert_eq!(ends, vec![false, false, false, false, true, true, true]);
         let markers: Vec<bool> = packets.iter().map(|p| p.marker).collect();
-        assert_eq!(markers, vec![true, false, false, false, false, false, false]);
-        assert!(packets.iter().all(|p| p.timestamp == 10_000 && p.payload[0] == 7));
+        assert_eq!(
+            markers,
+            vec![true, false, false, false, false, false, false]
+        );
+        assert!(
+            packets
+                .iter()
+                .all(|p| p.timestamp == 10_000 && p.payload[0] == 7)
+        );
         assert!(tx.is_idle());
     }
 

@@ -167,7 +167,11 @@ pub struct JitterBuffer {
 impl SequenceTracker {
     /// Starts tracking at `seq`.
     pub fn new(seq: u16) -> Self {
-        Self { max_seq: seq, cycles: SEQ_MOD, bad_seq: None }
+        Self {
+            max_seq: seq,
+            cycles: SEQ_MOD,
+            bad_seq: None,
+        }
     }
 
     /// Classifies the next sequence number (A.1 `update_seq`).
@@ -210,7 +214,8 @@ impl JitterBuffer {
     pub fn new(cfg: JitterConfig) -> Self {
         let ptime = cfg.ptime.max(Duration::from_millis(1));
         let target_frames = (cfg.target.as_nanos().div_ceil(ptime.as_nanos()) as usize).max(1);
-        let capacity = ((cfg.max_depth.as_nanos() / ptime.as_nanos()) as usize).max(target_frames + 2);
+        let capacity =
+            ((cfg.max_depth.as_nanos() / ptime.as_nanos()) as usize).max(target_frames + 2);
         Self {
             cfg,
             target_frames,
@@ -609,10 +614,8 @@ mod tests {
             jb.insert(s, 1, &frame(s), t0);
         }
         let mut t = t0 + PTIME;
-        let mut s = 6u16;
-        for _ in 0..120 {
+        for s in 6u16..126 {
             jb.insert(s, 1, &frame(s), t);
-            s += 1;
             let _ = jb.pop(t);
             t += PTIME;
         }

@@ -164,7 +164,13 @@ impl<'a> RtpPacket<'a> {
             padding = count;
             rest = &rest[..rest.len() - usize::from(count)];
         }
-        Ok(RtpPacket { header, csrc, extension, payload: rest, padding })
+        Ok(RtpPacket {
+            header,
+            csrc,
+            extension,
+            payload: rest,
+            padding,
+        })
     }
 
     /// The contributing sources (CSRC list), in order.
@@ -198,7 +204,13 @@ mod tests {
     use super::*;
 
     fn header() -> RtpHeader {
-        RtpHeader { marker: true, payload_type: 0, sequence: 0xfffe, timestamp: 0xdead_beef, ssrc: 0x1234_5678 }
+        RtpHeader {
+            marker: true,
+            payload_type: 0,
+            sequence: 0xfffe,
+            timestamp: 0xdead_beef,
+            ssrc: 0x1234_5678,
+        }
     }
 
     #[test]
@@ -242,16 +254,69 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (vec![], "shorter than the RTP header"),
             (good[..11].to_vec(), "shorter than the RTP header"),
-            ({ let mut b = good.clone(); b[0] = 0x40; b }, "RTP version is not 2"),
-            ({ let mut b = good.clone(); b[0] = 0x81; b }, "CSRC list past the end"),
-            ({ let mut b = good.clone(); b[0] = 0x90; b }, "extension header past the end"),
-            ({ let mut b = header().to_packet(&[0, 0, 0, 9]); b[0] = 0x90; b }, "extension data past the end"),
-            ({ let mut b = header().to_packet(&[]); b[0] = 0xa0; b }, "padding bit set but no padding"),
-            ({ let mut b = header().to_packet(&[1, 0]); b[0] = 0xa0; b }, "bad padding count"),
-            ({ let mut b = header().to_packet(&[1, 9]); b[0] = 0xa0; b }, "bad padding count"),
+            (
+                {
+                    let mut b = good.clone();
+                    b[0] = 0x40;
+                    b
+                },
+                "RTP version is not 2",
+            ),
+            (
+                {
+                    let mut b = good.clone();
+                    b[0] = 0x81;
+                    b
+                },
+                "CSRC list past the end",
+            ),
+            (
+                {
+                    let mut b = good.clone();
+                    b[0] = 0x90;
+                    b
+                },
+                "extension header past the end",
+            ),
+            (
+                {
+                    let mut b = header().to_packet(&[0, 0, 0, 9]);
+                    b[0] = 0x90;
+                    b
+                },
+                "extension data past the end",
+            ),
+            (
+                {
+                    let mut b = header().to_packet(&[]);
+                    b[0] = 0xa0;
+                    b
+                },
+                "padding bit set but no padding",
+            ),
+            (
+                {
+                    let mut b = header().to_packet(&[1, 0]);
+                    b[0] = 0xa0;
+                    b
+                },
+                "bad padding count",
+            ),
+            (
+                {
+                    let mut b = header().to_packet(&[1, 9]);
+                    b[0] = 0xa0;
+                    b
+                },
+                "bad padding count",
+            ),
         ];
         for (bytes, reason) in cases {
-            assert_eq!(RtpPacket::parse(&bytes), Err(RtpError::Malformed(reason)), "{bytes:?}");
+            assert_eq!(
+                RtpPacket::parse(&bytes),
+                Err(RtpError::Malformed(reason)),
+                "{bytes:?}"
+            );
         }
     }
 
@@ -261,7 +326,10 @@ mod tests {
         assert_eq!(classify(&[0x80, 200, 0, 1]), PacketKind::Rtcp); // SR
         assert_eq!(classify(&[0x81, 201, 0, 7]), PacketKind::Rtcp); // RR
         assert_eq!(classify(&[0x80, 223, 0, 0]), PacketKind::Rtcp);
-        assert_eq!(classify(&[0x80, 224, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), PacketKind::Rtp); // PT 96 + M
+        assert_eq!(
+            classify(&[0x80, 224, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            PacketKind::Rtp
+        ); // PT 96 + M
         assert_eq!(classify(&[0x00, 0x01, 0, 0]), PacketKind::Other); // STUN
         assert_eq!(classify(&[0x80]), PacketKind::Other);
     }

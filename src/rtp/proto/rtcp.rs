@@ -107,7 +107,12 @@ pub enum RtcpPacket {
 /// Builds a compound report: an SR when `sender` is `Some`, else an RR,
 /// carrying up to 31 `reports`, followed by SDES with `cname`
 /// (truncated to 255 bytes).
-pub fn build_report(ssrc: u32, sender: Option<SenderInfo>, reports: &[ReportBlock], cname: &str) -> Vec<u8> {
+pub fn build_report(
+    ssrc: u32,
+    sender: Option<SenderInfo>,
+    reports: &[ReportBlock],
+    cname: &str,
+) -> Vec<u8> {
     let reports = &reports[..reports.len().min(31)];
     let mut out = Vec::with_capacity(28 + reports.len() * REPORT_BLOCK_LEN + 12 + cname.len());
     let body_len = 4 + if sender.is_some() { 20 } else { 0 } + reports.len() * REPORT_BLOCK_LEN;
@@ -207,7 +212,7 @@ pub fn ntp_middle(ntp: u64) -> u32 {
 }
 
 fn write_common_header(out: &mut Vec<u8>, count: u8, pt: u8, body_len: usize) {
-    debug_assert!(body_len % 4 == 0);
+    debug_assert!(body_len.is_multiple_of(4));
     out.push(0x80 | (count & 0x1f));
     out.push(pt);
     out.extend_from_slice(&((body_len / 4) as u16).to_be_bytes());
@@ -228,7 +233,11 @@ fn parse_one(pt: u8, count: usize, body: &[u8]) -> Result<RtcpPacket, RtpError> 
             })()
             .ok_or(RtpError::Malformed("SR sender info too short"))?;
             let reports = parse_blocks(&mut r, count)?;
-            RtcpPacket::SenderReport { ssrc, info, reports }
+            RtcpPacket::SenderReport {
+                ssrc,
+                info,
+                reports,
+            }
         }
         PT_RR => {
             let ssrc = r.u32().ok_or(RtpError::Malformed("RR too short"))?;
@@ -245,12 +254,17 @@ fn parse_one(pt: u8, count: usize, body: &[u8]) -> Result<RtcpPacket, RtpError> 
         PT_BYE => {
             let mut ssrcs = Vec::with_capacity(count);
             for _ in 0..count {
-                ssrcs.push(r.u32().ok_or(RtpError::Malformed("BYE SSRC list too short"))?);
+                ssrcs.push(
+                    r.u32()
+                        .ok_or(RtpError::Malformed("BYE SSRC list too short"))?,
+                );
             }
             let reason = match r.u8() {
                 None => None,
                 Some(n) => {
-                    let text = r.take(usize::from(n)).ok_or(RtpError::Malformed("BYE reason too short"))?;
+                    let text = r
+                        .take(usize::from(n))
+                        .ok_or(RtpError::Malformed("BYE reason too short"))?;
                     Some(String::from_utf8_lossy(text).into_owned())
                 }
             };
@@ -292,12 +306,16 @@ fn parse_sdes_chunk(r: &mut Reader<'_>) -> Result<(u32, Option<String>), RtpErro
     let ssrc = r.u32().ok_or(RtpError::Malformed("SDES chunk too short"))?;
     let mut cname = None;
     loop {
-        let kind = r.u8().ok_or(RtpError::Malformed("SDES items not terminated"))?;
+        let kind = r
+            .u8()
+            .ok_or(RtpError::Malformed("SDES items not terminated"))?;
         if kind == 0 {
             break;
         }
         let len = r.u8().ok_or(RtpError::Malformed("SDES item too short"))?;
-        let text = r.take(usize::from(len)).ok_or(RtpError::Malformed("SDES item past the end"))?;
+        let text = r
+            .take(usize::from(len))
+            .ok_or(RtpError::Malformed("SDES item past the end"))?;
         if kind == SDES_CNAME {
             cname = Some(String::from_utf8_lossy(text).into_owned());
         }
@@ -322,7 +340,8 @@ impl<'a> Reader<'a> {
         self.take(1).map(|b| b[0])
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
 
@@ -344,7 +363,12 @@ mod tests {
 
     #[test]
     fn sr_with_sdes_round_trips() {
-        let info = SenderInfo { ntp: 0x0102_0304_0506_0708, rtp_timestamp: 160, packet_count: 50, octet_count: 8000 };
+        let info = SenderInfo {
+            ntp: 0x0102_0304_0506_0708,
+            rtp_timestamp: 160,
+            packet_count: 50,
+            octet_count: 8000,
+        };
         let bytes = build_report(7, Some(info), &[block()], "abc@skald");
         assert_eq!(bytes.len() % 4, 0);
         assert_eq!(bytes[1], PT_SR);
@@ -352,8 +376,14 @@ mod tests {
         assert_eq!(
             packets,
             vec![
-                RtcpPacket::SenderReport { ssrc: 7, info, reports: vec![block()] },
-                RtcpPacket::SourceDescription { chunks: vec![(7, Some("abc@skald".into()))] },
+                RtcpPacket::SenderReport {
+                    ssrc: 7,
+                    info,
+                    reports: vec![block()]
+                },
+                RtcpPacket::SourceDescription {
+                    chunks: vec![(7, Some("abc@skald".into()))]
+                },
             ]
         );
     }
@@ -362,8 +392,19 @@ mod tests {
     fn rr_without_blocks_round_trips() {
         let bytes = build_report(9, None, &[], "x");
         let packets = parse_compound(&bytes).unwrap();
-        assert_eq!(packets[0], RtcpPacket::ReceiverReport { ssrc: 9, reports: vec![] });
-        assert_eq!(packets[1], RtcpPacket::SourceDescription { chunks: vec![(9, Some("x".into()))] });
+        assert_eq!(
+            packets[0],
+            RtcpPacket::ReceiverReport {
+                ssrc: 9,
+                reports: vec![]
+            }
+        );
+        assert_eq!(
+            packets[1],
+            RtcpPacket::SourceDescription {
+                chunks: vec![(9, Some("x".into()))]
+            }
+        );
     }
 
     #[test]
@@ -372,7 +413,12 @@ mod tests {
             let cname = "c".repeat(n);
             let bytes = build_report(1, None, &[block()], &cname);
             let packets = parse_compound(&bytes).unwrap();
-            assert_eq!(packets[1], RtcpPacket::SourceDescription { chunks: vec![(1, Some(cname))] });
+            assert_eq!(
+                packets[1],
+                RtcpPacket::SourceDescription {
+                    chunks: vec![(1, Some(cname))]
+                }
+            );
         }
     }
 
@@ -384,15 +430,33 @@ mod tests {
         let packets = parse_compound(&bytes).unwrap();
         assert_eq!(packets.len(), 4);
         assert_eq!(packets[2], RtcpPacket::Other { packet_type: 206 });
-        assert_eq!(packets[3], RtcpPacket::Bye { ssrcs: vec![1], reason: Some("hangup".into()) });
-        assert_eq!(parse_compound(&build_bye(5, None)).unwrap(), vec![RtcpPacket::Bye { ssrcs: vec![5], reason: None }]);
+        assert_eq!(
+            packets[3],
+            RtcpPacket::Bye {
+                ssrcs: vec![1],
+                reason: Some("hangup".into())
+            }
+        );
+        assert_eq!(
+            parse_compound(&build_bye(5, None)).unwrap(),
+            vec![RtcpPacket::Bye {
+                ssrcs: vec![5],
+                reason: None
+            }]
+        );
     }
 
     #[test]
     fn padding_on_last_packet() {
         // RR with no blocks + 4 bytes padding (P bit, length 2 words after header).
         let bytes = [0xa0, PT_RR, 0, 2, 0, 0, 0, 1, 0, 0, 0, 4];
-        assert_eq!(parse_compound(&bytes).unwrap(), vec![RtcpPacket::ReceiverReport { ssrc: 1, reports: vec![] }]);
+        assert_eq!(
+            parse_compound(&bytes).unwrap(),
+            vec![RtcpPacket::ReceiverReport {
+                ssrc: 1,
+                reports: vec![]
+            }]
+        );
     }
 
     #[test]
@@ -400,17 +464,57 @@ mod tests {
         let rr = build_report(1, None, &[block()], "a");
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (vec![0x80, 201], "shorter than the RTCP header"),
-            ({ let mut b = rr.clone(); b[0] = 0x41; b }, "RTCP version is not 2"),
+            (
+                {
+                    let mut b = rr.clone();
+                    b[0] = 0x41;
+                    b
+                },
+                "RTCP version is not 2",
+            ),
             (rr[..rr.len() - 4].to_vec(), "RTCP length past the end"),
-            ({ let mut b = rr.clone(); b.push(0); b }, "trailing bytes after RTCP packet"),
-            (vec![0x82, PT_RR, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "report blocks past the end"),
-            (vec![0x80, PT_SR, 0, 1, 0, 0, 0, 1], "SR sender info too short"),
-            ({ let mut b = rr.clone(); b[0] |= 0x20; b }, "RTCP padding before the last packet"),
-            (vec![0x81, PT_SDES, 0, 1, 0, 0, 0, 1], "SDES items not terminated"),
-            (vec![0x81, PT_BYE, 0, 2, 0, 0, 0, 1, 9, b'a', 0, 0], "BYE reason too short"),
+            (
+                {
+                    let mut b = rr.clone();
+                    b.push(0);
+                    b
+                },
+                "trailing bytes after RTCP packet",
+            ),
+            (
+                vec![
+                    0x82, PT_RR, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                    0, 0, 0, 0, 0, 0, 0, 0,
+                ],
+                "report blocks past the end",
+            ),
+            (
+                vec![0x80, PT_SR, 0, 1, 0, 0, 0, 1],
+                "SR sender info too short",
+            ),
+            (
+                {
+                    let mut b = rr.clone();
+                    b[0] |= 0x20;
+                    b
+                },
+                "RTCP padding before the last packet",
+            ),
+            (
+                vec![0x81, PT_SDES, 0, 1, 0, 0, 0, 1],
+                "SDES items not terminated",
+            ),
+            (
+                vec![0x81, PT_BYE, 0, 2, 0, 0, 0, 1, 9, b'a', 0, 0],
+                "BYE reason too short",
+            ),
         ];
         for (bytes, reason) in cases {
-            assert_eq!(parse_compound(&bytes), Err(RtpError::Malformed(reason)), "{bytes:?}");
+            assert_eq!(
+                parse_compound(&bytes),
+                Err(RtpError::Malformed(reason)),
+                "{bytes:?}"
+            );
         }
     }
 
@@ -419,7 +523,9 @@ mod tests {
         let mut b = block();
         b.cumulative_lost = -0x100_0000; // below the 24-bit range
         let bytes = build_report(1, None, &[b], "a");
-        let RtcpPacket::ReceiverReport { reports, .. } = &parse_compound(&bytes).unwrap()[0] else { panic!() };
+        let RtcpPacket::ReceiverReport { reports, .. } = &parse_compound(&bytes).unwrap()[0] else {
+            panic!()
+        };
         assert_eq!(reports[0].cumulative_lost, -0x80_0000);
     }
 

@@ -61,6 +61,7 @@
 //!   ptime, `jitter_target` after that packet's arrival, from the jitter buffer
 //!   (`None` = lost: conceal). A caller late by more than a second does not
 //!   get the backlog: the playout clock jumps and the buffer trims itself.
+//!   The buffer holds at most `2 × jitter_target + 200 ms`, oldest dropped.
 //! - **Inactivity**: [`RtpEvent::Inactive`] is emitted once when no accepted
 //!   RTP arrived for `inactivity_timeout` since `new` or the last packet; a
 //!   new packet re-arms it. The timer is paused while receiving is off (hold
@@ -82,7 +83,9 @@ use super::dtmf::{DtmfReceiver, DtmfSender};
 use super::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, SeqUpdate, SequenceTracker};
 pub use super::packet::RtpError;
 use super::packet::{PacketKind, RtpHeader, RtpPacket, classify};
-use super::rtcp::{ReportBlock, RtcpPacket, SenderInfo, build_bye, build_report, ntp_middle, parse_compound};
+use super::rtcp::{
+    ReportBlock, RtcpPacket, SenderInfo, build_bye, build_report, ntp_middle, parse_compound,
+};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -317,7 +320,12 @@ impl RtpSession {
     /// [`RtpError::Malformed`] when it is neither valid RTP nor valid RTCP
     /// (or a telephone-event payload is too short); counted, nothing else
     /// changes.
-    pub fn handle_rtp(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) -> Result<(), RtpError> {
+    pub fn handle_rtp(
+        &mut self,
+        from: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+    ) -> Result<(), RtpError> {
         self.advance_now(now);
         match classify(datagram) {
             PacketKind::Rtcp => return self.ingest_rtcp(from, datagram, now, true),
@@ -356,7 +364,12 @@ impl RtpSession {
     /// # Errors
     /// [`RtpError::Malformed`] when the compound packet does not parse;
     /// counted, nothing else changes.
-    pub fn handle_rtcp(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) -> Result<(), RtpError> {
+    pub fn handle_rtcp(
+        &mut self,
+        from: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+    ) -> Result<(), RtpError> {
         self.advance_now(now);
         self.ingest_rtcp(from, datagram, now, false)
     }
@@ -369,7 +382,7 @@ impl RtpSession {
         self.run_playout(now);
         self.dtmf_rx.handle_timeout(now);
         self.drain_digits();
-        if self.recv_enabled && !self.inactive_fired && now >= self.last_rx + self.cfg.inactivity_timeout {
+        if self.inactivity_deadline().is_some_and(|d| now >= d) {
             self.inactive_fired = true;
             self.events.push_back(RtpEvent::Inactive);
         }
@@ -380,7 +393,9 @@ impl RtpSession {
         }
     }
 
-    /// Queues one ptime of encoded audio to send on the media clock.
+    /// Queues one ptime of encoded audio to send on the media clock. The
+    /// queue is not bounded here: the caller paces itself with
+    /// [`RtpSession::outbound_len`] (a whole prompt may be queued at once).
     pub fn queue_audio(&mut self, payload: Vec<u8>) {
         self.outbound.push_back(payload);
     }
@@ -459,7 +474,10 @@ impl RtpSession {
             packets_received: self.packets_received,
             packets_sent: self.packets_sent,
             packets_lost: lost.max(0) as u64,
-            jitter_ms: self.source.as_ref().map_or(0.0, |s| s.jitter * 1000.0 / f64::from(self.cfg.clock_rate)),
+            jitter_ms: self
+                .source
+                .as_ref()
+                .map_or(0.0, |s| s.jitter * 1000.0 / f64::from(self.cfg.clock_rate)),
         }
     }
 
@@ -581,13 +599,22 @@ impl RtpSession {
         if let Some(p) = self.playout_next {
             t = t.min(p);
         }
-        if self.recv_enabled && !self.inactive_fired {
-            t = t.min(self.last_rx + self.cfg.inactivity_timeout);
+        if let Some(d) = self.inactivity_deadline() {
+            t = t.min(d);
         }
         if let Some(d) = self.dtmf_rx.poll_timeout() {
             t = t.min(d);
         }
         t
+    }
+
+    /// When `Inactive` is due; `None` when already fired, paused, or the
+    /// timeout is too large to represent.
+    fn inactivity_deadline(&self) -> Option<Instant> {
+        if !self.recv_enabled || self.inactive_fired {
+            return None;
+        }
+        self.last_rx.checked_add(self.cfg.inactivity_timeout)
     }
 
     fn can_send(&self) -> bool {
@@ -603,7 +630,9 @@ impl RtpSession {
         let stale = ((now - self.next_slot).as_nanos() / ptime.as_nanos()) as u64;
         if stale > 0 {
             self.next_slot += ptime * stale as u32;
-            self.slot_ts = self.slot_ts.wrapping_add(self.ptime_units.wrapping_mul(stale as u32));
+            self.slot_ts = self
+                .slot_ts
+                .wrapping_add(self.ptime_units.wrapping_mul(stale as u32));
             if self.can_send() {
                 self.counters.skipped_slots += stale;
                 self.marker_pending = true;
@@ -622,9 +651,18 @@ impl RtpSession {
             return;
         };
         let mut out = Vec::with_capacity(12 + self.cfg.silence_payload.len().max(4));
-        let dtmf = self.cfg.dtmf_payload_type.and_then(|pt| self.dtmf_tx.next_packet(ts).map(|p| (pt, p)));
+        let dtmf = self
+            .cfg
+            .dtmf_payload_type
+            .and_then(|pt| self.dtmf_tx.next_packet(ts).map(|p| (pt, p)));
         let payload_len = if let Some((pt, p)) = dtmf {
-            let h = RtpHeader { marker: p.marker, payload_type: pt, sequence: self.seq, timestamp: p.timestamp, ssrc: self.cfg.ssrc };
+            let h = RtpHeader {
+                marker: p.marker,
+                payload_type: pt,
+                sequence: self.seq,
+                timestamp: p.timestamp,
+                ssrc: self.cfg.ssrc,
+            };
             h.write(&p.payload, &mut out);
             p.payload.len()
         } else {
@@ -650,11 +688,17 @@ impl RtpSession {
         self.packets_sent += 1;
         self.octets_sent += payload_len as u64;
         self.sent_since_report = true;
-        self.transmits.push_back(Transmit { dest, payload: out, rtcp: false });
+        self.transmits.push_back(Transmit {
+            dest,
+            payload: out,
+            rtcp: false,
+        });
     }
 
     fn run_playout(&mut self, now: Instant) {
-        let Some(mut tick) = self.playout_next else { return };
+        let Some(mut tick) = self.playout_next else {
+            return;
+        };
         let ptime = self.cfg.ptime;
         if tick + MAX_PLAYOUT_BACKLOG < now {
             let behind = ((now - tick).as_nanos() / ptime.as_nanos()) as u32;
@@ -676,10 +720,10 @@ impl RtpSession {
         match self.latched {
             Some(addr) if addr == from => true,
             Some(_) => {
-                let replaceable = self
-                    .source
-                    .as_ref()
-                    .is_none_or(|s| s.ssrc != ssrc && (s.gone || now.saturating_duration_since(s.last_rx) >= RELATCH_SILENCE));
+                let replaceable = self.source.as_ref().is_none_or(|s| {
+                    s.ssrc != ssrc
+                        && (s.gone || now.saturating_duration_since(s.last_rx) >= RELATCH_SILENCE)
+                });
                 if replaceable {
                     self.latch(from);
                 }
@@ -717,7 +761,9 @@ impl RtpSession {
             }
             self.source = Some(Source::new(h.ssrc, h.sequence, now));
         }
-        let Some(source) = self.source.as_mut() else { return };
+        let Some(source) = self.source.as_mut() else {
+            return;
+        };
         source.last_rx = now;
         match source.seq.update(h.sequence) {
             SeqUpdate::Valid(_) => source.received += 1,
@@ -737,7 +783,13 @@ impl RtpSession {
         }
     }
 
-    fn ingest_rtcp(&mut self, from: SocketAddr, datagram: &[u8], now: Instant, on_rtp_port: bool) -> Result<(), RtpError> {
+    fn ingest_rtcp(
+        &mut self,
+        from: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+        on_rtp_port: bool,
+    ) -> Result<(), RtpError> {
         let packets = parse_compound(datagram).inspect_err(|_| self.counters.malformed += 1)?;
         if let Some(l) = self.latched {
             if l.ip() != from.ip() {
@@ -758,7 +810,11 @@ impl RtpSession {
         self.counters.rtcp_received += 1;
         for p in packets {
             match p {
-                RtcpPacket::SenderReport { ssrc, info, reports } => {
+                RtcpPacket::SenderReport {
+                    ssrc,
+                    info,
+                    reports,
+                } => {
                     if let Some(s) = self.source.as_mut().filter(|s| s.ssrc == ssrc) {
                         s.last_sr = Some((ntp_middle(info.ntp), now));
                     }
@@ -777,7 +833,9 @@ impl RtpSession {
     }
 
     fn take_reports(&mut self, reports: &[ReportBlock], now: Instant) {
-        let Some(block) = reports.iter().find(|b| b.ssrc == self.cfg.ssrc) else { return };
+        let Some(block) = reports.iter().find(|b| b.ssrc == self.cfg.ssrc) else {
+            return;
+        };
         self.remote_report = Some(*block);
         if block.lsr != 0 {
             let a = ntp_middle(self.ntp(now));
@@ -804,7 +862,11 @@ impl RtpSession {
         }
         self.sent_since_report = false;
         self.counters.rtcp_sent += 1;
-        self.transmits.push_back(Transmit { dest, payload, rtcp: !self.rtcp_mux });
+        self.transmits.push_back(Transmit {
+            dest,
+            payload,
+            rtcp: !self.rtcp_mux,
+        });
     }
 
     /// 64-bit NTP time of `now`.
@@ -818,9 +880,11 @@ impl RtpSession {
     /// Our media clock's RTP timestamp at `now`.
     fn rtp_ts_at(&self, now: Instant) -> u32 {
         if now <= self.next_slot {
-            self.slot_ts.wrapping_sub(units(self.cfg.clock_rate, self.next_slot - now))
+            self.slot_ts
+                .wrapping_sub(units(self.cfg.clock_rate, self.next_slot - now))
         } else {
-            self.slot_ts.wrapping_add(units(self.cfg.clock_rate, now - self.next_slot))
+            self.slot_ts
+                .wrapping_add(units(self.cfg.clock_rate, now - self.next_slot))
         }
     }
 
@@ -832,7 +896,10 @@ impl RtpSession {
 
     fn drain_digits(&mut self) {
         while let Some(d) = self.dtmf_rx.poll_digit() {
-            self.events.push_back(RtpEvent::Dtmf { digit: d.digit, duration_ms: d.duration_ms });
+            self.events.push_back(RtpEvent::Dtmf {
+                digit: d.digit,
+                duration_ms: d.duration_ms,
+            });
         }
     }
 }
@@ -887,7 +954,10 @@ impl Source {
             ((lost_interval << 8) / expected_interval as i64).min(255) as u8
         };
         let (lsr, dlsr) = self.last_sr.map_or((0, 0), |(lsr, at)| {
-            (lsr, (now.saturating_duration_since(at).as_secs_f64() * 65536.0) as u32)
+            (
+                lsr,
+                (now.saturating_duration_since(at).as_secs_f64() * 65536.0) as u32,
+            )
         });
         ReportBlock {
             ssrc: self.ssrc,
@@ -948,7 +1018,14 @@ mod tests {
     }
 
     fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
-        RtpHeader { marker: false, payload_type: pt, sequence: seq, timestamp: ts, ssrc }.to_packet(payload)
+        RtpHeader {
+            marker: false,
+            payload_type: pt,
+            sequence: seq,
+            timestamp: ts,
+            ssrc,
+        }
+        .to_packet(payload)
     }
 
     fn header(bytes: &[u8]) -> RtpHeader {
@@ -967,7 +1044,13 @@ mod tests {
     impl Solo {
         fn new(cfg: SessionConfig) -> Self {
             let now = Instant::now();
-            let mut solo = Self { s: RtpSession::with_seed(cfg, now, 7), now, timeout: now, sent: vec![], events: vec![] };
+            let mut solo = Self {
+                s: RtpSession::with_seed(cfg, now, 7),
+                now,
+                timeout: now,
+                sent: vec![],
+                events: vec![],
+            };
             solo.drain();
             solo
         }
@@ -1005,7 +1088,11 @@ mod tests {
             r
         }
         fn rtp_sent(&self) -> Vec<(Instant, RtpHeader)> {
-            self.sent.iter().filter(|(_, t)| !t.rtcp && classify(&t.payload) == PacketKind::Rtp).map(|(at, t)| (*at, header(&t.payload))).collect()
+            self.sent
+                .iter()
+                .filter(|(_, t)| !t.rtcp && classify(&t.payload) == PacketKind::Rtp)
+                .map(|(at, t)| (*at, header(&t.payload)))
+                .collect()
         }
         fn count(&self, pred: impl Fn(&RtpEvent) -> bool) -> usize {
             self.events.iter().filter(|(_, e)| pred(e)).count()
@@ -1052,10 +1139,19 @@ mod tests {
             Self::with_configs(cfg(0xa, Some(b)), cfg(0xb, Some(a)), now, seed)
         }
         fn with_configs(ca: SessionConfig, cb: SessionConfig, now: Instant, seed: u64) -> Self {
-            let peer = |cfg, addr: &str, s| Peer { s: RtpSession::with_seed(cfg, now, s), addr: addr.parse().unwrap(), timeout: now, sent: vec![], events: vec![] };
+            let peer = |cfg, addr: &str, s| Peer {
+                s: RtpSession::with_seed(cfg, now, s),
+                addr: addr.parse().unwrap(),
+                timeout: now,
+                sent: vec![],
+                events: vec![],
+            };
             let mut pair = Self {
                 now,
-                peers: [peer(ca, "10.0.0.1:20000", seed), peer(cb, "10.0.0.2:30000", seed ^ 0x55)],
+                peers: [
+                    peer(ca, "10.0.0.1:20000", seed),
+                    peer(cb, "10.0.0.2:30000", seed ^ 0x55),
+                ],
                 in_flight: vec![],
                 latency: Duration::from_millis(30),
                 jitter: Duration::ZERO,
@@ -1079,9 +1175,19 @@ mod tests {
                         let is_rtp = !t.rtcp && classify(&t.payload) == PacketKind::Rtp;
                         let lost = is_rtp && self.rand() < self.loss;
                         let extra = self.jitter.mul_f64(self.rand());
-                        let to = self.peers.iter().position(|p| p.addr.ip() == t.dest.ip() && (p.addr.port() == t.dest.port() || rtcp_of(p.addr).port() == t.dest.port()));
+                        let to = self.peers.iter().position(|p| {
+                            p.addr.ip() == t.dest.ip()
+                                && (p.addr.port() == t.dest.port()
+                                    || rtcp_of(p.addr).port() == t.dest.port())
+                        });
                         match to {
-                            Some(to) if !lost => self.in_flight.push(Flight { at: self.now + self.latency + extra, to, from, dest: t.dest, bytes: t.payload.clone() }),
+                            Some(to) if !lost => self.in_flight.push(Flight {
+                                at: self.now + self.latency + extra,
+                                to,
+                                from,
+                                dest: t.dest,
+                                bytes: t.payload.clone(),
+                            }),
                             None => self.undeliverable += 1,
                             _ => {}
                         }
@@ -1098,12 +1204,23 @@ mod tests {
         /// Delivers a datagram from an arbitrary address (injection, new talker).
         fn inject(&mut self, to: usize, from: SocketAddr, bytes: Vec<u8>) {
             let dest = self.peers[to].addr;
-            self.in_flight.push(Flight { at: self.now, to, from, dest, bytes });
+            self.in_flight.push(Flight {
+                at: self.now,
+                to,
+                from,
+                dest,
+                bytes,
+            });
         }
         fn run_until(&mut self, end: Instant) {
             loop {
                 let t_peer = self.peers[0].timeout.min(self.peers[1].timeout);
-                let t = self.in_flight.iter().map(|f| f.at).min().map_or(t_peer, |f| f.min(t_peer));
+                let t = self
+                    .in_flight
+                    .iter()
+                    .map(|f| f.at)
+                    .min()
+                    .map_or(t_peer, |f| f.min(t_peer));
                 if t > end {
                     break;
                 }
@@ -1200,7 +1317,10 @@ mod tests {
         solo.wake_at(t0 + Duration::from_millis(355));
         solo.run_until(t0 + Duration::from_millis(500));
         let sent = solo.rtp_sent();
-        let times: Vec<u64> = sent.iter().map(|(t, _)| (*t - t0).as_millis() as u64).collect();
+        let times: Vec<u64> = sent
+            .iter()
+            .map(|(t, _)| (*t - t0).as_millis() as u64)
+            .collect();
         let mut expected: Vec<u64> = (0..=10).map(|k| k * 20).collect();
         expected.push(320); // one packet for slots 220..=320
         expected.push(355); // slot 340, 15 ms late
@@ -1208,12 +1328,25 @@ mod tests {
         assert_eq!(times, expected);
         let late = &sent[11].1;
         let before = &sent[10].1;
-        assert_eq!(late.sequence, before.sequence.wrapping_add(1), "seq counts packets");
-        assert_eq!(late.timestamp, before.timestamp.wrapping_add(6 * 160), "ts counts slots");
+        assert_eq!(
+            late.sequence,
+            before.sequence.wrapping_add(1),
+            "seq counts packets"
+        );
+        assert_eq!(
+            late.timestamp,
+            before.timestamp.wrapping_add(6 * 160),
+            "ts counts slots"
+        );
         assert!(late.marker, "discontinuity is marked");
         assert_eq!(solo.s.counters().skipped_slots, 5);
         // Audio was not thrown away: frames go out in order, none lost.
-        let payloads: Vec<u8> = solo.sent.iter().filter(|(_, t)| !t.rtcp).map(|(_, t)| t.payload[12]).collect();
+        let payloads: Vec<u8> = solo
+            .sent
+            .iter()
+            .filter(|(_, t)| !t.rtcp)
+            .map(|(_, t)| t.payload[12])
+            .collect();
         assert_eq!(payloads, (0..payloads.len() as u8).collect::<Vec<_>>());
     }
 
@@ -1225,7 +1358,10 @@ mod tests {
         solo.wake_at(t0 + Duration::from_secs(3600));
         let sent = solo.rtp_sent();
         assert_eq!(sent.len(), 2);
-        assert_eq!(sent[1].1.timestamp.wrapping_sub(sent[0].1.timestamp), (180_000u32 * 160));
+        assert_eq!(
+            sent[1].1.timestamp.wrapping_sub(sent[0].1.timestamp),
+            (180_000u32 * 160)
+        );
     }
 
     #[test]
@@ -1240,12 +1376,20 @@ mod tests {
         let start = pair.now;
         pair.run_until(start + Duration::from_secs(4));
         let sent = pair.rtp_sent(0);
-        assert!(sent.iter().any(|(_, h)| h.sequence == 0) && sent.iter().any(|(_, h)| h.timestamp < 160));
+        assert!(
+            sent.iter().any(|(_, h)| h.sequence == 0)
+                && sent.iter().any(|(_, h)| h.timestamp < 160)
+        );
         let b = &pair.peers[1].s;
         assert_eq!(b.stats().packets_lost, 0);
         assert_eq!(b.jitter_stats().resyncs, 0);
         assert_eq!(b.jitter_stats().missing, 0);
-        let heard: Vec<Vec<u8>> = pair.audio(1).into_iter().filter_map(|(_, a)| a).take(150).collect();
+        let heard: Vec<Vec<u8>> = pair
+            .audio(1)
+            .into_iter()
+            .filter_map(|(_, a)| a)
+            .take(150)
+            .collect();
         assert_eq!(heard, frames);
     }
 
@@ -1262,7 +1406,10 @@ mod tests {
         for w in audio.windows(2) {
             assert_eq!(w[1].0 - w[0].0, PTIME);
         }
-        assert!(audio.iter().all(|(_, a)| a.is_some()), "15 ms jitter fits in a 40 ms buffer");
+        assert!(
+            audio.iter().all(|(_, a)| a.is_some()),
+            "15 ms jitter fits in a 40 ms buffer"
+        );
     }
 
     #[test]
@@ -1274,13 +1421,24 @@ mod tests {
         let b = pair.peers[1].s.stats();
         let rate = b.packets_lost as f64 / (b.packets_lost + b.packets_received) as f64;
         assert!((0.03..0.07).contains(&rate), "loss rate {rate}");
-        let report = pair.peers[0].s.remote_report().copied().expect("B sent RR/SR about A");
+        let report = pair.peers[0]
+            .s
+            .remote_report()
+            .copied()
+            .expect("B sent RR/SR about A");
         assert_eq!(report.ssrc, 0xa);
-        assert!((4..=28).contains(&report.fraction_lost), "fraction {}", report.fraction_lost);
+        assert!(
+            (4..=28).contains(&report.fraction_lost),
+            "fraction {}",
+            report.fraction_lost
+        );
         assert!(report.cumulative_lost > 0 && report.cumulative_lost as u64 <= b.packets_lost);
         let audio = pair.audio(1);
         let concealed = audio.iter().filter(|(_, a)| a.is_none()).count();
-        assert!(concealed as u64 >= b.packets_lost * 8 / 10, "losses reach the caller as None");
+        assert!(
+            concealed as u64 >= b.packets_lost * 8 / 10,
+            "losses reach the caller as None"
+        );
     }
 
     #[test]
@@ -1314,7 +1472,11 @@ mod tests {
             let start = pair.now;
             pair.run_until(start + Duration::from_secs(4));
             assert_eq!(pair.digits(1), "1123#9*", "seed {seed} loss {loss}");
-            let dtmf_packets = pair.rtp_sent(0).iter().filter(|(_, h)| h.payload_type == 101).count();
+            let dtmf_packets = pair
+                .rtp_sent(0)
+                .iter()
+                .filter(|(_, h)| h.payload_type == 101)
+                .count();
             assert_eq!(dtmf_packets, 7 * 7, "7 digits × (4 updates + 3 ends)");
         }
     }
@@ -1325,9 +1487,19 @@ mod tests {
         pair.peers[0].s.queue_dtmf('5', Duration::from_millis(200));
         let start = pair.now;
         pair.run_until(start + Duration::from_secs(2));
-        let digits: Vec<_> = pair.peers[1].events.iter().filter(|(_, e)| matches!(e, RtpEvent::Dtmf { .. })).collect();
+        let digits: Vec<_> = pair.peers[1]
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, RtpEvent::Dtmf { .. }))
+            .collect();
         assert_eq!(digits.len(), 1);
-        assert_eq!(digits[0].1, RtpEvent::Dtmf { digit: '5', duration_ms: 200 });
+        assert_eq!(
+            digits[0].1,
+            RtpEvent::Dtmf {
+                digit: '5',
+                duration_ms: 200
+            }
+        );
     }
 
     #[test]
@@ -1335,17 +1507,32 @@ mod tests {
         let now = Instant::now();
         let sdp_said = addr("192.0.2.50:6000"); // behind NAT; nothing listens there
         let b_addr = addr("10.0.0.2:30000");
-        let mut pair = RtpPair::with_configs(cfg(0xa, Some(b_addr)), cfg(0xb, Some(sdp_said)), now, 10);
+        let mut pair =
+            RtpPair::with_configs(cfg(0xa, Some(b_addr)), cfg(0xb, Some(sdp_said)), now, 10);
         pair.run_until(now + Duration::from_secs(1));
         let b = &pair.peers[1];
         let a_addr = pair.peers[0].addr;
         assert_eq!(b.s.remote(), Some(a_addr));
-        assert_eq!(b.events.iter().filter(|(_, e)| *e == RtpEvent::Latched(a_addr)).count(), 1);
-        let dests: Vec<SocketAddr> = b.sent.iter().filter(|(_, t)| !t.rtcp).map(|(_, t)| t.dest).collect();
+        assert_eq!(
+            b.events
+                .iter()
+                .filter(|(_, e)| *e == RtpEvent::Latched(a_addr))
+                .count(),
+            1
+        );
+        let dests: Vec<SocketAddr> = b
+            .sent
+            .iter()
+            .filter(|(_, t)| !t.rtcp)
+            .map(|(_, t)| t.dest)
+            .collect();
         assert_eq!(dests[0], sdp_said);
         let switch = dests.iter().position(|d| *d == a_addr).unwrap();
         assert!(dests[switch..].iter().all(|d| *d == a_addr));
-        assert!(pair.peers[0].s.stats().packets_received > 30, "A hears B after latching");
+        assert!(
+            pair.peers[0].s.stats().packets_received > 30,
+            "A hears B after latching"
+        );
     }
 
     #[test]
@@ -1364,7 +1551,11 @@ mod tests {
         assert_eq!(b.counters().foreign_source, 40);
         assert_eq!(b.remote(), Some(a_addr));
         assert_eq!(b.latched(), Some(a_addr));
-        assert!(pair.audio(1).iter().all(|(_, a)| a.as_ref().is_none_or(|p| p[0] != 0xee)));
+        assert!(
+            pair.audio(1)
+                .iter()
+                .all(|(_, a)| a.as_ref().is_none_or(|p| p[0] != 0xee))
+        );
         assert_eq!(b.stats().packets_lost, 0);
     }
 
@@ -1394,7 +1585,9 @@ mod tests {
         let old = addr("10.0.0.1:20000");
         let new = addr("10.0.0.9:40000");
         solo.recv(old, &rtp(0, 1, 0, 0xa, &[1; 160])).unwrap();
-        solo.s.handle_rtcp(rtcp_of(old), &build_bye(0xa, None), solo.now).unwrap();
+        solo.s
+            .handle_rtcp(rtcp_of(old), &build_bye(0xa, None), solo.now)
+            .unwrap();
         solo.recv(new, &rtp(0, 50, 0, 0xc, &[2; 160])).unwrap();
         assert_eq!(solo.s.latched(), Some(new));
     }
@@ -1402,11 +1595,13 @@ mod tests {
     #[test]
     fn set_remote_clears_the_lock() {
         let mut solo = Solo::new(cfg(1, None));
-        solo.recv(addr("10.0.0.1:20000"), &rtp(0, 1, 0, 0xa, &[1; 160])).unwrap();
+        solo.recv(addr("10.0.0.1:20000"), &rtp(0, 1, 0, 0xa, &[1; 160]))
+            .unwrap();
         solo.s.set_remote(addr("10.0.0.5:5000"));
         assert_eq!(solo.s.latched(), None);
         assert_eq!(solo.s.remote(), Some(addr("10.0.0.5:5000")));
-        solo.recv(addr("10.0.0.5:5002"), &rtp(0, 7, 0, 0xd, &[1; 160])).unwrap();
+        solo.recv(addr("10.0.0.5:5002"), &rtp(0, 7, 0, 0xd, &[1; 160]))
+            .unwrap();
         assert_eq!(solo.s.remote(), Some(addr("10.0.0.5:5002")));
     }
 
@@ -1417,12 +1612,36 @@ mod tests {
         let mut solo = Solo::new(c);
         let t0 = solo.now;
         solo.run_until(t0 + Duration::from_secs(5));
-        let fired: Vec<Instant> = solo.events.iter().filter(|(_, e)| *e == RtpEvent::Inactive).map(|(t, _)| *t).collect();
+        let fired: Vec<Instant> = solo
+            .events
+            .iter()
+            .filter(|(_, e)| *e == RtpEvent::Inactive)
+            .map(|(t, _)| *t)
+            .collect();
         assert_eq!(fired, vec![t0 + Duration::from_secs(3)]);
-        solo.recv(addr("10.0.0.1:20000"), &rtp(0, 1, 0, 0xa, &[1; 160])).unwrap();
+        solo.recv(addr("10.0.0.1:20000"), &rtp(0, 1, 0, 0xa, &[1; 160]))
+            .unwrap();
         solo.run_until(t0 + Duration::from_secs(20));
-        let fired: Vec<Instant> = solo.events.iter().filter(|(_, e)| *e == RtpEvent::Inactive).map(|(t, _)| *t).collect();
-        assert_eq!(fired, vec![t0 + Duration::from_secs(3), t0 + Duration::from_secs(8)]);
+        let fired: Vec<Instant> = solo
+            .events
+            .iter()
+            .filter(|(_, e)| *e == RtpEvent::Inactive)
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(
+            fired,
+            vec![t0 + Duration::from_secs(3), t0 + Duration::from_secs(8)]
+        );
+    }
+
+    #[test]
+    fn huge_inactivity_timeout_never_fires_nor_panics() {
+        let mut c = cfg(1, None);
+        c.inactivity_timeout = Duration::MAX;
+        let mut solo = Solo::new(c);
+        let t0 = solo.now;
+        solo.run_until(t0 + Duration::from_secs(2));
+        assert_eq!(solo.count(|e| *e == RtpEvent::Inactive), 0);
     }
 
     #[test]
@@ -1454,8 +1673,14 @@ mod tests {
         pair.drain(0);
         pair.run_until(start + Duration::from_secs(5));
         let sent = pair.rtp_sent(0);
-        assert!(sent.iter().all(|(t, _)| *t <= hold_at || *t >= start + Duration::from_secs(4)));
-        let resumed = sent.iter().find(|(t, _)| *t >= start + Duration::from_secs(4)).unwrap();
+        assert!(
+            sent.iter()
+                .all(|(t, _)| *t <= hold_at || *t >= start + Duration::from_secs(4))
+        );
+        let resumed = sent
+            .iter()
+            .find(|(t, _)| *t >= start + Duration::from_secs(4))
+            .unwrap();
         assert!(resumed.1.marker);
         // B's playout conceals the silence and stays on the clock.
         let b_audio = pair.audio(1);
@@ -1481,7 +1706,8 @@ mod tests {
     fn receive_off_ignores_incoming_audio() {
         let mut solo = Solo::new(cfg(1, None));
         solo.s.set_direction(true, false);
-        solo.recv(addr("10.0.0.1:20000"), &rtp(0, 1, 0, 0xa, &[1; 160])).unwrap();
+        solo.recv(addr("10.0.0.1:20000"), &rtp(0, 1, 0, 0xa, &[1; 160]))
+            .unwrap();
         let t0 = solo.now;
         solo.run_until(t0 + Duration::from_secs(1));
         assert_eq!(solo.count(|e| matches!(e, RtpEvent::Audio(_))), 0);
@@ -1521,10 +1747,14 @@ mod tests {
     fn poll_output_gives_transmits_then_events_then_timeout() {
         let now = Instant::now();
         let mut s = RtpSession::with_seed(cfg(1, Some(addr("10.0.0.2:30000"))), now, 1);
-        s.handle_rtp(addr("10.0.0.2:30000"), &rtp(0, 1, 0, 0xa, &[1; 160]), now).unwrap();
+        s.handle_rtp(addr("10.0.0.2:30000"), &rtp(0, 1, 0, 0xa, &[1; 160]), now)
+            .unwrap();
         s.handle_timeout(now);
         assert!(matches!(s.poll_output(), Output::Transmit(_)));
-        assert!(matches!(s.poll_output(), Output::Event(RtpEvent::Latched(_))));
+        assert!(matches!(
+            s.poll_output(),
+            Output::Event(RtpEvent::Latched(_))
+        ));
         match s.poll_output() {
             Output::Timeout(t) => assert_eq!(t, now + PTIME),
             other => panic!("{other:?}"),
@@ -1536,20 +1766,39 @@ mod tests {
         let mut pair = RtpPair::new(13);
         let start = pair.now;
         pair.run_until(start + Duration::from_secs(60));
-        let reports: Vec<(Instant, &Transmit)> = pair.peers[0].sent.iter().filter(|(_, t)| t.rtcp).map(|(at, t)| (*at, t)).collect();
-        assert!(reports[0].0 - start >= Duration::from_millis(1250) && reports[0].0 - start < Duration::from_millis(3750));
+        let reports: Vec<(Instant, &Transmit)> = pair.peers[0]
+            .sent
+            .iter()
+            .filter(|(_, t)| t.rtcp)
+            .map(|(at, t)| (*at, t))
+            .collect();
+        assert!(
+            reports[0].0 - start >= Duration::from_millis(1250)
+                && reports[0].0 - start < Duration::from_millis(3750)
+        );
         for w in reports.windows(2) {
             let gap = w[1].0 - w[0].0;
-            assert!(gap >= Duration::from_millis(2500) && gap < Duration::from_millis(7500), "{gap:?}");
+            assert!(
+                gap >= Duration::from_millis(2500) && gap < Duration::from_millis(7500),
+                "{gap:?}"
+            );
         }
         assert!((8..=23).contains(&reports.len()), "{}", reports.len());
         for (_, t) in &reports {
             assert_eq!(t.dest, addr("10.0.0.2:30001"));
             let packets = parse_compound(&t.payload).unwrap();
-            assert!(matches!(packets[0], RtcpPacket::SenderReport { ssrc: 0xa, .. }));
-            assert!(matches!(&packets[1], RtcpPacket::SourceDescription { chunks } if chunks[0].1.as_deref() == Some("0000000a@skald")));
+            assert!(matches!(
+                packets[0],
+                RtcpPacket::SenderReport { ssrc: 0xa, .. }
+            ));
+            assert!(
+                matches!(&packets[1], RtcpPacket::SourceDescription { chunks } if chunks[0].1.as_deref() == Some("0000000a@skald"))
+            );
         }
-        assert_eq!(pair.peers[1].s.counters().rtcp_received, reports.len() as u64);
+        assert_eq!(
+            pair.peers[1].s.counters().rtcp_received,
+            reports.len() as u64
+        );
         let rtt = pair.peers[0].s.rtt().expect("RTT from LSR/DLSR");
         assert!(rtt.abs_diff(Duration::from_millis(60)) < MS, "{rtt:?}");
     }
@@ -1562,7 +1811,12 @@ mod tests {
         solo.recv(a, &build_report(0xa, None, &[], "a")).unwrap();
         assert_eq!(solo.s.counters().rtcp_received, 1);
         solo.run_until(solo.now + Duration::from_secs(8));
-        let rtcp: Vec<&Transmit> = solo.sent.iter().map(|(_, t)| t).filter(|t| classify(&t.payload) == PacketKind::Rtcp).collect();
+        let rtcp: Vec<&Transmit> = solo
+            .sent
+            .iter()
+            .map(|(_, t)| t)
+            .filter(|t| classify(&t.payload) == PacketKind::Rtcp)
+            .collect();
         assert!(!rtcp.is_empty());
         assert!(rtcp.iter().all(|t| t.dest == a && !t.rtcp));
         assert_eq!(rtcp[0].payload[1], PT_SR);
@@ -1583,15 +1837,31 @@ mod tests {
     fn malformed_and_unknown_payload_types_are_counted() {
         let mut solo = Solo::new(cfg(1, None));
         let a = addr("10.0.0.1:20000");
-        assert_eq!(solo.recv(a, &[0x80, 0, 1]), Err(RtpError::Malformed("shorter than the RTP header")));
-        assert!(solo.s.handle_rtcp(a, &[0x80, PT_RR, 0, 9], solo.now).is_err());
-        assert_eq!(solo.recv(a, &rtp(101, 1, 0, 0xa, &[1])), Err(RtpError::Malformed("telephone-event payload shorter than 4 bytes")));
+        assert_eq!(
+            solo.recv(a, &[0x80, 0, 1]),
+            Err(RtpError::Malformed("shorter than the RTP header"))
+        );
+        assert!(
+            solo.s
+                .handle_rtcp(a, &[0x80, PT_RR, 0, 9], solo.now)
+                .is_err()
+        );
+        assert_eq!(
+            solo.recv(a, &rtp(101, 1, 0, 0xa, &[1])),
+            Err(RtpError::Malformed(
+                "telephone-event payload shorter than 4 bytes"
+            ))
+        );
         solo.recv(a, &rtp(13, 2, 0, 0xa, &[0x40])).unwrap(); // comfort noise: not negotiated
         let c = solo.s.counters();
         assert_eq!((c.malformed, c.wrong_payload_type), (3, 1));
         assert_eq!(solo.s.stats().packets_received, 2);
         solo.run_until(solo.now + Duration::from_secs(1));
-        assert_eq!(solo.count(|e| matches!(e, RtpEvent::Audio(_))), 0, "no audio packet: no playout");
+        assert_eq!(
+            solo.count(|e| matches!(e, RtpEvent::Audio(_))),
+            0,
+            "no audio packet: no playout"
+        );
     }
 
     #[test]
@@ -1601,20 +1871,33 @@ mod tests {
         let t0 = solo.now;
         for i in 0..10u16 {
             solo.now = t0 + PTIME * u32::from(i);
-            solo.recv(a, &rtp(0, 100 + i, u32::from(i) * 160, 0xa, &[1; 160])).unwrap();
+            solo.recv(a, &rtp(0, 100 + i, u32::from(i) * 160, 0xa, &[1; 160]))
+                .unwrap();
             solo.run_until(solo.now);
         }
         for i in 0..10u16 {
             solo.now = t0 + PTIME * u32::from(10 + i);
-            solo.recv(a, &rtp(0, 5000 + i, 99 + u32::from(i) * 160, 0xe, &[2; 160])).unwrap();
+            solo.recv(
+                a,
+                &rtp(0, 5000 + i, 99 + u32::from(i) * 160, 0xe, &[2; 160]),
+            )
+            .unwrap();
             solo.run_until(solo.now);
         }
         solo.run_until(t0 + Duration::from_secs(1));
-        let heard: Vec<u8> = solo.events.iter().filter_map(|(_, e)| match e {
-            RtpEvent::Audio(Some(p)) => Some(p[0]),
-            _ => None,
-        }).collect();
-        assert_eq!(heard.iter().filter(|&&b| b == 2).count(), 10, "the new talker is heard in full");
+        let heard: Vec<u8> = solo
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                RtpEvent::Audio(Some(p)) => Some(p[0]),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            heard.iter().filter(|&&b| b == 2).count(),
+            10,
+            "the new talker is heard in full"
+        );
         assert_eq!(solo.s.jitter_stats().resyncs, 1);
         assert_eq!(solo.s.stats().packets_received, 20);
     }
