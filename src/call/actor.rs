@@ -681,12 +681,11 @@ impl CallActor {
 
 impl Media {
     fn stream_outbound_len(&self) -> usize {
-        // `session_mut` needs &mut; outbound length is read through a shared view.
-        self.stream.outbound_len()
+        self.stream.session().outbound_len()
     }
 
     fn stream_stats(&self) -> crate::rtp::proto::session::RtpStats {
-        self.stream.stats()
+        self.stream.session().stats()
     }
 }
 

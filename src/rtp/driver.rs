@@ -264,12 +264,4 @@ mod tests {
         );
         assert_eq!(stream.session().stats().packets_received, 10);
     }
-    /// Queued outbound frames.
-    pub fn outbound_len(&self) -> usize {
-        todo!()
-    }
-    /// Session counters.
-    pub fn stats(&self) -> crate::rtp::proto::session::RtpStats {
-        todo!()
-    }
 }

@@ -456,6 +456,19 @@ impl RtpSession {
         self.recv_enabled = recv;
     }
 
+    /// Changes the audio payload type and the silence frame sent when nothing
+    /// is queued (a codec change by re-INVITE, RFC 3264 §8.3.2). Queued
+    /// outbound audio, encoded for the old codec, is dropped; the jitter
+    /// buffer resyncs on the new stream as on a new SSRC.
+    pub fn set_payload_type(&mut self, pt: u8, silence_payload: Vec<u8>) {
+        if pt == self.cfg.payload_type {
+            return;
+        }
+        self.cfg.payload_type = pt;
+        self.cfg.silence_payload = silence_payload;
+        self.clear_outbound();
+    }
+
     /// Next output; drain until `Timeout` (Transmits first, then Events).
     pub fn poll_output(&mut self) -> Output {
         if let Some(t) = self.transmits.pop_front() {
@@ -1915,11 +1928,5 @@ mod tests {
             s.handle_timeout(now + Duration::from_secs(1));
             while !matches!(s.poll_output(), Output::Timeout(_)) {}
         }
-    }
-    /// Changes the audio payload type (codec change by re-INVITE) and the
-    /// silence frame sent when nothing is queued.
-    pub fn set_payload_type(&mut self, pt: u8, silence_payload: Vec<u8>) {
-        let _ = (pt, silence_payload);
-        todo!()
     }
 }
