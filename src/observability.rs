@@ -25,6 +25,7 @@
 //! | `skald_rtp_packets_total` | counter | `direction` (`in`/`out`) |
 //! | `skald_rtp_packets_lost_total` | counter | |
 //! | `skald_rtp_jitter_ms` | histogram | buckets 1, 2, 5, 10, 20, 50, 100, 200 ms |
+//! | `skald_rtp_send_lateness_ms` | histogram | media-clock wake-up lateness, buckets 0.1 … 100 ms |
 
 use crate::config::{LogFormat, LoggingConfig};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -76,6 +77,8 @@ struct MetricsInner {
     rtp_lost: Counter,
     /// `skald_rtp_jitter_ms`.
     rtp_jitter: Histogram,
+    /// `skald_rtp_send_lateness_ms`.
+    rtp_lateness: Histogram,
 }
 
 /// Labels of `skald_calls_total`.
@@ -127,6 +130,9 @@ static REDACT: AtomicBool = AtomicBool::new(true);
 
 /// Bucket upper bounds of `skald_rtp_jitter_ms`, ms.
 const JITTER_BUCKETS_MS: [f64; 8] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0];
+
+/// Bucket upper bounds of `skald_rtp_send_lateness_ms`, ms.
+const LATENESS_BUCKETS_MS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 
 /// SIP methods counted under their own name; anything else is `OTHER`, so a
 /// peer cannot grow the label set without bound.
@@ -193,6 +199,13 @@ impl Metrics {
             rtp_jitter.clone(),
         );
 
+        let rtp_lateness = Histogram::new(LATENESS_BUCKETS_MS);
+        registry.register(
+            "skald_rtp_send_lateness_ms",
+            "How late the media clock woke up for a due RTP deadline, ms (send jitter)",
+            rtp_lateness.clone(),
+        );
+
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
@@ -203,6 +216,7 @@ impl Metrics {
                 rtp_out,
                 rtp_lost,
                 rtp_jitter,
+                rtp_lateness,
             }),
         }
     }
@@ -278,6 +292,12 @@ impl Metrics {
     /// histogram: call it once per report interval or per call, not per packet.
     pub fn rtp_jitter_ms(&self, ms: f64) {
         self.inner.rtp_jitter.observe(ms);
+    }
+
+    /// How late (ms) a call's media clock woke up past a due deadline; the
+    /// RTP send jitter skald adds. Observed on every media-clock wake-up.
+    pub fn rtp_send_lateness_ms(&self, ms: f64) {
+        self.inner.rtp_lateness.observe(ms);
     }
 }
 

@@ -656,7 +656,6 @@ impl CallActor {
             self.record.rtp_packets_out = Some(s.packets_sent);
             self.record.rtp_lost = Some(s.packets_lost);
             self.record.jitter_ms = Some(s.jitter_ms);
-            self.svc.metrics.rtp_jitter_ms(s.jitter_ms);
             tracing::info!(
                 rx = s.packets_received,
                 tx = s.packets_sent,

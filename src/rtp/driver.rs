@@ -74,7 +74,11 @@ impl MediaStream {
                     Err(e) => tracing::debug!(error = %e, "RTCP socket receive failed"),
                 },
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
-                    self.session.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    if let Some(m) = &self.metrics {
+                        m.rtp_send_lateness_ms(now.saturating_duration_since(deadline).as_secs_f64() * 1000.0);
+                    }
+                    self.session.handle_timeout(now);
                 }
             }
         }
