@@ -11,7 +11,7 @@ APT_GET := $(shell if [ "$$(id -u)" = 0 ]; then echo apt-get; else echo sudo apt
 BUILD_PKGS := pkg-config gcc
 TEST_PKGS := sip-tester baresip-core pocketsphinx-testdata sox espeak-ng curl bc
 
-.PHONY: run build test deps test-deps check bench bench-load clean-data
+.PHONY: run build test deps test-deps check bench bench-load clean-data fuzz
 
 ## make run: install what is missing, build, start `skald serve` with the example config.
 run: deps build
@@ -43,3 +43,10 @@ test-deps: deps
 
 clean-data:
 	rm -rf data
+
+## make fuzz: long libFuzzer runs of every network parser (nightly + cargo-fuzz; not part of `make test`).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	cd fuzz && for t in $$($(CARGO) +nightly fuzz list); do \
+	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
