@@ -124,8 +124,15 @@ impl App {
     }
 
     /// Places an outbound call running `app` (see [`CallServices::dial`]).
-    pub async fn dial(&self, target: &str, from_user: &str, app: &str, ring_timeout: Duration) -> Result<CallId, DialError> {
-        self.services.dial(target, from_user, app, ring_timeout).await
+    pub async fn dial(
+        &self,
+        target: &str,
+        from_user: &str,
+        app: &str,
+        ring_timeout: Duration,
+        credentials: Option<crate::sip::driver::Credentials>,
+    ) -> Result<CallId, DialError> {
+        self.services.dial(target, from_user, app, ring_timeout, credentials).await
     }
 
     /// Waits until no call is live.

@@ -41,6 +41,12 @@ enum Command {
         /// Hang up after this many seconds of conversation (0 = wait for the peer).
         #[arg(long, default_value_t = 0)]
         duration: u64,
+        /// Username for digest authentication when the callee challenges (401/407).
+        #[arg(long)]
+        auth_user: Option<String>,
+        /// Password for digest authentication (from the environment only).
+        #[arg(long, env = "SKALD_SIP_PASSWORD", hide_env_values = true)]
+        auth_password: Option<String>,
         #[command(flatten)]
         overrides: Overrides,
     },
@@ -113,7 +119,11 @@ fn main() -> anyhow::Result<()> {
                 app.run_until_signal().await
             })
         }
-        Command::Call { uri, app, from, ring_timeout, duration, mut overrides } => {
+        Command::Call { uri, app, from, ring_timeout, duration, auth_user, auth_password, mut overrides } => {
+            let credentials = auth_user.map(|username| skald::sip::driver::Credentials {
+                username,
+                password: auth_password.unwrap_or_default(),
+            });
             if overrides.sip_listen.is_none() {
                 overrides.sip_listen = Some("0.0.0.0:0".parse().context("static")?);
             }
@@ -122,7 +132,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(async {
                 let instance = skald::app::App::start(cfg, false).await?;
                 let id = instance
-                    .dial(&uri, &from, &app, Duration::from_secs(ring_timeout))
+                    .dial(&uri, &from, &app, Duration::from_secs(ring_timeout), credentials)
                     .await
                     .context("cannot place the call")?;
                 if duration > 0 {

@@ -417,38 +417,76 @@ fn malformed_sip_gets_400_and_server_stays_up() {
     assert!(skald.try_http("GET", "/health/ready").unwrap().0 == 200);
 }
 
+/// Runs `skald call` against `target`; returns (success, stdout, stderr).
+fn skald_call(target: &str, extra: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 41000 + (std::process::id() % 50) as u16 * 20 + (free_port() % 2) * 10;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skald"))
+        .args(["call", target, "--app", "echo", "--duration", "2"])
+        .args(extra)
+        .args(["--config", &repo().join("sip-config/skald.yaml").display().to_string()])
+        .args(["--sip-listen", "127.0.0.1:0", "--rtp-ports", &format!("{base}-{}", base + 9)])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn sipp_uas(port: u16, scenario_args: Vec<String>) -> std::thread::JoinHandle<std::process::Output> {
+    let mp = free_port().to_string();
+    std::thread::spawn(move || {
+        let mut args = vec!["-i".to_string(), "127.0.0.1".into(), "-p".into(), port.to_string(), "-mp".into(), mp, "-m".into(), "1".into()];
+        args.extend(scenario_args);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        sipp(&refs, Duration::from_secs(30))
+    })
+}
+
+fn assert_uas_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "sipp uas saw a failed call:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn skald_places_a_call_to_a_sipp_uas() {
     let port = free_port();
-    let mp = free_port().to_string();
-    let uas = std::thread::spawn(move || {
-        sipp(
-            &["-sn", "uas", "-i", "127.0.0.1", "-p", &port.to_string(), "-mp", &mp, "-m", "1"],
-            Duration::from_secs(30),
-        )
-    });
+    let uas = sipp_uas(port, vec!["-sn".into(), "uas".into()]);
     std::thread::sleep(Duration::from_millis(500));
-    let dir = tempfile::tempdir().unwrap();
-    let (low, high) = (41000 + (std::process::id() % 50) as u16 * 10, 41009 + (std::process::id() % 50) as u16 * 10);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skald"))
-        .args(["call", &format!("sip:service@127.0.0.1:{port}"), "--app", "echo", "--duration", "2"])
-        .args(["--config", &repo().join("sip-config/skald.yaml").display().to_string()])
-        .args(["--sip-listen", "127.0.0.1:0", "--rtp-ports", &format!("{low}-{high}")])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "skald call failed:\n{stdout}\n{stderr}");
+    let (ok, stdout, stderr) = skald_call(&format!("sip:service@127.0.0.1:{port}"), &[], &[]);
+    assert!(ok, "skald call failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("answered"), "{stdout}");
-    let uas_out = uas.join().unwrap();
-    assert!(
-        uas_out.status.success(),
-        "sipp uas saw a failed call:\n{}\n{}",
-        String::from_utf8_lossy(&uas_out.stdout),
-        String::from_utf8_lossy(&uas_out.stderr)
-    );
+    assert_uas_ok(&uas.join().unwrap());
+}
+
+#[test]
+fn skald_answers_a_digest_challenge_when_calling_out() {
+    let port = free_port();
+    let uas = sipp_uas(port, vec!["-sf".into(), scenario("uas_auth.xml")]);
+    std::thread::sleep(Duration::from_millis(500));
+    let target = format!("sip:service@127.0.0.1:{port}");
+    let (ok, stdout, stderr) = skald_call(&target, &["--auth-user", "alice"], &[("SKALD_SIP_PASSWORD", "secret")]);
+    assert!(ok, "skald call failed:\n{stdout}\n{stderr}");
+    assert_uas_ok(&uas.join().unwrap());
+
+    // Wrong password: the callee refuses (403) and skald reports the failure.
+    let port = free_port();
+    let uas = sipp_uas(port, vec!["-sf".into(), scenario("uas_auth.xml")]);
+    std::thread::sleep(Duration::from_millis(500));
+    let target = format!("sip:service@127.0.0.1:{port}");
+    let (ok, stdout, stderr) = skald_call(&target, &["--auth-user", "alice"], &[("SKALD_SIP_PASSWORD", "wrong")]);
+    assert!(!ok, "a call with a bad password must fail:\n{stdout}\n{stderr}");
+    assert!(stderr.contains("403"), "{stderr}");
+    let _ = uas.join();
 }
 
 #[test]

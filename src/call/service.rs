@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::ids::CallId;
 use crate::observability::Metrics;
 use crate::rtp::ports::PortAllocator;
-use crate::sip::driver::{IncomingCall, OutboundInvite, SipError, SipHandle};
+use crate::sip::driver::{Credentials, IncomingCall, OutboundInvite, SipError, SipHandle};
 use crate::sip::sdp::{self, AudioCodec, Direction, LocalMedia};
 use crate::store::{CallRecord, Store};
 use std::net::IpAddr;
@@ -98,6 +98,7 @@ impl CallServices {
         from_user: &str,
         app: &str,
         ring_timeout: Duration,
+        credentials: Option<Credentials>,
     ) -> Result<CallId, DialError> {
         if !self.config.applications.contains_key(app) {
             return Err(DialError::UnknownApp(app.to_string()));
@@ -112,7 +113,7 @@ impl CallServices {
                 from_user: from_user.to_string(),
                 from_display: None,
                 sdp_offer: offer,
-                credentials: None,
+                credentials,
                 extra_headers: Vec::new(),
                 ring_timeout,
             })
