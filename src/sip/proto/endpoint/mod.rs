@@ -461,6 +461,11 @@ impl SipEndpoint {
         self.calls.len()
     }
 
+    /// The dialog state of a call, once it has one.
+    pub fn dialog(&self, id: DialogId) -> Option<&Dialog> {
+        self.calls.get(&id).and_then(|c| c.dialog.as_ref())
+    }
+
     /// Number of live transactions (server + client).
     pub fn transaction_count(&self) -> usize {
         self.server_txs.len() + self.client_txs.len()
