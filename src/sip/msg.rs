@@ -559,6 +559,26 @@ fn serialize(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// A cheap look at a message for metrics and logs: the request method, or
+/// for a response its CSeq method and status. `None` when neither parses.
+pub fn summary(bytes: &[u8]) -> Option<(String, Option<u16>)> {
+    let line = first_line(bytes)?;
+    if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
+        let status: u16 = rest.get(..3)?.parse().ok()?;
+        let head_end = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
+        let head = std::str::from_utf8(bytes.get(..head_end)?).ok()?;
+        let method = head
+            .split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case("CSeq"))
+            .and_then(|(_, v)| v.split_whitespace().nth(1))
+            .unwrap_or("?");
+        return Some((method.to_string(), Some(status)));
+    }
+    let method = line.split(' ').next()?;
+    (!method.is_empty() && method.chars().all(is_token_char)).then(|| (method.to_string(), None))
+}
+
 /// Default reason phrase for a status code (RFC 3261 §21).
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
