@@ -414,11 +414,10 @@ impl Driver {
                     event,
                     DialogEvent::Bye | DialogEvent::Cancelled | DialogEvent::Rejected { .. } | DialogEvent::Terminated { .. }
                 );
-                if let Some(tx) = self.dialogs.get(&dialog) {
-                    if tx.try_send(event).is_err() {
+                if let Some(tx) = self.dialogs.get(&dialog)
+                    && tx.try_send(event).is_err() {
                         tracing::warn!(%dialog, "dialog event dropped (receiver full or gone)");
                     }
-                }
                 if last {
                     self.dialogs.remove(&dialog);
                 }

@@ -430,7 +430,7 @@ impl Headers {
 
     /// Max-Forwards (0..=255), when present and valid.
     pub fn max_forwards(&self) -> Option<u8> {
-        self.get("Max-Forwards").and_then(|v| parse_digits(v)).and_then(|n| u8::try_from(n).ok())
+        self.get("Max-Forwards").and_then(parse_digits).and_then(|n| u8::try_from(n).ok())
     }
 
     /// Content-Type value, when present.
@@ -868,11 +868,10 @@ fn validate_request(req: &Request) -> Result<(), String> {
     if cseq.method != req.method && !unknown {
         return Err("CSeq method does not match the Request-Line".into());
     }
-    if let Some(mf) = h.get("Max-Forwards") {
-        if parse_digits(mf).is_none_or(|n| n > 255) {
+    if let Some(mf) = h.get("Max-Forwards")
+        && parse_digits(mf).is_none_or(|n| n > 255) {
             return Err(format!("bad Max-Forwards `{}`", clip(mf)));
         }
-    }
     for v in h.list("Contact") {
         if v.trim() != "*" {
             NameAddr::parse(v).map_err(|e| format!("bad Contact: {}", reason_of(&e)))?;
@@ -880,11 +879,10 @@ fn validate_request(req: &Request) -> Result<(), String> {
     }
     h.routes().map_err(|e| format!("bad Route: {}", reason_of(&e)))?;
     h.record_routes().map_err(|e| format!("bad Record-Route: {}", reason_of(&e)))?;
-    if let Some(date) = h.get("Date") {
-        if !date.ends_with(" GMT") {
+    if let Some(date) = h.get("Date")
+        && !date.ends_with(" GMT") {
             return Err("Date not in GMT".into());
         }
-    }
     Ok(())
 }
 

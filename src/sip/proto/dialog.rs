@@ -166,11 +166,10 @@ impl Dialog {
     /// its CSeq (§12.2.2). Errors: CSeq not above the last one → 500.
     pub fn check_remote_cseq(&mut self, req: &Request) -> Result<(), DialogError> {
         let seq = req.headers.cseq().map_err(|_| DialogError::Malformed("CSeq"))?.seq;
-        if let Some(last) = self.remote_seq {
-            if seq <= last {
+        if let Some(last) = self.remote_seq
+            && seq <= last {
                 return Err(DialogError::CSeqOutOfOrder { got: seq, last });
             }
-        }
         self.remote_seq = Some(seq);
         Ok(())
     }

@@ -23,7 +23,7 @@ impl SipEndpoint {
             return;
         };
         if self.server_txs.contains_key(&key) {
-            self.to_existing_tx(&key, &req, now);
+            self.route_to_existing_tx(&key, &req, now);
             return;
         }
         if req.method == Method::Ack {
@@ -45,7 +45,7 @@ impl SipEndpoint {
 
     /// A request for which a server transaction exists: retransmission, or
     /// ACK for a non-2xx final.
-    fn to_existing_tx(&mut self, key: &ServerKey, req: &Request, now: Instant) {
+    fn route_to_existing_tx(&mut self, key: &ServerKey, req: &Request, now: Instant) {
         let Some(tx) = self.server_txs.get_mut(key) else { return };
         let (dest, transport) = (tx.dest, tx.transport);
         let outs = match (&mut tx.kind, &req.method) {
@@ -232,11 +232,10 @@ impl SipEndpoint {
         self.respond(key, 200, "OK", now, |_| {});
         let Some(call) = self.calls.get(&id) else { return };
         // BYE on an early UAS dialog also ends the INVITE (§15.1.2).
-        if call.role == Role::Uas && call.phase == Phase::Incoming {
-            if let Some(ik) = call.invite_key.clone() {
+        if call.role == Role::Uas && call.phase == Phase::Incoming
+            && let Some(ik) = call.invite_key.clone() {
                 self.respond(&ik, 487, "Request Terminated", now, |_| {});
             }
-        }
         if let Some(rk) = self.calls.get(&id).and_then(|c| c.reinvite.clone()) {
             self.respond(&rk, 487, "Request Terminated", now, |_| {});
         }
