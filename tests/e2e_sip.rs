@@ -212,13 +212,14 @@ fn greeting_plays_prompt_then_records_until_pound() {
     let (speech, ms) = speech_pcap(dir.path());
     let media = format!("  <pause milliseconds=\"7600\"/>\n")
         + &play(&speech, ms + 300)
-        + &play(&format!("{DTMF_PCAP_DIR}/dtmf_2833_pound.pcap"), 300);
+        // No pause after the `#`: skald's BYE may come at once.
+        + &format!("  <nop><action><exec play_pcap_audio=\"{DTMF_PCAP_DIR}/dtmf_2833_pound.pcap\"/></action></nop>\n");
     let sf = render(
         "uac_wait_bye.xml",
         &[
-            ("PTS", "8 0 101".into()),
+            ("PTS", "0 8 101".into()),
             ("MEDIA_PORT", "[media_port]".into()),
-            ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 8 101".into()),
+            ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0 101".into()),
             ("BYE_TIMEOUT", "15000".into()),
             ("MEDIA", media),
         ],
@@ -227,7 +228,7 @@ fn greeting_plays_prompt_then_records_until_pound() {
     let out = run_sipp(&skald, "voicemail", &sf, &[], 60);
     assert_sipp_ok(&out, &skald);
     let c = &skald.wait_ended(1, Duration::from_secs(10))[0];
-    assert_eq!(c["codec"], "PCMA", "{c:#}");
+    assert_eq!(c["codec"], "PCMU", "{c:#}");
     assert_eq!(c["end_reason"], "recording-complete", "{c:#}");
     assert_eq!(c["dtmf"], "#");
     let path = c["recording_path"].as_str().expect("recording path");
