@@ -22,6 +22,18 @@
 //! `main`/[`app`] → [`http`] → [`call`] → ([`pipeline`]) → ([`sip`], [`rtp`], [`store`]),
 //! with [`config`], [`ids`] and [`observability`] usable everywhere.
 //!
+//! | module | owns |
+//! |---|---|
+//! | [`app`] | start order, the root cancellation token, graceful shutdown |
+//! | [`config`] | `sip-config/skald.yaml`, validated with file:line errors |
+//! | [`http`] | health, metrics, `/api/v1/calls` (axum) |
+//! | [`call`] | one actor per call, [`call::command::CallCommand`], the live-call registry, DID routing, the built-in applications |
+//! | [`pipeline`] | the internal audio format (16 kHz mono PCM16) and WAV prompts/recordings |
+//! | [`sip`] | SIP messages (own RFC 3261 parser), SDP offer/answer, transactions, dialogs, digest auth, UDP/TCP |
+//! | [`rtp`] | RTP/RTCP session, jitter buffer, RFC 4733 DTMF, G.711, resampling, port pairs |
+//! | [`store`] | call records (SQLite by default, PostgreSQL by URL) |
+//! | [`observability`] | tracing, Prometheus metrics, PII redaction |
+//!
 //! ## The run-loop contract (sans-IO cores)
 //! Protocol logic ([`sip::proto`], [`rtp::proto`]) is synchronous and never
 //! reads the clock: every input carries `now: Instant`, and after each input

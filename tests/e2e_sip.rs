@@ -244,6 +244,32 @@ fn greeting_plays_prompt_then_records_until_pound() {
 }
 
 #[test]
+fn menu_routes_a_key_press_to_the_echo_app() {
+    let skald = Skald::start();
+    let dir = tempfile::tempdir().unwrap();
+    let media = format!("  <pause milliseconds=\"1500\"/>\n")
+        + &play(&format!("{DTMF_PCAP_DIR}/dtmf_2833_1.pcap"), 1500);
+    let sf = render(
+        "uac_call.xml",
+        &[
+            ("PTS", "0 101".into()),
+            ("MEDIA_PORT", "[media_port]".into()),
+            ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0 101".into()),
+            ("MEDIA", media),
+        ],
+        dir.path(),
+    );
+    // The example config routes numbers it does not list to the menu.
+    let out = run_sipp(&skald, "+15557777", &sf, &["-d", "100"], 30);
+    assert_sipp_ok(&out, &skald);
+    let c = &skald.wait_ended(1, Duration::from_secs(10))[0];
+    assert_eq!(c["did"], "+15557777");
+    assert_eq!(c["dtmf"], "1", "{c:#}");
+    assert_eq!(c["app"], "echo", "the menu handed the call to echo: {c:#}");
+    assert!(skald.log().contains("switching application"));
+}
+
+#[test]
 fn cancel_before_answer_gets_487() {
     let skald = Skald::start_with(&example_config().replace("answer_delay_ms: 0", "answer_delay_ms: 4000"));
     let dir = tempfile::tempdir().unwrap();
@@ -412,6 +438,24 @@ fn malformed_sip_gets_400_and_server_stays_up() {
     let resp = String::from_utf8_lossy(&buf[..n]);
     assert!(resp.starts_with("SIP/2.0 501"), "{resp}");
     assert!(resp.to_ascii_lowercase().contains("allow:"), "{resp}");
+    // An INVITE whose SDP is garbage: 400 (after 100 Trying), no call set up.
+    let body = "this is not SDP";
+    let bad_sdp = format!(
+        "INVITE sip:echo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKsdp1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:echo@127.0.0.1>\r\nCall-ID: bad-sdp@test\r\nCSeq: 1 INVITE\r\nContact: <sip:a@{me}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    sock.send_to(bad_sdp.as_bytes(), target).unwrap();
+    let final_status = loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("responses to the bad-SDP INVITE");
+        let resp = String::from_utf8_lossy(&buf[..n]).to_string();
+        let code: u16 = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+        if code >= 200 {
+            break code;
+        }
+    };
+    assert_eq!(final_status, 400);
+    let c = &skald.wait_ended(1, Duration::from_secs(10))[0];
+    assert_eq!(c["end_reason"], "sdp-malformed");
     // Still serving.
     let out = run_sipp(&skald, "probe", &scenario("options.xml"), &[], 20);
     assert_sipp_ok(&out, &skald);
