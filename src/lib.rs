@@ -54,6 +54,7 @@ pub mod http;
 pub mod ids;
 pub mod observability;
 pub mod pipeline;
+pub mod providers;
 pub mod rtp;
 pub mod sip;
 pub mod store;

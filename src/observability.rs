@@ -475,7 +475,7 @@ mod tests {
     fn redact_ips_to_stable_tags() {
         let a = redact("192.0.2.7");
         assert!(a.starts_with("ip:") && a.len() == 11, "{a}");
-        assert!(!a.contains("192"));
+        assert!(!a.contains("192.0.2"), "{a}");
         assert_eq!(a, redact("192.0.2.7"));
         assert_ne!(a, redact("192.0.2.8"));
         let sa = redact("192.0.2.7:5060");
@@ -487,7 +487,7 @@ mod tests {
     fn redact_other_text_to_tag() {
         let r = redact("sip:alice@example.com");
         assert!(r.starts_with("pii:") && r.len() == 12, "{r}");
-        assert!(!r.contains("alice"));
+        assert!(!r.contains("alice"), "{r}");
     }
 
     /// The only test that touches the global switch (tests run in parallel);

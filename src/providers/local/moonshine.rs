@@ -1,0 +1,1 @@
+//! Moonshine base-en speech recognition. CONTRACT STUB.

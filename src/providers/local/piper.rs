@@ -1,0 +1,1 @@
+//! Piper VITS text-to-speech. CONTRACT STUB.
