@@ -47,6 +47,7 @@
 //! call actor ends that call only; the registry notices and writes the record.
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod app;
 pub mod call;
 pub mod config;
