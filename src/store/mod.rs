@@ -17,6 +17,8 @@
 //! An in-memory database (`sqlite::memory:`) uses a single connection, since
 //! each connection would otherwise see its own empty database.
 
+pub mod turns;
+
 use crate::ids::CallId;
 use serde::Serialize;
 use sqlx::AnyPool;
@@ -94,6 +96,9 @@ pub struct CallRecord {
     pub rtp_lost: Option<u64>,
     /// Last interarrival jitter, ms (RFC 3550 §6.4.1).
     pub jitter_ms: Option<f64>,
+    /// What failed during the call and what skald fell back to, in order
+    /// (e.g. `stt: fatal: …; spoke fallback`). Stored as a JSON array.
+    pub errors: Vec<String>,
 }
 
 /// Handle to the store (cheap to clone: a connection pool).
@@ -116,7 +121,7 @@ macro_rules! columns {
     () => {
         "id, sip_call_id, direction, from_uri, to_uri, did, remote_addr, app, codec, state, \
          invited_at, answered_at, ended_at, end_reason, sip_status, dtmf, recording_path, \
-         transport, rtp_packets_in, rtp_packets_out, rtp_lost, jitter_ms"
+         transport, rtp_packets_in, rtp_packets_out, rtp_lost, jitter_ms, errors"
     };
 }
 
@@ -124,14 +129,14 @@ const INSERT_CALL: &str = concat!(
     "INSERT INTO calls (",
     columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-     $18, $19, $20, $21, $22)"
+     $18, $19, $20, $21, $22, $23)"
 );
 
 const UPDATE_CALL: &str = "UPDATE calls SET sip_call_id = $2, direction = $3, from_uri = $4, \
      to_uri = $5, did = $6, remote_addr = $7, app = $8, codec = $9, state = $10, \
      invited_at = $11, answered_at = $12, ended_at = $13, end_reason = $14, sip_status = $15, \
      dtmf = $16, recording_path = $17, transport = $18, rtp_packets_in = $19, \
-     rtp_packets_out = $20, rtp_lost = $21, jitter_ms = $22 WHERE id = $1";
+     rtp_packets_out = $20, rtp_lost = $21, jitter_ms = $22, errors = $23 WHERE id = $1";
 
 const GET_CALL: &str = concat!("SELECT ", columns!(), " FROM calls WHERE id = $1");
 
@@ -163,7 +168,8 @@ const CREATE_CALLS: &str = "CREATE TABLE IF NOT EXISTS calls (
     rtp_packets_in BIGINT,
     rtp_packets_out BIGINT,
     rtp_lost BIGINT,
-    jitter_ms DOUBLE PRECISION
+    jitter_ms DOUBLE PRECISION,
+    errors TEXT
 )";
 
 const CREATE_INDEX: &str = "CREATE INDEX IF NOT EXISTS calls_invited_at ON calls (invited_at)";
@@ -221,6 +227,7 @@ impl Store {
         }
         pool.execute(CREATE_CALLS).await?;
         pool.execute(CREATE_INDEX).await?;
+        pool.execute(turns::CREATE_TURNS).await?;
         Ok(Store { pool })
     }
 
@@ -332,6 +339,7 @@ fn bind_all<'q>(q: AnyQuery<'q>, rec: &CallRecord) -> AnyQuery<'q> {
         .bind(count(rec.rtp_packets_out))
         .bind(count(rec.rtp_lost))
         .bind(rec.jitter_ms)
+        .bind(serde_json::to_string(&rec.errors).unwrap_or_else(|_| "[]".into()))
 }
 
 /// One row of `SELECT columns!()` back into a record.
@@ -369,6 +377,10 @@ fn decode(r: &AnyRow) -> Result<CallRecord, StoreError> {
         rtp_packets_out: count("rtp_packets_out")?,
         rtp_lost: count("rtp_lost")?,
         jitter_ms: r.try_get("jitter_ms")?,
+        errors: r
+            .try_get::<Option<String>, _>("errors")?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
     })
 }
 

@@ -13,6 +13,7 @@ use crate::http::HttpState;
 use crate::http::error::ApiError;
 use crate::ids::CallId;
 use crate::store::CallRecord;
+use crate::store::turns::TurnRecord;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -32,6 +33,9 @@ pub struct CallView {
     pub live: bool,
     /// The registry's state while live; `None` (`null`) otherwise.
     pub live_state: Option<CallState>,
+    /// The transcript, turn by turn with timings (only in `GET /api/v1/calls/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turns: Option<Vec<TurnRecord>>,
 }
 
 /// Query of `GET /api/v1/calls`.
@@ -73,6 +77,7 @@ pub async fn list(
                 record,
                 live: live_state.is_some(),
                 live_state,
+                turns: None,
             }
         })
         .collect();
@@ -81,7 +86,8 @@ pub async fn list(
 
 /// `GET /api/v1/calls/{id}`: one call.
 ///
-/// Inputs: `id`, a call id (UUID). Output: `200` with a [`CallView`].
+/// Inputs: `id`, a call id (UUID). Output: `200` with a [`CallView`]
+/// including `turns`, the transcript with per-turn timings.
 /// Status: 400 when `id` is not a UUID, 404 when neither the store nor the
 /// registry knows it, 500 when the store fails.
 pub async fn get(
@@ -96,10 +102,12 @@ pub async fn get(
         (None, None) => return Err(not_found(id)),
     };
     let live_state = live.map(|s| s.state);
+    let turns = st.store.list_turns(id).await?;
     Ok(Json(CallView {
         record,
         live: live_state.is_some(),
         live_state,
+        turns: Some(turns),
     }))
 }
 
