@@ -63,6 +63,11 @@ impl App {
         readiness.sip_bound.store(true, Ordering::SeqCst);
         let sip_addr = sip.local_addr();
 
+        let voice = if config.needs_voice() {
+            Some(load_voice(&config, &metrics).await?)
+        } else {
+            None
+        };
         let media_ip = media_ip(&config, &sip.advertised_host());
         let bind_ip = config.sip.listen.ip();
         let services = Arc::new(CallServices {
@@ -75,6 +80,7 @@ impl App {
             media_ip,
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
+            voice,
         });
 
         let svc = services.clone();
@@ -173,6 +179,34 @@ impl App {
         self.services.store.close().await;
         tracing::info!("skald stopped");
     }
+}
+
+/// Verifies and loads the local voice models and the agents. Errors name
+/// the missing or corrupt file and the command that fixes it.
+async fn load_voice(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<crate::call::voice::VoiceServices>> {
+    use crate::providers::local::{models::ModelPaths, moonshine, onnx, piper};
+    let paths = ModelPaths::in_dir(&config.models_dir());
+    let started = std::time::Instant::now();
+    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        paths.verify().map_err(|e| anyhow::anyhow!("{e}"))?;
+        onnx::init_runtime(&paths.onnxruntime).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let vad = crate::pipeline::vad::silero::SileroVad::load(&paths.silero_vad).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let stt = moonshine::Moonshine::load(&paths.moonshine_encoder, &paths.moonshine_decoder, &paths.moonshine_tokenizer)
+            .map_err(|e| anyhow::anyhow!("Moonshine STT: {e}"))?;
+        let voice = piper::Piper::load(&paths.piper_model, &paths.piper_config).map_err(|e| anyhow::anyhow!("Piper TTS: {e}"))?;
+        Ok((vad, stt, voice))
+    })
+    .await??;
+    let (vad, stt, voice) = loaded;
+    let agents = crate::agent::flow::load_agents(&config.resolve(&config.agents_dir)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(ms = started.elapsed().as_millis() as u64, agents = agents.len(), "local voice models loaded");
+    Ok(Arc::new(crate::call::voice::VoiceServices {
+        vad,
+        stt: Arc::new(moonshine::MoonshineStt { model: stt }),
+        tts: Arc::new(piper::PiperTts { voice }),
+        agents,
+        metrics: metrics.clone(),
+    }))
 }
 
 /// IP for SDP: `rtp.advertised_ip`, else the SIP advertised host when it is

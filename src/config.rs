@@ -34,6 +34,9 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// An agent file under `agents_dir` is bad (names its own file and line).
+    #[error(transparent)]
+    Agent(#[from] crate::agent::flow::AgentConfigError),
     /// The YAML is well-formed but a value is not acceptable.
     #[error("{file}:{line}: {field}: {message}")]
     Invalid {
@@ -70,6 +73,10 @@ pub struct Config {
     pub applications: BTreeMap<String, AppConfig>,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// Directory of agent definitions (`*.yaml`), relative to the config file.
+    pub agents_dir: PathBuf,
+    /// Local model files; default `SKALD_MODELS_DIR` or `~/.cache/skald/models`.
+    pub models_dir: Option<PathBuf>,
     /// Directory the config file was loaded from; relative paths in the
     /// config (prompts) resolve against it. Not read from YAML.
     #[serde(skip)]
@@ -196,6 +203,30 @@ pub enum AppConfig {
         #[serde(default = "default_tries")]
         max_tries: u32,
     },
+    /// A spoken conversation with a flow agent from `agents_dir`, on the
+    /// local models (Silero VAD, Moonshine STT, Piper TTS).
+    VoiceAgent {
+        /// The agent's `name:` in an agents file.
+        agent: String,
+        /// Record the call: stereo WAV, caller left, agent right, 16 kHz.
+        #[serde(default)]
+        record: bool,
+        /// Turn detection thresholds.
+        #[serde(default)]
+        turn: crate::pipeline::turn::TurnConfig,
+        /// Caller speech needed to interrupt the agent, ms (a cough or an
+        /// "uh-huh" is shorter).
+        #[serde(default = "default_barge_in")]
+        barge_in_min_ms: u64,
+        /// WAV played when speech synthesis itself fails; relative to the
+        /// config directory.
+        #[serde(default)]
+        fallback_prompt: Option<PathBuf>,
+    },
+}
+
+fn default_barge_in() -> u64 {
+    250
 }
 
 fn default_max_record() -> u64 {
@@ -307,6 +338,8 @@ impl Default for Config {
             routes: RoutesConfig { default: Some("echo".into()), dids: BTreeMap::new() },
             applications,
             shutdown: ShutdownConfig::default(),
+            agents_dir: PathBuf::from("agents"),
+            models_dir: None,
             base_dir: PathBuf::from("."),
         }
     }
@@ -358,9 +391,34 @@ impl Config {
             message,
         };
         let known = |name: &str| self.applications.contains_key(name);
+        let mut agents = None;
         for (name, app) in &self.applications {
             match app {
                 AppConfig::Echo {} => {}
+                AppConfig::VoiceAgent { agent, fallback_prompt, turn, .. } => {
+                    if agents.is_none() {
+                        agents = Some(crate::agent::flow::load_agents(&self.resolve(&self.agents_dir))?);
+                    }
+                    if !agents.as_ref().is_some_and(|a| a.contains_key(agent)) {
+                        return Err(invalid(
+                            &format!("applications.{name}.agent"),
+                            agent,
+                            format!("no agent named `{agent}` in {}", self.resolve(&self.agents_dir).display()),
+                        ));
+                    }
+                    if let Some(p) = fallback_prompt {
+                        self.check_wav(p).map_err(|m| {
+                            invalid(&format!("applications.{name}.fallback_prompt"), &p.to_string_lossy(), m)
+                        })?;
+                    }
+                    if !(0.0..=1.0).contains(&turn.start_threshold) || turn.stop_threshold > turn.start_threshold {
+                        return Err(invalid(
+                            &format!("applications.{name}.turn"),
+                            "start_threshold",
+                            "need 0 <= stop_threshold <= start_threshold <= 1".into(),
+                        ));
+                    }
+                }
                 AppConfig::Greeting { prompt, .. } => {
                     self.check_wav(prompt).map_err(|m| {
                         invalid(&format!("applications.{name}.prompt"), &prompt.to_string_lossy(), m)
@@ -427,6 +485,19 @@ impl Config {
         self.store.database_url.clone().unwrap_or_else(|| {
             format!("sqlite://{}?mode=rwc", self.data_dir.join("skald.db").display())
         })
+    }
+
+    /// The local models directory: `models_dir`, else the default.
+    pub fn models_dir(&self) -> PathBuf {
+        match &self.models_dir {
+            Some(d) => self.resolve(d),
+            None => crate::providers::local::models::ModelPaths::default_dir(),
+        }
+    }
+
+    /// True when some application needs the local voice models.
+    pub fn needs_voice(&self) -> bool {
+        self.applications.values().any(|a| matches!(a, AppConfig::VoiceAgent { .. }))
     }
 
     /// The SIP timers as durations: (T1, T2, T4).

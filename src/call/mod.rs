@@ -9,3 +9,4 @@ pub mod command;
 pub mod registry;
 pub mod service;
 pub mod state;
+pub mod voice;

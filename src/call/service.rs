@@ -57,6 +57,8 @@ pub struct CallServices {
     pub shutdown: CancellationToken,
     /// Tracks call tasks for graceful shutdown.
     pub tracker: TaskTracker,
+    /// Local voice models and agents, when a voice-agent application is configured.
+    pub voice: Option<Arc<super::voice::VoiceServices>>,
 }
 
 impl CallServices {

@@ -1,6 +1,7 @@
 //! The media pipeline. Internal format: mono PCM16, 16 kHz, 20 ms frames
 //! (320 samples).
 pub mod aggregator;
+pub mod recorder;
 pub mod turn;
 pub mod vad;
 pub mod wav;

@@ -76,6 +76,9 @@ pub enum AppError {
     /// A prompt could not be loaded.
     #[error("prompt: {0}")]
     Prompt(#[from] WavError),
+    /// The application is a voice agent, run by [`crate::call::voice`], not here.
+    #[error("`{0}` is a voice agent")]
+    VoiceAgent(String),
 }
 
 /// Builds the named application from the config. Prompts are loaded and
@@ -83,6 +86,7 @@ pub enum AppError {
 pub fn build(cfg: &Config, name: &str, ctx: &AppContext) -> Result<Box<dyn Application>, AppError> {
     let app = cfg.applications.get(name).ok_or_else(|| AppError::Unknown(name.to_string()))?;
     Ok(match app {
+        AppConfig::VoiceAgent { .. } => return Err(AppError::VoiceAgent(name.to_string())),
         AppConfig::Echo {} => Box::new(echo::Echo::new(name)),
         AppConfig::Greeting { prompt, max_record_s } => {
             let audio = wav::load_prompt(&cfg.resolve(prompt))?;

@@ -418,6 +418,20 @@ impl RtpSession {
         self.outbound.clear();
     }
 
+    /// Removes and returns the queued outbound audio frames, oldest first
+    /// (barge-in that may turn out false: see [`RtpSession::requeue_front`]).
+    pub fn take_outbound(&mut self) -> Vec<Vec<u8>> {
+        self.outbound.drain(..).collect()
+    }
+
+    /// Puts frames back at the head of the outbound queue, in order (resume
+    /// after a false interruption).
+    pub fn requeue_front(&mut self, frames: Vec<Vec<u8>>) {
+        for f in frames.into_iter().rev() {
+            self.outbound.push_front(f);
+        }
+    }
+
     /// Queued outbound frames.
     pub fn outbound_len(&self) -> usize {
         self.outbound.len()
@@ -1739,6 +1753,21 @@ mod tests {
         assert_eq!(sent[0].1.timestamp, ts0.wrapping_add(50 * 160));
         assert!(sent[0].1.marker);
         assert_eq!(solo.s.counters().skipped_slots, 0);
+    }
+
+    #[test]
+    fn take_and_requeue_keep_order() {
+        let now = Instant::now();
+        let mut s = RtpSession::with_seed(cfg(1, None), now, 3);
+        for i in 0..3u8 {
+            s.queue_audio(vec![i; 160]);
+        }
+        let taken = s.take_outbound();
+        assert_eq!(s.outbound_len(), 0);
+        s.queue_audio(vec![9; 160]);
+        s.requeue_front(taken);
+        let order: Vec<u8> = s.outbound.iter().map(|f| f[0]).collect();
+        assert_eq!(order, [0, 1, 2, 9]);
     }
 
     #[test]

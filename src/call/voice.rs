@@ -1,0 +1,711 @@
+//! The voice agent of one call: turn-taking around a flow agent.
+//!
+//! Owns, per call: the VAD stream and turn detector, the STT stream, the
+//! agent conversation, the TTS replies in flight and the playout ledger
+//! (which agent audio has really gone out). The call actor feeds it the
+//! caller's audio (16 kHz, one ptime per call) and polls
+//! [`VoiceAgent::next_event`] in its `select!`; every decision comes back as
+//! [`VoiceAction`]s that the actor carries out on the RTP session through
+//! [`AudioOut`].
+//!
+//! Turn-taking:
+//! - the caller's turn starts when the turn detector says so (after
+//!   `min_speech_ms`); audio from a little before that (pre-roll) and until
+//!   the turn ends is streamed to STT; the end of the turn (`min_silence_ms`
+//!   of silence) asks STT for the final transcript, which goes to the agent;
+//! - the agent's reply is synthesized sentence by sentence (all sentences
+//!   start at once; audio is queued in order as it arrives), so the first
+//!   sentence plays while the rest is synthesized;
+//! - barge-in: caller speech lasting `barge_in_min_ms` while the agent is
+//!   speaking pauses the agent's audio at once (the unsent frames are kept);
+//!   when the caller's words arrive, the paused audio and the rest of that
+//!   reply are dropped (by context id) and the agent's turn is recorded as
+//!   what the caller actually heard; if no words come (a false
+//!   interruption), the paused audio resumes;
+//! - silence after the agent finished speaking asks the agent to re-prompt;
+//!   noise and silence never make the agent talk to itself (an empty
+//!   transcript is ignored);
+//! - a failing STT or TTS is survived: the caller hears a short spoken
+//!   fallback (or the fallback WAV when TTS itself failed) and the call
+//!   record lists what failed.
+
+use crate::agent::flow::{AgentAction, AgentDef, FlowAgent};
+use crate::ids::CallId;
+use crate::observability::Metrics;
+use crate::pipeline::aggregator::SentenceAggregator;
+use crate::pipeline::turn::{TurnConfig, TurnDetector, TurnEvent};
+use crate::pipeline::vad::silero::{SileroVad, VadStream, WINDOW};
+use crate::providers::{ProviderError, SttEvent, SttProvider, SttStream, TtsAudio, TtsProvider};
+use crate::rtp::codec::resample::resample_all;
+use crate::store::turns::{TurnLatency, TurnRecord};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Pre-roll of caller audio sent to STT before the detected start of speech.
+const PRE_ROLL: Duration = Duration::from_millis(300);
+/// What the caller hears when recognition fails.
+const STT_FALLBACK: &str = "Sorry, I didn't catch that. Could you say it again?";
+/// Samples per second of the pipeline.
+const RATE: usize = crate::pipeline::SAMPLE_RATE as usize;
+
+/// Shared by every voice call: the loaded models and agent definitions.
+pub struct VoiceServices {
+    /// Silero VAD (one shared model).
+    pub vad: Arc<SileroVad>,
+    /// Speech recognition.
+    pub stt: Arc<dyn SttProvider>,
+    /// Speech synthesis.
+    pub tts: Arc<dyn TtsProvider>,
+    /// Agent definitions by name.
+    pub agents: BTreeMap<String, Arc<AgentDef>>,
+    /// Metrics (turn latency histograms).
+    pub metrics: Metrics,
+}
+
+/// Per-application settings of a voice agent.
+#[derive(Debug, Clone)]
+pub struct VoiceConfig {
+    /// Agent name.
+    pub agent: String,
+    /// Turn detection.
+    pub turn: TurnConfig,
+    /// Caller speech needed to interrupt the agent.
+    pub barge_in_min: Duration,
+    /// Fallback prompt when TTS fails: 16 kHz mono samples.
+    pub fallback_audio: Option<Arc<Vec<i16>>>,
+}
+
+/// Where the agent's audio goes: the call's RTP session, seen as a queue of
+/// ptime frames (implemented by the call actor).
+pub trait AudioOut: Send {
+    /// Queues 16 kHz mono audio after what is queued; returns the number of
+    /// ptime frames it became.
+    fn play(&mut self, pcm16k: &[i16]) -> usize;
+    /// Frames queued and not yet sent.
+    fn queued(&self) -> usize;
+    /// Stops sending now; returns the unsent frames (already encoded).
+    fn pause(&mut self) -> Vec<Vec<u8>>;
+    /// Puts paused frames back at the head of the queue.
+    fn resume(&mut self, frames: Vec<Vec<u8>>);
+}
+
+/// What the actor must do for the voice agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VoiceAction {
+    /// End the call (everything said has been played).
+    Hangup(String),
+    /// Hand the caller over (not carried out yet: logged and recorded).
+    Transfer(String),
+    /// Store this transcript turn.
+    Turn(TurnRecord),
+    /// Record a failure on the call.
+    Error(String),
+}
+
+/// What [`VoiceAgent::next_event`] woke up for.
+#[derive(Debug)]
+pub enum VoiceEvent {
+    /// An STT result (or failure).
+    Stt(Option<Result<SttEvent, ProviderError>>),
+    /// Synthesized audio for a sentence of reply `ctx` (`None`: that
+    /// sentence is complete).
+    Tts(u64, Option<Result<TtsAudio, ProviderError>>),
+    /// The caller stayed silent after the agent finished.
+    Silence,
+}
+
+/// One sentence of a reply being synthesized.
+struct Pending {
+    /// Reply (context id) it belongs to.
+    ctx: u64,
+    /// The sentence text.
+    text: String,
+    /// Audio stream from TTS.
+    rx: mpsc::Receiver<Result<TtsAudio, ProviderError>>,
+}
+
+/// One agent reply: its text by sentence and how much audio each became.
+struct Reply {
+    /// Context id.
+    ctx: u64,
+    /// (sentence, frames queued for it).
+    sentences: Vec<(String, usize)>,
+    /// Audio time (ms from answer) when its first frame was queued.
+    start_ms: Option<i64>,
+    /// Latency of this reply.
+    latency: TurnLatency,
+    /// When the caller's turn that caused it ended (for latency).
+    eos: Option<Instant>,
+    /// First RTP frame of this reply already sent.
+    first_sent: bool,
+}
+
+/// The voice agent of one call.
+pub struct VoiceAgent {
+    /// Shared models.
+    svc: Arc<VoiceServices>,
+    /// Settings.
+    cfg: VoiceConfig,
+    /// The call (for transcript rows).
+    call_id: CallId,
+    /// VAD state.
+    vad: VadStream,
+    /// Turn detector.
+    turn: TurnDetector,
+    /// STT stream.
+    stt: Box<dyn SttStream>,
+    /// The conversation.
+    agent: FlowAgent,
+    /// Recent caller audio (pre-roll), 16 kHz.
+    recent: VecDeque<i16>,
+    /// Caller audio not yet given to VAD (partial window).
+    vad_time: Duration,
+    /// True while the caller's turn is streamed to STT.
+    in_turn: bool,
+    /// Start of the current caller turn, ms from answer.
+    turn_start_ms: i64,
+    /// Audio time where the caller's current speech began.
+    speech_at: Option<Duration>,
+    /// Waiting for a final transcript for these many ended turns.
+    awaiting_final: usize,
+    /// When the last caller turn ended.
+    eos: Option<Instant>,
+    /// Next reply context id.
+    next_ctx: u64,
+    /// Sentences being synthesized, in play order.
+    pending: VecDeque<Pending>,
+    /// Replies queued or playing, oldest first.
+    replies: VecDeque<Reply>,
+    /// Frames queued per reply, in queue order: (ctx, frames).
+    ledger: VecDeque<(u64, usize)>,
+    /// Frames handed to `AudioOut::play` in all.
+    frames_pushed: u64,
+    /// Frames known to be sent.
+    frames_sent: u64,
+    /// Frames paused by an interruption (encoded) and their 16 kHz audio.
+    paused: Option<(Vec<Vec<u8>>, VecDeque<Vec<i16>>)>,
+    /// Context interrupted by the caller, awaiting their words.
+    interrupted: Option<u64>,
+    /// After the current audio: hang up / transfer.
+    after_playout: Option<VoiceAction>,
+    /// When to call `on_silence`.
+    silence_at: Option<Instant>,
+    /// Transcript rows written.
+    seq: u32,
+    /// Agent 16 kHz samples per frame sent, for the stereo recording.
+    sent_audio: VecDeque<Vec<i16>>,
+    /// ptime in 16 kHz samples.
+    frame_16k: usize,
+    /// Fallback sentence queued after a failure, to avoid loops.
+    failures: u32,
+}
+
+impl VoiceAgent {
+    /// Starts the voice agent of a call: opens the STT stream. Errors when
+    /// the agent is unknown or STT cannot open (the actor then plays the
+    /// fallback and ends the call).
+    pub async fn start(
+        svc: Arc<VoiceServices>,
+        cfg: VoiceConfig,
+        call_id: CallId,
+        today: time::Date,
+        ptime: Duration,
+    ) -> Result<VoiceAgent, String> {
+        let def = svc.agents.get(&cfg.agent).cloned().ok_or_else(|| format!("unknown agent `{}`", cfg.agent))?;
+        let stt = svc.stt.open().await.map_err(|e| format!("stt: {e}"))?;
+        let vad = svc.vad.stream();
+        let turn = TurnDetector::new(cfg.turn.clone());
+        Ok(VoiceAgent {
+            agent: FlowAgent::new(def, today),
+            svc,
+            turn,
+            cfg,
+            call_id,
+            vad,
+            stt,
+            recent: VecDeque::new(),
+            vad_time: Duration::ZERO,
+            in_turn: false,
+            turn_start_ms: 0,
+            speech_at: None,
+            awaiting_final: 0,
+            eos: None,
+            next_ctx: 1,
+            pending: VecDeque::new(),
+            replies: VecDeque::new(),
+            ledger: VecDeque::new(),
+            frames_pushed: 0,
+            frames_sent: 0,
+            paused: None,
+            interrupted: None,
+            after_playout: None,
+            silence_at: None,
+            seq: 0,
+            sent_audio: VecDeque::new(),
+            frame_16k: (RATE as u128 * ptime.as_millis() / 1000) as usize,
+            failures: 0,
+        })
+    }
+
+    /// The call was answered: the agent's greeting.
+    pub async fn begin(&mut self) -> Vec<VoiceAction> {
+        let actions = self.agent.start();
+        self.apply(actions, None).await
+    }
+
+    /// Waits for the next STT result, TTS audio or silence timeout.
+    /// Cancel-safe.
+    pub async fn next_event(&mut self) -> VoiceEvent {
+        let silence_at = self.silence_at;
+        let head = self.pending.front_mut();
+        tokio::select! {
+            ev = self.stt.next_event() => VoiceEvent::Stt(ev),
+            ev = recv_head(head) => {
+                let ctx = self.pending.front().map(|p| p.ctx).unwrap_or(0);
+                VoiceEvent::Tts(ctx, ev)
+            }
+            _ = sleep_opt(silence_at) => VoiceEvent::Silence,
+        }
+    }
+
+    /// Handles what `next_event` returned.
+    pub async fn on_event(&mut self, ev: VoiceEvent, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
+        match ev {
+            VoiceEvent::Stt(Some(Ok(SttEvent::Final(t)))) => self.on_final(t.text, out, now_ms).await,
+            VoiceEvent::Stt(Some(Ok(SttEvent::Interim(_)))) => Vec::new(),
+            VoiceEvent::Stt(Some(Err(e))) => self.stt_failed(e, out).await,
+            VoiceEvent::Stt(None) => self.stt_failed(ProviderError::Fatal("STT stream ended".into()), out).await,
+            VoiceEvent::Tts(ctx, Some(Ok(audio))) => {
+                self.queue_audio(ctx, &audio, out, now_ms);
+                Vec::new()
+            }
+            VoiceEvent::Tts(_, None) => {
+                self.pending.pop_front();
+                Vec::new()
+            }
+            VoiceEvent::Tts(ctx, Some(Err(e))) => self.tts_failed(ctx, e, out),
+            VoiceEvent::Silence => {
+                self.silence_at = None;
+                tracing::info!("caller silent: agent re-prompts");
+                let actions = self.agent.on_silence();
+                self.apply(actions, None).await
+            }
+        }
+    }
+
+    /// One ptime of caller audio (16 kHz). Runs VAD and turn detection;
+    /// streams the caller's turn to STT; may barge in.
+    pub async fn on_audio(&mut self, frame: &[i16], out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
+        let mut actions = Vec::new();
+        self.recent.extend(frame.iter().copied());
+        let keep = RATE * PRE_ROLL.as_millis() as usize / 1000 + WINDOW;
+        while self.recent.len() > keep {
+            self.recent.pop_front();
+        }
+        if self.in_turn {
+            if let Err(e) = self.stt.send_audio(frame).await {
+                actions.extend(self.stt_failed(e, out).await);
+            }
+        }
+        let probs = match self.vad.push(frame) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "VAD failed on a frame");
+                return actions;
+            }
+        };
+        let window = Duration::from_millis((WINDOW * 1000 / RATE) as u64);
+        for p in probs {
+            self.vad_time += window;
+            match self.turn.push(p, window) {
+                Some(TurnEvent::SpeechStarted { at }) => {
+                    self.in_turn = true;
+                    self.speech_at = Some(at);
+                    self.silence_at = None;
+                    let pre = (self.vad_time.saturating_sub(at) + Duration::from_millis(100)).min(PRE_ROLL);
+                    self.turn_start_ms = now_ms - pre.as_millis() as i64;
+                    let n = (RATE * pre.as_millis() as usize / 1000).min(self.recent.len());
+                    let pre_roll: Vec<i16> = self.recent.iter().skip(self.recent.len() - n).copied().collect();
+                    if let Err(e) = self.stt.send_audio(&pre_roll).await {
+                        actions.extend(self.stt_failed(e, out).await);
+                    }
+                    tracing::debug!(at_ms = at.as_millis() as u64, "caller started speaking");
+                }
+                Some(TurnEvent::SpeechEnded { started, ended }) => {
+                    self.in_turn = false;
+                    self.speech_at = None;
+                    self.awaiting_final += 1;
+                    self.eos = Some(Instant::now());
+                    tracing::debug!(ms = (ended - started).as_millis() as u64, "caller turn ended");
+                    if let Err(e) = self.stt.end_utterance().await {
+                        actions.extend(self.stt_failed(e, out).await);
+                    }
+                }
+                None => {}
+            }
+            // Barge-in: the caller has talked over the agent long enough.
+            let talking_for = self.speech_at.map(|at| self.vad_time.saturating_sub(at));
+            if talking_for.is_some_and(|t| t >= self.cfg.barge_in_min)
+                && self.interrupted.is_none()
+                && self.agent_speaking(out)
+            {
+                self.barge_in(out);
+            }
+        }
+        actions
+    }
+
+    /// A media-clock tick: account for frames the RTP session has sent since
+    /// the last tick; returns the agent audio sent (16 kHz, for the stereo
+    /// recording) and any actions due now that playout drained.
+    pub fn on_tick(&mut self, out: &dyn AudioOut, now_ms: i64) -> (Vec<i16>, Vec<VoiceAction>) {
+        let audio = self.account(out);
+        let mut actions = Vec::new();
+        // A reply is finished when all its audio is sent and nothing of it is pending.
+        while let Some(r) = self.replies.front() {
+            let ctx = r.ctx;
+            let done = !self.pending.iter().any(|p| p.ctx == ctx)
+                && !self.ledger.iter().any(|(c, _)| *c == ctx)
+                && self.interrupted != Some(ctx);
+            if !done {
+                break;
+            }
+            let r = self.replies.pop_front().expect("front exists");
+            actions.push(self.agent_turn(&r, None, now_ms));
+        }
+        if self.replies.is_empty() && self.pending.is_empty() && self.paused.is_none() {
+            if let Some(a) = self.after_playout.take() {
+                actions.push(a);
+            } else if self.silence_at.is_none() && !self.in_turn && self.awaiting_final == 0 && !actions.is_empty() {
+                self.silence_at = Some(Instant::now() + self.agent.silence_timeout());
+            }
+        }
+        (audio, actions)
+    }
+
+    /// Moves frames the RTP session has sent since the last call from the
+    /// ledger to "sent"; returns their 16 kHz audio.
+    fn account(&mut self, out: &dyn AudioOut) -> Vec<i16> {
+        let sent_total = self.frames_pushed.saturating_sub(out.queued() as u64);
+        let mut newly = sent_total.saturating_sub(self.frames_sent);
+        self.frames_sent = self.frames_sent.max(sent_total);
+        let mut audio = Vec::new();
+        while newly > 0 {
+            let Some((ctx, frames)) = self.ledger.front_mut() else { break };
+            let ctx = *ctx;
+            let take = (*frames as u64).min(newly) as usize;
+            *frames -= take;
+            newly -= take as u64;
+            for _ in 0..take {
+                if let Some(f) = self.sent_audio.pop_front() {
+                    audio.extend_from_slice(&f);
+                }
+            }
+            if let Some(r) = self.replies.iter_mut().find(|r| r.ctx == ctx) {
+                if !r.first_sent {
+                    r.first_sent = true;
+                    r.latency.first_packet_ms = r.eos.map(|e| e.elapsed().as_millis() as u32);
+                }
+            }
+            if self.ledger.front().is_some_and(|(_, f)| *f == 0) {
+                self.ledger.pop_front();
+            }
+        }
+        audio
+    }
+
+    /// True while any agent audio is queued, playing or being synthesized.
+    fn agent_speaking(&self, out: &dyn AudioOut) -> bool {
+        out.queued() > 0 || !self.pending.is_empty()
+    }
+
+    /// Pauses the agent's audio: the caller is talking over it.
+    fn barge_in(&mut self, out: &mut dyn AudioOut) {
+        // Everything sent so far is accounted for; what remains is unsent.
+        let _ = self.account(out);
+        let ctx = self.ledger.front().map(|(c, _)| *c).or(self.replies.front().map(|r| r.ctx)).unwrap_or(0);
+        let frames = out.pause();
+        self.frames_pushed = self.frames_pushed.saturating_sub(frames.len() as u64);
+        let audio: VecDeque<Vec<i16>> = self.sent_audio.drain(..).collect();
+        tracing::info!(ctx, unsent_frames = frames.len(), "barge-in: agent audio paused");
+        self.svc.metrics.barge_in();
+        self.interrupted = Some(ctx);
+        self.paused = Some((frames, audio));
+        self.silence_at = None;
+    }
+
+    /// A final transcript of the caller's turn.
+    async fn on_final(&mut self, text: String, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
+        self.awaiting_final = self.awaiting_final.saturating_sub(1);
+        let words = text.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).count();
+        if words == 0 {
+            // Noise or a cough: never answer it. A false interruption resumes.
+            if let Some((frames, audio)) = self.paused.take() {
+                tracing::info!("false interruption: agent resumes");
+                self.frames_pushed += frames.len() as u64;
+                out.resume(frames);
+                let mut audio = audio;
+                audio.extend(self.sent_audio.drain(..));
+                self.sent_audio = audio;
+            }
+            self.interrupted = None;
+            return Vec::new();
+        }
+        let mut actions = Vec::new();
+        let stt_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
+        if let Some(ctx) = self.interrupted.take() {
+            // Drop the rest of the interrupted reply and everything after it:
+            // the paused frames, what is still being synthesized, and record
+            // each reply as what the caller heard.
+            self.paused = None;
+            self.pending.clear();
+            let replies: Vec<Reply> = self.replies.drain(..).collect();
+            for r in replies {
+                let total: usize = r.sentences.iter().map(|(_, f)| f).sum();
+                let unsent: usize = self.ledger.iter().filter(|(c, _)| *c == r.ctx).map(|(_, f)| f).sum();
+                let heard = if r.ctx >= ctx { Some(total.saturating_sub(unsent)) } else { None };
+                actions.push(self.agent_turn(&r, heard, now_ms));
+            }
+            self.ledger.clear();
+            self.frames_pushed = self.frames_sent;
+            self.after_playout = None;
+        }
+        tracing::info!(transcript = %text, "caller said");
+        actions.push(self.caller_turn(&text, now_ms));
+        let replies = self.agent.on_user_turn(&text);
+        let mut latency = TurnLatency { stt_ms, ..Default::default() };
+        latency.agent_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
+        actions.extend(self.apply(replies, Some(latency)).await);
+        actions
+    }
+
+    /// Carries out agent actions: say (synthesize), hang up / transfer after playout.
+    async fn apply(&mut self, actions: Vec<AgentAction>, latency: Option<TurnLatency>) -> Vec<VoiceAction> {
+        let mut out = Vec::new();
+        let mut latency = latency;
+        for a in actions {
+            match a {
+                AgentAction::Say(text) => {
+                    let ctx = self.next_ctx;
+                    self.next_ctx += 1;
+                    self.say(ctx, &text, latency.take().unwrap_or_default()).await;
+                }
+                AgentAction::Hangup { reason } => self.after_playout = Some(VoiceAction::Hangup(reason)),
+                AgentAction::Transfer { target } => self.after_playout = Some(VoiceAction::Transfer(target)),
+            }
+        }
+        if self.replies.is_empty() && self.pending.is_empty() {
+            if let Some(a) = self.after_playout.take() {
+                out.push(a);
+            }
+        }
+        out
+    }
+
+    /// Starts synthesizing every sentence of `text` as reply `ctx`.
+    async fn say(&mut self, ctx: u64, text: &str, latency: TurnLatency) {
+        let mut agg = SentenceAggregator::new();
+        let mut sentences = agg.push(text);
+        sentences.extend(agg.flush());
+        let sentences: Vec<String> = sentences.into_iter().filter(|s| !s.trim().is_empty()).collect();
+        tracing::info!(ctx, reply = %text, "agent says");
+        self.replies.push_back(Reply {
+            ctx,
+            sentences: Vec::new(),
+            start_ms: None,
+            latency,
+            eos: self.eos,
+            first_sent: false,
+        });
+        for s in sentences {
+            match self.svc.tts.synthesize(&s).await {
+                Ok(rx) => self.pending.push_back(Pending { ctx, text: s, rx }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "TTS failed");
+                    self.pending.push_back(Pending { ctx, text: s, rx: closed_channel() });
+                }
+            }
+        }
+        self.silence_at = None;
+    }
+
+    /// Queues synthesized audio of reply `ctx` (dropped when stale).
+    fn queue_audio(&mut self, ctx: u64, audio: &TtsAudio, out: &mut dyn AudioOut, now_ms: i64) {
+        if self.interrupted.is_some_and(|i| ctx >= i) || !self.replies.iter().any(|r| r.ctx == ctx) {
+            tracing::debug!(ctx, "stale TTS audio dropped");
+            return;
+        }
+        let pcm = if audio.sample_rate as usize == RATE {
+            audio.pcm.clone()
+        } else {
+            match resample_all(&audio.pcm, audio.sample_rate, RATE as u32) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot resample TTS audio");
+                    return;
+                }
+            }
+        };
+        let text = self.pending.front().map(|p| p.text.clone()).unwrap_or_default();
+        let frames = out.play(&pcm);
+        self.frames_pushed += frames as u64;
+        for chunk in pcm.chunks(self.frame_16k.max(1)) {
+            let mut f = chunk.to_vec();
+            f.resize(self.frame_16k, 0);
+            self.sent_audio.push_back(f);
+        }
+        while self.sent_audio.len() as u64 > self.frames_pushed - self.frames_sent {
+            self.sent_audio.pop_back();
+        }
+        match self.ledger.back_mut() {
+            Some((c, f)) if *c == ctx => *f += frames,
+            _ => self.ledger.push_back((ctx, frames)),
+        }
+        if let Some(r) = self.replies.iter_mut().find(|r| r.ctx == ctx) {
+            if r.start_ms.is_none() {
+                r.start_ms = Some(now_ms);
+                r.latency.tts_ms = r.eos.map(|e| e.elapsed().as_millis() as u32);
+            }
+            match r.sentences.last_mut() {
+                Some((t, f)) if *t == text => *f += frames,
+                _ => r.sentences.push((text, frames)),
+            }
+        }
+    }
+
+    /// STT failed: say a short fallback and keep going.
+    async fn stt_failed(&mut self, e: ProviderError, _out: &mut dyn AudioOut) -> Vec<VoiceAction> {
+        tracing::warn!(error = %e, "speech recognition failed");
+        self.awaiting_final = 0;
+        self.in_turn = false;
+        self.failures += 1;
+        let mut actions = vec![VoiceAction::Error(format!("stt: {e}; spoke fallback"))];
+        if self.failures > 3 {
+            actions.push(VoiceAction::Hangup("stt-failed".into()));
+            return actions;
+        }
+        if let Ok(s) = self.svc.stt.open().await {
+            self.stt = s;
+        }
+        let ctx = self.next_ctx;
+        self.next_ctx += 1;
+        self.say(ctx, STT_FALLBACK, TurnLatency::default()).await;
+        actions
+    }
+
+    /// TTS failed for reply `ctx`: play the fallback prompt instead, once.
+    fn tts_failed(&mut self, ctx: u64, e: ProviderError, out: &mut dyn AudioOut) -> Vec<VoiceAction> {
+        tracing::warn!(error = %e, ctx, "speech synthesis failed");
+        self.pending.retain(|p| p.ctx != ctx);
+        let actions = vec![VoiceAction::Error(format!("tts: {e}; played fallback prompt"))];
+        self.failures += 1;
+        if let Some(audio) = self.cfg.fallback_audio.clone() {
+            let frames = out.play(&audio);
+            self.frames_pushed += frames as u64;
+            for chunk in audio.chunks(self.frame_16k.max(1)) {
+                let mut f = chunk.to_vec();
+                f.resize(self.frame_16k, 0);
+                self.sent_audio.push_back(f);
+            }
+            match self.ledger.back_mut() {
+                Some((c, f)) if *c == ctx => *f += frames,
+                _ => self.ledger.push_back((ctx, frames)),
+            }
+        }
+        if self.failures > 3 {
+            self.after_playout = Some(VoiceAction::Hangup("tts-failed".into()));
+        }
+        actions
+    }
+
+    /// A transcript row for an agent reply; `heard` frames when interrupted.
+    fn agent_turn(&mut self, r: &Reply, heard: Option<usize>, now_ms: i64) -> VoiceAction {
+        let full: Vec<&str> = r.sentences.iter().map(|(t, _)| t.as_str()).collect();
+        let text = match heard {
+            None => full.join(" "),
+            Some(mut frames) => {
+                let mut kept = Vec::new();
+                for (t, f) in &r.sentences {
+                    if frames >= *f {
+                        kept.push(t.clone());
+                        frames -= f;
+                    } else {
+                        let words: Vec<&str> = t.split_whitespace().collect();
+                        let n = words.len() * frames / (*f).max(1);
+                        if n > 0 {
+                            kept.push(format!("{}…", words[..n].join(" ")));
+                        }
+                        break;
+                    }
+                }
+                kept.join(" ")
+            }
+        };
+        let m = &self.svc.metrics;
+        for (stage, v) in [
+            ("stt", r.latency.stt_ms),
+            ("agent", r.latency.agent_ms),
+            ("tts", r.latency.tts_ms),
+            ("first_packet", r.latency.first_packet_ms),
+        ] {
+            if let Some(v) = v {
+                m.turn_latency_ms(stage, v as f64);
+            }
+        }
+        let rec = TurnRecord {
+            call_id: self.call_id,
+            seq: self.seq,
+            speaker: "agent".into(),
+            text,
+            start_ms: r.start_ms.unwrap_or(now_ms),
+            end_ms: now_ms,
+            interrupted: heard.is_some(),
+            latency: Some(r.latency),
+        };
+        self.seq += 1;
+        VoiceAction::Turn(rec)
+    }
+
+    fn caller_turn(&mut self, text: &str, now_ms: i64) -> VoiceAction {
+        let rec = TurnRecord {
+            call_id: self.call_id,
+            seq: self.seq,
+            speaker: "caller".into(),
+            text: text.to_string(),
+            start_ms: self.turn_start_ms,
+            end_ms: now_ms,
+            interrupted: false,
+            latency: None,
+        };
+        self.seq += 1;
+        VoiceAction::Turn(rec)
+    }
+
+    /// Slots collected by the agent (for the call record).
+    pub fn slots(&self) -> &BTreeMap<String, String> {
+        self.agent.slots()
+    }
+}
+
+async fn recv_head(head: Option<&mut Pending>) -> Option<Result<TtsAudio, ProviderError>> {
+    match head {
+        Some(p) => p.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn closed_channel() -> mpsc::Receiver<Result<TtsAudio, ProviderError>> {
+    let (tx, rx) = mpsc::channel(1);
+    let _ = tx.try_send(Err(ProviderError::Fatal("synthesis could not start".into())));
+    rx
+}
