@@ -54,3 +54,20 @@ fn serve_refuses_to_start_with_a_bad_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":2:") && err.contains("http.listen"), "{err}");
 }
+
+#[test]
+fn serve_refuses_to_start_without_models_and_says_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skald"))
+        .args(["serve", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/sip-config/skald.yaml")])
+        .args(["--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("SKALD_MODELS_DIR", dir.path().join("no-models"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("skald models fetch"), "{err}");
+    assert!(err.contains("no-models/"), "names the missing file: {err}");
+}

@@ -259,11 +259,10 @@ fn menu_routes_a_key_press_to_the_echo_app() {
         ],
         dir.path(),
     );
-    // The example config routes numbers it does not list to the menu.
-    let out = run_sipp(&skald, "+15557777", &sf, &["-d", "100"], 30);
+    let out = run_sipp(&skald, "+15550100", &sf, &["-d", "100"], 30);
     assert_sipp_ok(&out, &skald);
     let c = &skald.wait_ended(1, Duration::from_secs(10))[0];
-    assert_eq!(c["did"], "+15557777");
+    assert_eq!(c["did"], "+15550100");
     assert_eq!(c["dtmf"], "1", "{c:#}");
     assert_eq!(c["app"], "echo", "the menu handed the call to echo: {c:#}");
     assert!(skald.log().contains("switching application"));

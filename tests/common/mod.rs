@@ -361,3 +361,182 @@ pub fn write_rtp_pcap(path: &Path, payload: &[u8], pt: u8) {
     }
     std::fs::write(path, f).unwrap();
 }
+
+/// A caller's RTP endpoint run by the test (sipp does the signaling with an
+/// SDP pointing here). A thread sends one PCMU packet every 20 ms (queued
+/// speech, else silence) to where skald's packets come from, and records
+/// every packet skald sends with its arrival time.
+pub struct RtpPeer {
+    /// Local port (put it in the SDP).
+    pub port: u16,
+    /// Frames (160 bytes µ-law) waiting to be sent.
+    queue: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>>,
+    /// Packets from skald: (arrival, RTP packet).
+    received: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Vec<u8>)>>>,
+    /// (time, frame index) of each speech frame the peer sent.
+    sent_speech: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    /// Stops the thread.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RtpPeer {
+    /// Binds on 127.0.0.1 and starts the 20 ms send/receive loop.
+    pub fn start() -> RtpPeer {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let queue = Arc::new(Mutex::new(std::collections::VecDeque::<Vec<u8>>::new()));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sent_speech = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (q, r, ss, st) = (queue.clone(), received.clone(), sent_speech.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut remote = None;
+            let start = Instant::now();
+            let mut n: u32 = 0;
+            while !st.load(Ordering::SeqCst) {
+                if let Ok((len, from)) = sock.recv_from(&mut buf) {
+                    remote.get_or_insert(from);
+                    r.lock().unwrap().push((Instant::now(), buf[..len].to_vec()));
+                }
+                let due = start + Duration::from_millis(20 * n as u64);
+                if Instant::now() < due {
+                    continue;
+                }
+                n += 1;
+                let Some(dest) = remote else { continue };
+                let frame = q.lock().unwrap().pop_front();
+                let speech = frame.is_some();
+                let payload = frame.unwrap_or_else(|| vec![0xFF; 160]);
+                let mut p = vec![0x80, 0x00];
+                p.extend_from_slice(&(n as u16).to_be_bytes());
+                p.extend_from_slice(&(160 * n).to_be_bytes());
+                p.extend_from_slice(&0x7e57_0001u32.to_be_bytes());
+                p.extend_from_slice(&payload);
+                let _ = sock.send_to(&p, dest);
+                if speech {
+                    ss.lock().unwrap().push(Instant::now());
+                }
+            }
+        });
+        RtpPeer { port, queue, received, sent_speech, stop }
+    }
+
+    /// Queues µ-law 8 kHz audio to send (whole 20 ms frames).
+    pub fn say(&self, ulaw: &[u8]) {
+        let mut q = self.queue.lock().unwrap();
+        for f in ulaw.chunks(160) {
+            let mut f = f.to_vec();
+            f.resize(160, 0xFF);
+            q.push_back(f);
+        }
+    }
+
+    /// Frames still waiting to be sent.
+    pub fn pending(&self) -> usize {
+        self.queue.lock().unwrap().len()
+    }
+
+    /// Send times of the speech frames sent so far.
+    pub fn speech_sent(&self) -> Vec<Instant> {
+        self.sent_speech.lock().unwrap().clone()
+    }
+
+    /// skald's packets so far.
+    pub fn received(&self) -> Vec<(Instant, Vec<u8>)> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// skald's audio so far, decoded (8 kHz), with the arrival time of each
+    /// 160-sample frame.
+    pub fn heard(&self) -> Vec<(Instant, Vec<i16>)> {
+        self.received()
+            .into_iter()
+            .filter(|(_, p)| p.len() > 12 && p[1] & 0x7f == 0)
+            .map(|(t, p)| (t, p[12..].iter().map(|&b| mulaw_to_linear(b)).collect()))
+            .collect()
+    }
+
+    /// Waits until skald has spoken (a frame louder than `LOUD`) after `since`
+    /// and then been quiet for `quiet`; returns when the speech ended. Panics
+    /// after `timeout`.
+    pub fn wait_agent_turn(&self, since: Instant, quiet: Duration, timeout: Duration) -> Instant {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let frames = self.heard();
+            let spoke: Vec<Instant> = frames.iter().filter(|(t, f)| *t >= since && is_loud(f)).map(|(t, _)| *t).collect();
+            if let Some(last) = spoke.last() {
+                if last.elapsed() >= quiet {
+                    return *last;
+                }
+            }
+            assert!(Instant::now() < deadline, "skald did not finish speaking within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RtpPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// RMS above which a 20 ms frame counts as speech.
+pub const LOUD: f64 = 300.0;
+
+/// True when the frame's RMS is above [`LOUD`].
+pub fn is_loud(f: &[i16]) -> bool {
+    envelope(f, f.len().max(1)).first().copied().unwrap_or(0.0) > LOUD
+}
+
+/// A phrase spoken by espeak-ng (an independent synthesizer) as 8 kHz µ-law.
+pub fn espeak_ulaw(text: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("say.wav");
+    let st = Command::new("espeak-ng").args(["-v", "en-us", "-s", "150", "-w"]).arg(&wav).arg(text).status().unwrap();
+    assert!(st.success(), "espeak-ng failed");
+    let out = Command::new("sox").arg(&wav).args(["-r", "8000", "-c", "1", "-t", "ul", "-"]).output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Word error rate of `hyp` against `reference`: word-level Levenshtein
+/// distance over the reference length, lowercase, punctuation stripped.
+pub fn wer(reference: &str, hyp: &str) -> f64 {
+    let norm = |s: &str| -> Vec<String> {
+        s.to_lowercase()
+            .split_whitespace()
+            .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>())
+            .filter(|w| !w.is_empty())
+            .map(|w| match w.as_str() {
+                "mr" => "mister".to_string(),
+                "mrs" => "missus".to_string(),
+                _ => w,
+            })
+            .collect()
+    };
+    let (r, h) = (norm(reference), norm(hyp));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for i in 1..=r.len() {
+        let mut cur = vec![i; h.len() + 1];
+        for j in 1..=h.len() {
+            let sub = prev[j - 1] + usize::from(r[i - 1] != h[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len().max(1) as f64
+}
+
+/// The reference transcript of a pocketsphinx-testdata LibriVox file.
+pub fn librivox_reference(file_id: &str) -> String {
+    let t = std::fs::read_to_string("/usr/share/pocketsphinx/test/data/librivox/transcription").unwrap();
+    t.lines()
+        .find(|l| l.contains(&format!("({file_id})")))
+        .map(|l| l.split(" (").next().unwrap_or("").replace("<s>", "").replace("</s>", "").trim().to_string())
+        .unwrap_or_else(|| panic!("no reference for {file_id}"))
+}

@@ -1,0 +1,229 @@
+//! End to end: the voice agent on a real call. sipp places the call (SIP);
+//! the test is the caller's RTP endpoint: it plays real speech (LibriVox
+//! recordings from Debian `pocketsphinx-testdata`) or phrases spoken by
+//! espeak-ng, and listens to what skald says back. skald runs the local
+//! models (Silero VAD, Moonshine STT, Piper TTS) and the dental front-desk
+//! flow agent from the example config.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The example config with the agents directory made absolute, the agent's
+/// silence timeout shortened (for the re-prompt test) when `silence_s` is set.
+fn voice_config(dir: &Path, silence_s: Option<u64>) -> String {
+    let agents = dir.join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
+        let p = e.unwrap().path();
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        if let Some(s) = silence_s {
+            text = text
+                .lines()
+                .map(|l| if l.starts_with("silence_timeout_s:") { format!("silence_timeout_s: {s}") } else { l.to_string() })
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        std::fs::write(agents.join(p.file_name().unwrap()), text).unwrap();
+    }
+    example_config().replace("agents_dir: agents", &format!("agents_dir: {}", agents.display()))
+}
+
+/// Starts a call to `service` whose RTP goes to a fresh [`RtpPeer`]; sipp
+/// waits up to `bye_timeout_s` for skald's BYE (or hangs up itself after
+/// `hold_ms` when `hangup_after` is set). Returns the peer and sipp's thread.
+fn call(
+    skald: &Skald,
+    service: &str,
+    dir: &Path,
+    wait_for_bye: bool,
+    ms: u64,
+) -> (RtpPeer, std::thread::JoinHandle<std::process::Output>) {
+    let peer = RtpPeer::start();
+    let template = if wait_for_bye { "uac_wait_bye.xml" } else { "uac_call.xml" };
+    let mut s = std::fs::read_to_string(scenario(template)).unwrap();
+    for (k, v) in [
+        ("PTS", "0 101".to_string()),
+        ("MEDIA_PORT", peer.port.to_string()),
+        ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0".to_string()),
+        ("BYE_TIMEOUT", ms.to_string()),
+        ("MEDIA", String::new()),
+    ] {
+        s = s.replace(&format!("@{k}@"), &v);
+    }
+    let sf = dir.join(template);
+    std::fs::write(&sf, s).unwrap();
+    let target = format!("127.0.0.1:{}", skald.sip_port);
+    let service = service.to_string();
+    let sf = sf.display().to_string();
+    let t = std::thread::spawn(move || {
+        let p = free_port().to_string();
+        let d = ms.to_string();
+        sipp(
+            &[&target, "-s", &service, "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", &d],
+            Duration::from_secs(ms / 1000 + 60),
+        )
+    });
+    (peer, t)
+}
+
+fn call_detail(skald: &Skald) -> serde_json::Value {
+    let c = &skald.wait_ended(1, Duration::from_secs(20))[0];
+    skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()))
+}
+
+fn turns(detail: &serde_json::Value, speaker: &str) -> Vec<String> {
+    detail["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["speaker"] == speaker)
+        .map(|t| t["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Transcribes what the peer heard with skald's own local STT.
+fn transcribe_heard(frames: &[(Instant, Vec<i16>)]) -> String {
+    use skald::providers::local::{models::ModelPaths, moonshine::Moonshine, onnx};
+    let paths = ModelPaths::in_dir(&ModelPaths::default_dir());
+    onnx::init_runtime(&paths.onnxruntime).expect("models (run `skald models fetch`)");
+    let model = Moonshine::load(&paths.moonshine_encoder, &paths.moonshine_decoder, &paths.moonshine_tokenizer).unwrap();
+    let pcm8: Vec<i16> = frames.iter().flat_map(|(_, f)| f.iter().copied()).collect();
+    let pcm16 = skald::rtp::codec::resample::resample_all(&pcm8, 8000, 16000).unwrap();
+    model.transcribe(&pcm16).unwrap()
+}
+
+#[test]
+fn caller_speech_is_transcribed_and_the_agent_answers_with_speech() {
+    let dir = tempfile::tempdir().unwrap();
+    let skald = Skald::start_with(&voice_config(dir.path(), None));
+    let (peer, sipp_t) = call(&skald, "+15550123", dir.path(), false, 25_000);
+    // The greeting.
+    let t0 = Instant::now();
+    let greeting_end = peer.wait_agent_turn(t0, Duration::from_millis(800), Duration::from_secs(15));
+    let greeting: Vec<_> = peer.heard().into_iter().filter(|(t, _)| *t <= greeting_end).collect();
+    let said = transcribe_heard(&greeting);
+    eprintln!("skald said: {said}");
+    let lower = said.to_lowercase();
+    assert!(lower.contains("smile") || lower.contains("dental"), "greeting not recognizable: {said:?}");
+    // Real speech from a LibriVox recording, phone-band (8 kHz µ-law).
+    let id = "sense_and_sensibility_01_austen_64kb-0880";
+    let ulaw = Command::new("sox")
+        .arg(format!("/usr/share/pocketsphinx/test/data/librivox/{id}.wav"))
+        .args(["-r", "8000", "-c", "1", "-t", "ul", "-"])
+        .output()
+        .unwrap()
+        .stdout;
+    peer.say(&ulaw);
+    let t1 = Instant::now();
+    peer.wait_agent_turn(t1, Duration::from_millis(800), Duration::from_secs(15));
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, &skald);
+    let detail = call_detail(&skald);
+    let caller = turns(&detail, "caller");
+    assert!(!caller.is_empty(), "no caller turn stored: {detail:#}");
+    let reference = librivox_reference(id);
+    let w = wer(&reference, &caller[0]);
+    eprintln!("caller turn: {:?}\nreference: {reference:?}\nWER {:.1} %", caller[0], w * 100.0);
+    assert!(w <= 0.10, "WER {:.1} % > 10 %: {:?} vs {reference:?}", w * 100.0, caller[0]);
+    assert!(turns(&detail, "agent").len() >= 2, "the agent answered: {detail:#}");
+    let (_, metrics) = skald.try_http("GET", "/metrics").unwrap();
+    assert!(metrics.contains("skald_turn_latency_ms_bucket"), "latency histograms exported");
+}
+
+#[test]
+fn booking_dialogue_ends_confirmed_and_skald_hangs_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let skald = Skald::start_with(&voice_config(dir.path(), None));
+    let (peer, sipp_t) = call(&skald, "+15550123", dir.path(), true, 90_000);
+    let script = [
+        "I would like to book a cleaning please.",
+        "Next Tuesday.",
+        "Two thirty in the afternoon.",
+        "My name is Anna Smith.",
+        "Yes, that's right.",
+        "No thanks, goodbye.",
+    ];
+    let mut since = Instant::now();
+    peer.wait_agent_turn(since, Duration::from_millis(900), Duration::from_secs(20));
+    for line in script {
+        peer.say(&espeak_ulaw(line));
+        since = Instant::now();
+        if line.contains("goodbye") {
+            break;
+        }
+        peer.wait_agent_turn(since, Duration::from_millis(900), Duration::from_secs(20));
+    }
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, &skald);
+    let detail = call_detail(&skald);
+    let agent = turns(&detail, "agent").join(" | ").to_lowercase();
+    let caller = turns(&detail, "caller").join(" | ");
+    eprintln!("agent: {agent}\ncaller: {caller}");
+    assert!(agent.contains("booked") || agent.contains("confirmed"), "no confirmation: {agent}");
+    assert!(agent.contains("tuesday"), "{agent}");
+    assert!(agent.contains("2:30") || agent.contains("two thirty") || agent.contains("2.30"), "{agent}");
+    let end = detail["end_reason"].as_str().unwrap();
+    assert!(end == "goodbye" || end == "completed", "skald hung up for the right reason: {end}");
+    let rec = detail["recording_path"].as_str().expect("stereo recording");
+    let (_, rate) = read_wav(Path::new(rec));
+    assert_eq!(rate, 16000);
+    assert_eq!(hound::WavReader::open(rec).unwrap().spec().channels, 2);
+}
+
+#[test]
+fn talking_over_the_agent_stops_its_audio_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let skald = Skald::start_with(&voice_config(dir.path(), None));
+    let (peer, sipp_t) = call(&skald, "+15550123", dir.path(), false, 14_000);
+    // Wait until the greeting is under way, then talk over it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !peer.heard().iter().any(|(_, f)| is_loud(f)) {
+        assert!(Instant::now() < deadline, "no greeting");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    peer.say(&espeak_ulaw("Hold on, I want to ask about opening hours."));
+    std::thread::sleep(Duration::from_millis(2500));
+    let speech_start = peer.speech_sent()[0];
+    let heard = peer.heard();
+    // The agent's audio after the caller started: when did it go quiet?
+    let stopped = heard
+        .iter()
+        .filter(|(t, _)| *t > speech_start)
+        .find(|(_, f)| !is_loud(f))
+        .map(|(t, _)| *t)
+        .expect("agent audio never stopped");
+    let after_start = stopped.duration_since(speech_start).as_millis() as i64;
+    // barge_in_min_ms (250) of speech must pass, plus the 60 ms jitter buffer,
+    // before skald may decide; from then, its audio must stop within 200 ms.
+    let stop_latency = after_start - 250 - 60;
+    eprintln!("agent audio stopped {after_start} ms after the caller started (≈{stop_latency} ms after the barge-in threshold)");
+    assert!(stop_latency <= 200, "agent kept talking {stop_latency} ms past the barge-in threshold");
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, &skald);
+    let detail = call_detail(&skald);
+    let greeting = &detail["turns"].as_array().unwrap()[0];
+    assert_eq!(greeting["speaker"], "agent");
+    assert_eq!(greeting["interrupted"], true, "{detail:#}");
+    let (_, metrics) = skald.try_http("GET", "/metrics").unwrap();
+    assert!(metrics.contains("skald_barge_ins_total 1"), "barge-in counted");
+}
+
+#[test]
+fn silence_gets_reprompts_then_a_polite_hangup() {
+    let dir = tempfile::tempdir().unwrap();
+    let skald = Skald::start_with(&voice_config(dir.path(), Some(2)));
+    let (peer, sipp_t) = call(&skald, "+15550123", dir.path(), true, 60_000);
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, &skald);
+    drop(peer);
+    let detail = call_detail(&skald);
+    assert_eq!(detail["end_reason"], "no-input", "{detail:#}");
+    let agent = turns(&detail, "agent");
+    assert!(agent.len() >= 3, "greeting, re-prompts and goodbye: {agent:?}");
+    assert!(turns(&detail, "caller").is_empty(), "silence never became a caller turn");
+}
