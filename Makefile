@@ -50,3 +50,14 @@ fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
 	cd fuzz && for t in $$($(CARGO) +nightly fuzz list); do \
 	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+## make models: fetch the local models from PyPI (pip), convert Moonshine to
+## plain ONNX, record sha256 in SKALD_MODELS_DIR (default ~/.cache/skald/models).
+## Needs python3 with pip and venv (Debian: python3-pip, python3-venv).
+.PHONY: models
+models: deps
+	@command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 \
+	  || scripts/install-debs.sh python3 python3-pip
+	@python3 -c 'import ensurepip, venv' 2>/dev/null || scripts/install-debs.sh python3-venv
+	$(CARGO) build --locked --bin skald
+	./target/debug/skald models fetch
