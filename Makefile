@@ -8,20 +8,21 @@ CONFIG ?= sip-config/skald.yaml
 APT_GET := $(shell if [ "$$(id -u)" = 0 ]; then echo apt-get; else echo sudo apt-get; fi)
 
 # Debian packages: what a build needs, and what the tests' real peers need.
-BUILD_PKGS := pkg-config gcc
-TEST_PKGS := sip-tester baresip-core pocketsphinx-testdata sox espeak-ng curl bc
+BUILD_PKGS := pkg-config gcc espeak-ng
+TEST_PKGS := sip-tester baresip-core pocketsphinx-testdata sox curl bc
 
 .PHONY: run build test deps test-deps check bench bench-load clean-data fuzz
 
 ## make run: install what is missing, build, start `skald serve` with the example config.
-run: deps build
+run: deps build models-prereqs
+	./target/release/skald models fetch
 	./target/release/skald serve --config $(CONFIG)
 
 build:
 	$(CARGO) build --release --locked
 
 ## make test: install what the tests need, then run every test (unit, sans-IO, end to end).
-test: test-deps
+test: test-deps models
 	$(CARGO) build --locked --all-targets
 	$(CARGO) test --locked --all-targets -- --test-threads=2
 
@@ -54,10 +55,12 @@ fuzz:
 ## make models: fetch the local models from PyPI (pip), convert Moonshine to
 ## plain ONNX, record sha256 in SKALD_MODELS_DIR (default ~/.cache/skald/models).
 ## Needs python3 with pip and venv (Debian: python3-pip, python3-venv).
-.PHONY: models
-models: deps
+.PHONY: models models-prereqs
+models: models-prereqs
+	$(CARGO) build --locked --bin skald
+	./target/debug/skald models fetch
+
+models-prereqs: deps
 	@command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 \
 	  || scripts/install-debs.sh python3 python3-pip
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || scripts/install-debs.sh python3-venv
-	$(CARGO) build --locked --bin skald
-	./target/debug/skald models fetch
