@@ -54,6 +54,11 @@ pub const MAX_UTTERANCE_SAMPLES: usize = 30 * SAMPLE_RATE_HZ as usize;
 /// Shortest input to the encoder, samples (0.1 s); shorter audio is padded
 /// with silence (the encoder needs about 900 samples for one output frame).
 const MIN_ENCODER_SAMPLES: usize = SAMPLE_RATE_HZ as usize / 10;
+/// Intra-op threads per session used by [`Moonshine::load`]: one, so a
+/// transcription never takes more than one core per phase from the media
+/// path (measured on the 2-core dev box under load: 1 thread was as fast as 2,
+/// and steadier).
+pub const DEFAULT_THREADS: usize = 1;
 /// Moonshine's limit on generated tokens per second of audio.
 const MAX_TOKENS_PER_SECOND: f64 = 6.5;
 /// Hard cap on generated tokens per pass (30 s · 6.5 = 195).
@@ -169,10 +174,29 @@ pub struct Moonshine {
 
 impl Moonshine {
     /// Loads encoder, decoder and tokenizer; ONNX Runtime must be initialized.
-    /// `encoder`/`decoder` may be the `.onnx` or the `.ort` files.
+    /// `encoder`/`decoder` may be the `.onnx` or the `.ort` files. Each
+    /// session runs on [`DEFAULT_THREADS`] thread(s).
     /// Errors: `Fatal` naming the file.
-    pub fn load(encoder: &Path, decoder: &Path, tokenizer: &Path) -> Result<Arc<Moonshine>, ProviderError> {
-        Ok(Arc::new(Self::load_inner(encoder, decoder, tokenizer)?))
+    pub fn load(
+        encoder: &Path,
+        decoder: &Path,
+        tokenizer: &Path,
+    ) -> Result<Arc<Moonshine>, ProviderError> {
+        Self::load_with_threads(encoder, decoder, tokenizer, DEFAULT_THREADS)
+    }
+
+    /// [`Moonshine::load`] with `threads` intra-op threads per session (0 is
+    /// taken as 1). More threads shorten one transcription on an idle
+    /// machine and lengthen it on a busy one.
+    pub fn load_with_threads(
+        encoder: &Path,
+        decoder: &Path,
+        tokenizer: &Path,
+        threads: usize,
+    ) -> Result<Arc<Moonshine>, ProviderError> {
+        Ok(Arc::new(Self::load_inner(
+            encoder, decoder, tokenizer, threads,
+        )?))
     }
 
     /// Loads the model from a models directory layout: the plain `.onnx`
@@ -187,7 +211,10 @@ impl Moonshine {
     /// `.onnx` pair when both exist, else the `.ort` pair (existing or not).
     pub fn model_files(paths: &ModelPaths) -> (PathBuf, PathBuf) {
         if paths.moonshine_encoder.is_file() && paths.moonshine_decoder.is_file() {
-            return (paths.moonshine_encoder.clone(), paths.moonshine_decoder.clone());
+            return (
+                paths.moonshine_encoder.clone(),
+                paths.moonshine_decoder.clone(),
+            );
         }
         (
             paths.moonshine_encoder.with_extension("ort"),
@@ -205,7 +232,10 @@ impl Moonshine {
     }
 
     /// [`Moonshine::transcribe`], also returning where the time went.
-    pub fn transcribe_with_stats(&self, pcm16k: &[i16]) -> Result<(String, TranscribeStats), ProviderError> {
+    pub fn transcribe_with_stats(
+        &self,
+        pcm16k: &[i16],
+    ) -> Result<(String, TranscribeStats), ProviderError> {
         let mut stats = TranscribeStats {
             audio_ms: pcm16k.len() as u64 * 1000 / u64::from(SAMPLE_RATE_HZ),
             ..TranscribeStats::default()
@@ -220,20 +250,34 @@ impl Moonshine {
         Ok((pieces.join(" "), stats))
     }
 
-    fn load_inner(encoder: &Path, decoder: &Path, tokenizer: &Path) -> Result<Moonshine, MoonshineError> {
+    fn load_inner(
+        encoder: &Path,
+        decoder: &Path,
+        tokenizer: &Path,
+        threads: usize,
+    ) -> Result<Moonshine, MoonshineError> {
         for f in [encoder, decoder, tokenizer] {
             if !f.is_file() {
                 return Err(MoonshineError::Missing(f.display().to_string()));
             }
         }
         let tokenizer = Tokenizer::load(tokenizer)?;
-        let encoder_session = open_session(encoder)?;
-        let decoder_session = open_session(decoder)?;
-        let iface = |reason: String| MoonshineError::Interface { file: decoder.display().to_string(), reason };
+        let encoder_session = open_session(encoder, threads)?;
+        let decoder_session = open_session(decoder, threads)?;
+        let iface = |reason: String| MoonshineError::Interface {
+            file: decoder.display().to_string(),
+            reason,
+        };
 
         let (Some(encoder_input), Some(encoder_output)) = (
-            encoder_session.inputs().first().map(|o| o.name().to_string()),
-            encoder_session.outputs().first().map(|o| o.name().to_string()),
+            encoder_session
+                .inputs()
+                .first()
+                .map(|o| o.name().to_string()),
+            encoder_session
+                .outputs()
+                .first()
+                .map(|o| o.name().to_string()),
         ) else {
             return Err(MoonshineError::Interface {
                 file: encoder.display().to_string(),
@@ -241,8 +285,16 @@ impl Moonshine {
             });
         };
 
-        let inputs: Vec<String> = decoder_session.inputs().iter().map(|o| o.name().to_string()).collect();
-        let outputs: Vec<String> = decoder_session.outputs().iter().map(|o| o.name().to_string()).collect();
+        let inputs: Vec<String> = decoder_session
+            .inputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        let outputs: Vec<String> = decoder_session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
         for needed in ["input_ids", "encoder_hidden_states", "use_cache_branch"] {
             if !inputs.iter().any(|n| n == needed) {
                 return Err(iface(format!("no input `{needed}`")));
@@ -251,7 +303,10 @@ impl Moonshine {
         if outputs.first().map(String::as_str) != Some("logits") {
             return Err(iface("first output is not `logits`".into()));
         }
-        let layers = inputs.iter().filter(|n| n.starts_with("past_key_values.") && n.ends_with(".decoder.key")).count();
+        let layers = inputs
+            .iter()
+            .filter(|n| n.starts_with("past_key_values.") && n.ends_with(".decoder.key"))
+            .count();
         if layers == 0 {
             return Err(iface("no `past_key_values.*` inputs".into()));
         }
@@ -281,11 +336,15 @@ impl Moonshine {
             .iter()
             .find(|o| o.name() == past_names[0])
             .and_then(|o| match o.dtype() {
-                ort::value::ValueType::Tensor { shape, .. } if shape.len() == 4 => Some((shape[1], shape[3])),
+                ort::value::ValueType::Tensor { shape, .. } if shape.len() == 4 => {
+                    Some((shape[1], shape[3]))
+                }
                 _ => None,
             });
         let Some((kv_heads, head_dim)) = kv_shape.filter(|(h, d)| *h > 0 && *d > 0) else {
-            return Err(iface("past_key_values are not [batch, heads, seq, head_dim] with fixed heads".into()));
+            return Err(iface(
+                "past_key_values are not [batch, heads, seq, head_dim] with fixed heads".into(),
+            ));
         };
 
         Ok(Moonshine {
@@ -303,7 +362,11 @@ impl Moonshine {
     }
 
     /// One pass over at most [`MAX_UTTERANCE_SAMPLES`].
-    fn transcribe_piece(&self, pcm: &[i16], stats: &mut TranscribeStats) -> Result<String, MoonshineError> {
+    fn transcribe_piece(
+        &self,
+        pcm: &[i16],
+        stats: &mut TranscribeStats,
+    ) -> Result<String, MoonshineError> {
         if pcm.iter().all(|s| s.unsigned_abs() <= SILENCE_PEAK as u16) {
             return Ok(String::new());
         }
@@ -329,19 +392,32 @@ impl Moonshine {
         let n = audio.len();
         let input = Tensor::from_array(([1usize, n], audio)).map_err(infer)?;
         let mut session = self.encoder.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = session.run(vec![(self.encoder_input.as_str(), SessionInputValue::from(input))]).map_err(infer)?;
-        out.remove(&self.encoder_output)
-            .ok_or_else(|| MoonshineError::Inference(format!("encoder gave no `{}`", self.encoder_output)))
+        let mut out = session
+            .run(vec![(
+                self.encoder_input.as_str(),
+                SessionInputValue::from(input),
+            )])
+            .map_err(infer)?;
+        out.remove(&self.encoder_output).ok_or_else(|| {
+            MoonshineError::Inference(format!("encoder gave no `{}`", self.encoder_output))
+        })
     }
 
     /// Greedy decoding with the KV cache; returns the generated ids (BOS and
     /// EOS excluded). `steps` counts decoder runs.
-    fn decode(&self, hidden: &DynValue, max_tokens: usize, steps: &mut usize) -> Result<Vec<i64>, MoonshineError> {
+    fn decode(
+        &self,
+        hidden: &DynValue,
+        max_tokens: usize,
+        steps: &mut usize,
+    ) -> Result<Vec<i64>, MoonshineError> {
         // Dummy past for the first (no-cache) step: [1, heads, 1, head_dim] zeros.
         let dummy_len = (self.kv_heads * self.head_dim) as usize;
         let mut past: Vec<DynValue> = Vec::with_capacity(self.past_names.len());
         for _ in &self.past_names {
-            let t = Tensor::from_array(([1, self.kv_heads, 1, self.head_dim], vec![0f32; dummy_len])).map_err(infer)?;
+            let t =
+                Tensor::from_array(([1, self.kv_heads, 1, self.head_dim], vec![0f32; dummy_len]))
+                    .map_err(infer)?;
             past.push(t.into_dyn());
         }
         let mut session = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
@@ -349,10 +425,21 @@ impl Moonshine {
         let mut last = BOS;
         for step in 0..max_tokens {
             let use_cache = step > 0;
-            let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(3 + past.len());
-            inputs.push(("input_ids".into(), Tensor::from_array(([1usize, 1], vec![last])).map_err(infer)?.into()));
+            let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+                Vec::with_capacity(3 + past.len());
+            inputs.push((
+                "input_ids".into(),
+                Tensor::from_array(([1usize, 1], vec![last]))
+                    .map_err(infer)?
+                    .into(),
+            ));
             inputs.push(("encoder_hidden_states".into(), hidden.into()));
-            inputs.push(("use_cache_branch".into(), Tensor::from_array(([1usize], vec![use_cache])).map_err(infer)?.into()));
+            inputs.push((
+                "use_cache_branch".into(),
+                Tensor::from_array(([1usize], vec![use_cache]))
+                    .map_err(infer)?
+                    .into(),
+            ));
             for (name, value) in self.past_names.iter().zip(&past) {
                 inputs.push((name.as_str().into(), value.into()));
             }
@@ -369,9 +456,9 @@ impl Moonshine {
             };
             for (k, name) in self.present_names.iter().enumerate() {
                 if !use_cache || self.is_decoder_kv[k] {
-                    past[k] = out
-                        .remove(name)
-                        .ok_or_else(|| MoonshineError::Inference(format!("decoder gave no `{name}`")))?;
+                    past[k] = out.remove(name).ok_or_else(|| {
+                        MoonshineError::Inference(format!("decoder gave no `{name}`"))
+                    })?;
                 }
             }
             if next == EOS {
@@ -385,11 +472,20 @@ impl Moonshine {
 }
 
 /// Opens one session from a `.onnx` or `.ort` file (ONNX Runtime picks the
-/// format from the extension).
-fn open_session(path: &Path) -> Result<Session, MoonshineError> {
-    let load = |reason: String| MoonshineError::Load { file: path.display().to_string(), reason };
+/// format from the extension) with `threads` intra-op threads.
+fn open_session(path: &Path, threads: usize) -> Result<Session, MoonshineError> {
+    let load = |reason: String| MoonshineError::Load {
+        file: path.display().to_string(),
+        reason,
+    };
     let env = onnx::environment().ok_or(MoonshineError::NoRuntime)?;
     Session::builder(env)
+        .map_err(|e| load(e.to_string()))?
+        .with_intra_threads(threads.max(1))
+        .map_err(|e| load(e.to_string()))?
+        // Idle pool threads sleep instead of spinning: on a small box the
+        // spinning steals the cores the media path and the other models need.
+        .with_config_entry("session.intra_op.allow_spinning", "0")
         .map_err(|e| load(e.to_string()))?
         .commit_from_file(path)
         .map_err(|e| load(e.to_string()))
@@ -426,7 +522,10 @@ pub(crate) struct Tokenizer {
 impl Tokenizer {
     /// Reads and parses a `tokenizer.bin`.
     fn load(path: &Path) -> Result<Tokenizer, MoonshineError> {
-        let err = |reason: String| MoonshineError::Tokenizer { file: path.display().to_string(), reason };
+        let err = |reason: String| MoonshineError::Tokenizer {
+            file: path.display().to_string(),
+            reason,
+        };
         let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
         Tokenizer::parse(&bytes).map_err(err)
     }
@@ -467,13 +566,17 @@ impl Tokenizer {
             let Some(token) = usize::try_from(id).ok().and_then(|i| self.tokens.get(i)) else {
                 continue;
             };
-            let special = token.len() > 2 && token.first() == Some(&b'<') && token.last() == Some(&b'>');
+            let special =
+                token.len() > 2 && token.first() == Some(&b'<') && token.last() == Some(&b'>');
             if token.is_empty() || special {
                 continue;
             }
             bytes.extend_from_slice(token);
         }
-        String::from_utf8_lossy(&bytes).replace('\u{2581}', " ").trim().to_string()
+        String::from_utf8_lossy(&bytes)
+            .replace('\u{2581}', " ")
+            .trim()
+            .to_string()
     }
 }
 
@@ -538,18 +641,31 @@ impl MoonshineStream {
                     let model = model.clone();
                     match tokio::task::spawn_blocking(move || model.transcribe(&job.pcm)).await {
                         Ok(r) => r,
-                        Err(e) => Err(ProviderError::Fatal(format!("transcription task failed: {e}"))),
+                        Err(e) => Err(ProviderError::Fatal(format!(
+                            "transcription task failed: {e}"
+                        ))),
                     }
                 };
                 let event = result.map(|text| {
-                    SttEvent::Final(Transcript { text, start_ms: job.start_ms, end_ms: job.end_ms, confidence: None })
+                    SttEvent::Final(Transcript {
+                        text,
+                        start_ms: job.start_ms,
+                        end_ms: job.end_ms,
+                        confidence: None,
+                    })
                 });
                 if event_tx.send(event).is_err() {
                     break;
                 }
             }
         });
-        MoonshineStream { buffer: Vec::new(), consumed: 0, jobs, events, worker }
+        MoonshineStream {
+            buffer: Vec::new(),
+            consumed: 0,
+            jobs,
+            events,
+            worker,
+        }
     }
 
     /// Hands the first `len` buffered samples to the worker as one utterance.
@@ -557,8 +673,14 @@ impl MoonshineStream {
         let pcm: Vec<i16> = self.buffer.drain(..len).collect();
         let start = self.consumed;
         self.consumed += pcm.len() as u64;
-        let job = Job { pcm, start_ms: samples_to_ms(start), end_ms: samples_to_ms(self.consumed) };
-        self.jobs.send(job).map_err(|_| ProviderError::Fatal("moonshine stream worker stopped".into()))
+        let job = Job {
+            pcm,
+            start_ms: samples_to_ms(start),
+            end_ms: samples_to_ms(self.consumed),
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| ProviderError::Fatal("moonshine stream worker stopped".into()))
     }
 }
 
@@ -598,7 +720,6 @@ fn samples_to_ms(samples: u64) -> u64 {
     samples * 1000 / u64::from(SAMPLE_RATE_HZ)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,7 +735,8 @@ mod tests {
         MODEL
             .get_or_init(|| {
                 let paths = ModelPaths::in_dir(&ModelPaths::default_dir());
-                onnx::init_runtime(&paths.onnxruntime).expect("ONNX Runtime (run `skald models fetch`)");
+                onnx::init_runtime(&paths.onnxruntime)
+                    .expect("ONNX Runtime (run `skald models fetch`)");
                 Moonshine::load_from(&paths).unwrap_or_else(|e| panic!("{e}"))
             })
             .clone()
@@ -623,18 +745,29 @@ mod tests {
     /// (file id, reference text, 16 kHz PCM) of every LibriVox test file.
     fn librivox() -> Vec<(String, String, Vec<i16>)> {
         let dir = Path::new(LIBRIVOX);
-        let refs = std::fs::read_to_string(dir.join("transcription"))
-            .unwrap_or_else(|e| panic!("{LIBRIVOX}/transcription: {e} (install pocketsphinx-testdata)"));
+        let refs = std::fs::read_to_string(dir.join("transcription")).unwrap_or_else(|e| {
+            panic!("{LIBRIVOX}/transcription: {e} (install pocketsphinx-testdata)")
+        });
         let mut out = Vec::new();
         for line in refs.lines() {
-            let Some((text, id)) = line.rsplit_once(" (") else { continue };
+            let Some((text, id)) = line.rsplit_once(" (") else {
+                continue;
+            };
             let id = id.trim_end_matches(')').to_string();
-            let text = text.replace("<s>", "").replace("</s>", "").trim().to_string();
+            let text = text
+                .replace("<s>", "")
+                .replace("</s>", "")
+                .trim()
+                .to_string();
             let path = dir.join(format!("{id}.wav"));
-            let mut reader = hound::WavReader::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut reader =
+                hound::WavReader::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(reader.spec().sample_rate, SAMPLE_RATE_HZ);
             assert_eq!(reader.spec().channels, 1);
-            let pcm: Vec<i16> = reader.samples::<i16>().map(|s| s.expect("sample")).collect();
+            let pcm: Vec<i16> = reader
+                .samples::<i16>()
+                .map(|s| s.expect("sample"))
+                .collect();
             out.push((id, text, pcm));
         }
         assert_eq!(out.len(), 5, "expected 5 LibriVox files");
@@ -647,7 +780,11 @@ mod tests {
         text.to_lowercase()
             .replace('-', " ")
             .split_whitespace()
-            .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>())
+            .map(|w| {
+                w.chars()
+                    .filter(|c| c.is_alphanumeric() || *c == '\'')
+                    .collect::<String>()
+            })
             .filter(|w| !w.is_empty())
             .map(|w| match w.as_str() {
                 "mr" => "mister".to_string(),
@@ -689,7 +826,10 @@ mod tests {
 
     #[test]
     fn wer_counts_word_edits() {
-        assert_eq!(wer("he was not ill disposed", "He was not ill-disposed."), 0.0);
+        assert_eq!(
+            wer("he was not ill disposed", "He was not ill-disposed."),
+            0.0
+        );
         assert_eq!(wer("and mister john", "And Mr. John"), 0.0);
         assert_eq!(wer("a b c d", "a x c"), 0.5);
         assert_eq!(wer("a b", ""), 1.0);
@@ -746,9 +886,16 @@ mod tests {
     fn missing_files_are_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let paths = ModelPaths::in_dir(dir.path());
-        let Err(e) = Moonshine::load_from(&paths) else { panic!("loaded from an empty dir") };
-        let ProviderError::Fatal(msg) = e else { panic!("not fatal: {e:?}") };
-        assert!(msg.contains("encoder_model.ort") && msg.contains("skald models fetch"), "{msg}");
+        let Err(e) = Moonshine::load_from(&paths) else {
+            panic!("loaded from an empty dir")
+        };
+        let ProviderError::Fatal(msg) = e else {
+            panic!("not fatal: {e:?}")
+        };
+        assert!(
+            msg.contains("encoder_model.ort") && msg.contains("skald models fetch"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -758,7 +905,10 @@ mod tests {
             let text = model.transcribe(&pcm).expect("transcribes");
             let wer = wer(&reference, &text);
             println!("{id}: WER {:.1} % «{text}»", wer * 100.0);
-            assert!(wer <= 0.10, "{id}: WER {wer:.3}\n ref: {reference}\n hyp: {text}");
+            assert!(
+                wer <= 0.10,
+                "{id}: WER {wer:.3}\n ref: {reference}\n hyp: {text}"
+            );
         }
     }
 
@@ -769,7 +919,10 @@ mod tests {
             let text = model.transcribe(&through_mulaw(&pcm)).expect("transcribes");
             let wer = wer(&reference, &text);
             println!("{id} (8 kHz µ-law): WER {:.1} % «{text}»", wer * 100.0);
-            assert!(wer <= 0.10, "{id}: WER {wer:.3}\n ref: {reference}\n hyp: {text}");
+            assert!(
+                wer <= 0.10,
+                "{id}: WER {wer:.3}\n ref: {reference}\n hyp: {text}"
+            );
         }
     }
 
@@ -788,7 +941,10 @@ mod tests {
             .collect();
         let (text, stats) = model.transcribe_with_stats(&noise).expect("noise");
         assert!(stats.decoder_steps > 0, "the model ran");
-        assert!(words(&text).len() <= 1 && text.len() <= 12, "noise gave {text:?}");
+        assert!(
+            words(&text).len() <= 1 && text.len() <= 12,
+            "noise gave {text:?}"
+        );
     }
 
     #[test]
@@ -796,7 +952,9 @@ mod tests {
         let model = model();
         assert_eq!(model.transcribe(&[]).expect("empty"), "");
         for len in [1usize, 10, 900, 1600] {
-            let pcm: Vec<i16> = (0..len).map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16).collect();
+            let pcm: Vec<i16> = (0..len)
+                .map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16)
+                .collect();
             let text = model.transcribe(&pcm).expect("short audio");
             assert!(text.len() <= 40, "{len} samples gave {text:?}");
         }
@@ -805,8 +963,14 @@ mod tests {
     }
 
     /// Next event within a few seconds, or `None` on timeout.
-    async fn next(stream: &mut Box<dyn SttStream>, secs: u64) -> Option<Result<SttEvent, ProviderError>> {
-        tokio::time::timeout(Duration::from_secs(secs), stream.next_event()).await.ok().flatten()
+    async fn next(
+        stream: &mut Box<dyn SttStream>,
+        secs: u64,
+    ) -> Option<Result<SttEvent, ProviderError>> {
+        tokio::time::timeout(Duration::from_secs(secs), stream.next_event())
+            .await
+            .ok()
+            .flatten()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -833,14 +997,23 @@ mod tests {
         stream.end_utterance().await.expect("end");
 
         let ms = |n: usize| n as u64 * 1000 / 16_000;
-        let Some(Ok(SttEvent::Final(first))) = next(&mut stream, 30).await else { panic!("first Final") };
+        let Some(Ok(SttEvent::Final(first))) = next(&mut stream, 30).await else {
+            panic!("first Final")
+        };
         assert!(wer(ref1, &first.text) <= 0.10, "{first:?}");
         assert_eq!((first.start_ms, first.end_ms), (0, ms(pcm1.len())));
-        let Some(Ok(SttEvent::Final(second))) = next(&mut stream, 30).await else { panic!("second Final") };
+        let Some(Ok(SttEvent::Final(second))) = next(&mut stream, 30).await else {
+            panic!("second Final")
+        };
         assert!(wer(ref4, &second.text) <= 0.10, "{second:?}");
         let start = ms(pcm1.len() + 16_000);
-        assert_eq!((second.start_ms, second.end_ms), (start, ms(pcm1.len() + 16_000 + pcm4.len())));
-        let Some(Ok(SttEvent::Final(third))) = next(&mut stream, 30).await else { panic!("third Final") };
+        assert_eq!(
+            (second.start_ms, second.end_ms),
+            (start, ms(pcm1.len() + 16_000 + pcm4.len()))
+        );
+        let Some(Ok(SttEvent::Final(third))) = next(&mut stream, 30).await else {
+            panic!("third Final")
+        };
         assert_eq!(third.text, "");
         assert_eq!(third.start_ms, third.end_ms);
         assert!(next(&mut stream, 1).await.is_none(), "no more events");
@@ -854,10 +1027,17 @@ mod tests {
         for _ in 0..(31 * 50) {
             stream.send_audio(&frame).await.expect("send");
         }
-        let Some(Ok(SttEvent::Final(first))) = next(&mut stream, 10).await else { panic!("Final at 30 s") };
-        assert_eq!((first.text.as_str(), first.start_ms, first.end_ms), ("", 0, 30_000));
+        let Some(Ok(SttEvent::Final(first))) = next(&mut stream, 10).await else {
+            panic!("Final at 30 s")
+        };
+        assert_eq!(
+            (first.text.as_str(), first.start_ms, first.end_ms),
+            ("", 0, 30_000)
+        );
         stream.end_utterance().await.expect("end");
-        let Some(Ok(SttEvent::Final(rest))) = next(&mut stream, 10).await else { panic!("Final of the rest") };
+        let Some(Ok(SttEvent::Final(rest))) = next(&mut stream, 10).await else {
+            panic!("Final of the rest")
+        };
         assert_eq!((rest.start_ms, rest.end_ms), (30_000, 31_000));
         assert!(next(&mut stream, 1).await.is_none(), "no more events");
     }
