@@ -310,7 +310,11 @@ struct Compiler<'a> {
 
 impl Compiler<'_> {
     fn err(&self, path: &str, message: impl std::fmt::Display) -> AgentConfigError {
-        AgentConfigError { file: self.file.to_path_buf(), line: self.loc.line(path), message: format!("{path}: {message}") }
+        AgentConfigError {
+            file: self.file.to_path_buf(),
+            line: self.loc.line(path),
+            message: format!("{path}: {message}"),
+        }
     }
 
     fn slot(&self, name: &str) -> Option<usize> {
@@ -364,9 +368,9 @@ impl Compiler<'_> {
             return Err(self.err("nodes", "at least one node is needed"));
         }
         let start_path = if self.loc.has("start") { "start" } else { "nodes" };
-        let start = self.node(&raw.start).ok_or_else(|| {
-            self.err(start_path, format!("start node `{}` is not defined under `nodes`", raw.start))
-        })?;
+        let start = self
+            .node(&raw.start)
+            .ok_or_else(|| self.err(start_path, format!("start node `{}` is not defined under `nodes`", raw.start)))?;
         let transfer_target = match &raw.transfer {
             Some(t) if t.target.trim().is_empty() => return Err(self.err("transfer.target", "must not be empty")),
             Some(t) => Some(t.target.clone()),
@@ -379,9 +383,8 @@ impl Compiler<'_> {
             .enumerate()
             .map(|(i, f)| self.compile_intent(&format!("global_intents[{i}]"), f, transfer_target.as_deref()))
             .collect::<Result<Vec<_>, _>>()?;
-        check_unique_names(&raw.global_intents).map_err(|i| {
-            self.err(&format!("global_intents[{i}].name"), "duplicate intent name")
-        })?;
+        check_unique_names(&raw.global_intents)
+            .map_err(|i| self.err(&format!("global_intents[{i}].name"), "duplicate intent name"))?;
         let nodes = self.compile_nodes(transfer_target.as_deref())?;
         Ok(AgentDef {
             name: raw.name.clone(),
@@ -478,7 +481,9 @@ impl Compiler<'_> {
             patterns.push(re);
         }
         if phrases.is_empty() && patterns.is_empty() && f.confirm.is_none() {
-            return Err(self.err(path, format!("intent `{}` never matches: give it phrases, patterns or confirm", f.name)));
+            return Err(
+                self.err(path, format!("intent `{}` never matches: give it phrases, patterns or confirm", f.name))
+            );
         }
         let action = match (f.action, &f.target) {
             (Some(ActionFile::Transfer), t) => {
@@ -557,10 +562,8 @@ impl Compiler<'_> {
                     f.on_no_match.as_ref().and_then(|n| n.say.as_ref()),
                 )?,
                 no_match_next,
-                on_silence: self.opt_template(
-                    &format!("{path}.on_silence.say"),
-                    f.on_silence.as_ref().map(|s| &s.say),
-                )?,
+                on_silence: self
+                    .opt_template(&format!("{path}.on_silence.say"), f.on_silence.as_ref().map(|s| &s.say))?,
                 end: f.end,
                 transfer: f.transfer.clone(),
             });
@@ -573,7 +576,9 @@ impl Compiler<'_> {
             while let Some(parent) = cur {
                 let p = self.node_ref(&format!("nodes.{name}.inherit"), parent)?;
                 if seen.contains(&p) {
-                    return Err(self.err(&format!("nodes.{name}.inherit"), format!("inheritance cycle through `{parent}`")));
+                    return Err(
+                        self.err(&format!("nodes.{name}.inherit"), format!("inheritance cycle through `{parent}`"))
+                    );
                 }
                 seen.push(p);
                 nodes[idx].intents.extend(own[p].iter().cloned());
@@ -584,7 +589,9 @@ impl Compiler<'_> {
             let way_out = n.end
                 || n.transfer.is_some()
                 || n.no_match_next.is_some()
-                || n.intents.iter().any(|i| i.next.is_some() || matches!(i.action, Some(Action::Hangup | Action::Transfer(_))));
+                || n.intents
+                    .iter()
+                    .any(|i| i.next.is_some() || matches!(i.action, Some(Action::Hangup | Action::Transfer(_))));
             if !way_out {
                 return Err(self.err(
                     &format!("nodes.{}", n.name),

@@ -528,13 +528,16 @@ fn best_intent(intents: &[Intent], u: &Utterance, phrase_only: bool) -> Option<u
                 score = score.max(2 * m.as_str().split_whitespace().count().max(1));
             }
         }
-        if !phrase_only && score == 0 && let Some(want) = intent.confirm {
+        if !phrase_only
+            && score == 0
+            && let Some(want) = intent.confirm
+        {
             let toks: Vec<&str> = u.tokens.iter().map(String::as_str).collect();
             let ctx = Ctx { today: time::Date::MIN, earliest_hour: 8 };
-            if let Some(e) = slots::extract(&SlotKind::YesNo, &toks, &ctx, false) {
-                if (e.value == "yes") == want {
-                    score = 1;
-                }
+            if let Some(e) = slots::extract(&SlotKind::YesNo, &toks, &ctx, false)
+                && (e.value == "yes") == want
+            {
+                score = 1;
             }
         }
         if score > 0 && best.is_none_or(|(_, s)| score > s) {

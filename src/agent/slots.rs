@@ -98,8 +98,7 @@ impl Extracted {
 /// Extracts a value of `kind` from `toks` (blanked tokens are `""`).
 pub(crate) fn extract(kind: &SlotKind, toks: &[&str], ctx: &Ctx, loose: bool) -> Option<Extracted> {
     match kind {
-        SlotKind::Date => extract_date(toks, ctx.today, loose)
-            .map(|(d, s, e)| Extracted::new(iso_date(d), s, e)),
+        SlotKind::Date => extract_date(toks, ctx.today, loose).map(|(d, s, e)| Extracted::new(iso_date(d), s, e)),
         SlotKind::Time => extract_time(toks, ctx.earliest_hour, loose)
             .map(|(h, m, s, e)| Extracted::new(format!("{h:02}:{m:02}"), s, e)),
         SlotKind::Number => toks
@@ -211,19 +210,17 @@ fn resolve_month_day(today: Date, m: Month, day: u8, year: Option<i32>) -> Optio
     if let Some(y) = year {
         return Date::from_calendar_date(y, m, day).ok();
     }
-    (0..=4).find_map(|k| {
-        Date::from_calendar_date(today.year() + k, m, day).ok().filter(|d| *d >= today)
-    })
+    (0..=4).find_map(|k| Date::from_calendar_date(today.year() + k, m, day).ok().filter(|d| *d >= today))
 }
 
 /// Day of month only: this month if still ahead, else the next month that has it.
 fn resolve_day_of_month(today: Date, day: u8) -> Option<Date> {
     let (mut y, mut m) = (today.year(), today.month());
     for _ in 0..13 {
-        if let Ok(d) = Date::from_calendar_date(y, m, day) {
-            if d >= today {
-                return Some(d);
-            }
+        if let Ok(d) = Date::from_calendar_date(y, m, day)
+            && d >= today
+        {
+            return Some(d);
         }
         if m == Month::December {
             y += 1;
@@ -234,8 +231,8 @@ fn resolve_day_of_month(today: Date, day: u8) -> Option<Date> {
 }
 
 fn resolve_weekday(today: Date, wd: Weekday, next_week: bool) -> Option<Date> {
-    let ahead = (i64::from(wd.number_days_from_monday()) - i64::from(today.weekday().number_days_from_monday()))
-        .rem_euclid(7);
+    let ahead =
+        (i64::from(wd.number_days_from_monday()) - i64::from(today.weekday().number_days_from_monday())).rem_euclid(7);
     let ahead = if ahead == 0 { 7 } else { ahead };
     let to_sunday = 6 - i64::from(today.weekday().number_days_from_monday());
     let ahead = if next_week && ahead <= to_sunday { ahead + 7 } else { ahead };
@@ -266,10 +263,10 @@ fn extract_date(toks: &[&str], today: Date, loose: bool) -> Option<(Date, usize,
     let at = |i: usize| toks.get(i).copied().unwrap_or("");
     // 1. numeric M/D[/Y]
     for (i, t) in toks.iter().enumerate() {
-        if t.contains('/') {
-            if let Some(d) = slash_date(t, today) {
-                return Some((d, i, i + 1));
-            }
+        if t.contains('/')
+            && let Some(d) = slash_date(t, today)
+        {
+            return Some((d, i, i + 1));
         }
     }
     // 2. month forms: "march 5[th] [2027]", "march the 5th", "[the] 5th [of] march"
@@ -284,14 +281,14 @@ fn extract_date(toks: &[&str], today: Date, loose: bool) -> Option<(Date, usize,
             }
         }
         let k = if i >= 1 && at(i - 1) == "of" { i.checked_sub(2) } else { i.checked_sub(1) };
-        if let Some(k) = k {
-            if let Some(day) = day_num(at(k)) {
-                let start = if k >= 1 && at(k - 1) == "the" { k - 1 } else { k };
-                let year = year_at(toks, i + 1);
-                let end = if year.is_some() { i + 2 } else { i + 1 };
-                if let Some(d) = resolve_month_day(today, m, day, year) {
-                    return Some((d, start, end));
-                }
+        if let Some(k) = k
+            && let Some(day) = day_num(at(k))
+        {
+            let start = if k >= 1 && at(k - 1) == "the" { k - 1 } else { k };
+            let year = year_at(toks, i + 1);
+            let end = if year.is_some() { i + 2 } else { i + 1 };
+            if let Some(d) = resolve_month_day(today, m, day, year) {
+                return Some((d, start, end));
             }
         }
     }
@@ -337,13 +334,12 @@ fn extract_date(toks: &[&str], today: Date, loose: bool) -> Option<(Date, usize,
         }
     }
     // 5. "the 5th"
-    for i in 0..toks.len() {
-        if toks[i] == "the" {
-            if let Some(day) = ordinal(at(i + 1)).filter(|d| (1..=31).contains(d)) {
-                if let Some(d) = resolve_day_of_month(today, day as u8) {
-                    return Some((d, i, i + 2));
-                }
-            }
+    for (i, t) in toks.iter().enumerate() {
+        if *t == "the"
+            && let Some(day) = ordinal(at(i + 1)).filter(|d| (1..=31).contains(d))
+            && let Some(d) = resolve_day_of_month(today, day as u8)
+        {
+            return Some((d, i, i + 2));
         }
     }
     if !loose {
@@ -351,10 +347,10 @@ fn extract_date(toks: &[&str], today: Date, loose: bool) -> Option<(Date, usize,
     }
     // loose: a bare "5th" or "5"
     for (i, t) in toks.iter().enumerate() {
-        if let Some(day) = day_num(t) {
-            if let Some(d) = resolve_day_of_month(today, day) {
-                return Some((d, i, i + 1));
-            }
+        if let Some(day) = day_num(t)
+            && let Some(d) = resolve_day_of_month(today, day)
+        {
+            return Some((d, i, i + 1));
         }
     }
     None
@@ -471,10 +467,10 @@ fn extract_time(toks: &[&str], earliest_hour: u8, loose: bool) -> Option<(u8, u8
         // "at|around|about|by 2 …" or an explicit clock
         let prefixed = matches!(at(i), "at" | "around" | "about" | "by");
         let k = if prefixed { i + 1 } else { i };
-        if let Some((h, m, end, explicit, mer)) = clock_at(toks, k) {
-            if prefixed || explicit {
-                return finish(h, m, mer, i, end);
-            }
+        if let Some((h, m, end, explicit, mer)) = clock_at(toks, k)
+            && (prefixed || explicit)
+        {
+            return finish(h, m, mer, i, end);
         }
         // "2 in the afternoon"
         if let Some(h) = number(at(i)).filter(|h| (1..=12).contains(h)) {
@@ -514,8 +510,8 @@ fn extract_yes_no(toks: &[&str]) -> Option<Extracted> {
     for (i, t) in toks.iter().enumerate() {
         let yes = match *t {
             "yes" | "yeah" | "yep" | "yup" | "ya" | "yea" | "sure" | "correct" | "right" | "ok" | "okay"
-            | "absolutely" | "definitely" | "certainly" | "perfect" | "great" | "fine" | "alright"
-            | "affirmative" | "mhm" | "exactly" => true,
+            | "absolutely" | "definitely" | "certainly" | "perfect" | "great" | "fine" | "alright" | "affirmative"
+            | "mhm" | "exactly" => true,
             "huh" if i >= 1 && toks[i - 1] == "uh" => true,
             "go" if at(i + 1) == "ahead" => true,
             "no" if matches!(at(i + 1), "problem" | "worries") => true,
@@ -536,15 +532,95 @@ fn not_name(t: &str) -> bool {
         || month(t).is_some_and(|_| !matches!(t, "april" | "may" | "june"))
         || matches!(
             t,
-            "and" | "i" | "id" | "im" | "ill" | "ive" | "for" | "on" | "at" | "to" | "the" | "a" | "an" | "please"
-                | "thanks" | "thank" | "you" | "calling" | "call" | "want" | "would" | "like" | "need" | "book"
-                | "my" | "is" | "its" | "it" | "um" | "uh" | "er" | "hmm" | "yes" | "yeah" | "no" | "so" | "but"
-                | "today" | "tomorrow" | "next" | "this" | "that" | "thats" | "from" | "with" | "about"
-                | "appointment" | "cleaning" | "checkup" | "hi" | "hello" | "hey" | "ok" | "okay" | "sure"
-                | "well" | "name" | "last" | "first" | "of" | "in" | "we" | "me" | "was" | "be" | "have"
-                | "cancel" | "move" | "change" | "reschedule" | "not" | "dont" | "can" | "could" | "just"
-                | "speak" | "talk" | "person" | "what" | "when" | "how" | "who" | "why" | "where" | "do"
-                | "under" | "as" | "by" | "or"
+            "and"
+                | "i"
+                | "id"
+                | "im"
+                | "ill"
+                | "ive"
+                | "for"
+                | "on"
+                | "at"
+                | "to"
+                | "the"
+                | "a"
+                | "an"
+                | "please"
+                | "thanks"
+                | "thank"
+                | "you"
+                | "calling"
+                | "call"
+                | "want"
+                | "would"
+                | "like"
+                | "need"
+                | "book"
+                | "my"
+                | "is"
+                | "its"
+                | "it"
+                | "um"
+                | "uh"
+                | "er"
+                | "hmm"
+                | "yes"
+                | "yeah"
+                | "no"
+                | "so"
+                | "but"
+                | "today"
+                | "tomorrow"
+                | "next"
+                | "this"
+                | "that"
+                | "thats"
+                | "from"
+                | "with"
+                | "about"
+                | "appointment"
+                | "cleaning"
+                | "checkup"
+                | "hi"
+                | "hello"
+                | "hey"
+                | "ok"
+                | "okay"
+                | "sure"
+                | "well"
+                | "name"
+                | "last"
+                | "first"
+                | "of"
+                | "in"
+                | "we"
+                | "me"
+                | "was"
+                | "be"
+                | "have"
+                | "cancel"
+                | "move"
+                | "change"
+                | "reschedule"
+                | "not"
+                | "dont"
+                | "can"
+                | "could"
+                | "just"
+                | "speak"
+                | "talk"
+                | "person"
+                | "what"
+                | "when"
+                | "how"
+                | "who"
+                | "why"
+                | "where"
+                | "do"
+                | "under"
+                | "as"
+                | "by"
+                | "or"
         )
 }
 
@@ -574,10 +650,10 @@ fn extract_name(toks: &[&str], loose: bool) -> Option<Extracted> {
     let triggers = STRICT.iter().chain(if loose { LOOSE.iter() } else { [].iter() });
     for trig in triggers {
         for i in 0..toks.len() {
-            if toks[i..].starts_with(trig) {
-                if let Some((name, end)) = name_words(toks, i + trig.len()) {
-                    return Some(Extracted::new(name, i, end));
-                }
+            if toks[i..].starts_with(trig)
+                && let Some((name, end)) = name_words(toks, i + trig.len())
+            {
+                return Some(Extracted::new(name, i, end));
             }
         }
     }
@@ -587,8 +663,7 @@ fn extract_name(toks: &[&str], loose: bool) -> Option<Extracted> {
     // A bare answer: the whole utterance, fillers aside, is one to three name words.
     const FILLER: [&str; 14] =
         ["yes", "yeah", "sure", "ok", "okay", "um", "uh", "hi", "hello", "well", "so", "its", "please", "thanks"];
-    let live: Vec<(usize, &str)> =
-        toks.iter().copied().enumerate().filter(|(_, t)| !t.is_empty()).collect();
+    let live: Vec<(usize, &str)> = toks.iter().copied().enumerate().filter(|(_, t)| !t.is_empty()).collect();
     let first = live.iter().position(|(_, t)| !FILLER.contains(t))?;
     let last = live.iter().rposition(|(_, t)| !FILLER.contains(t))?;
     let core = &live[first..=last];
@@ -778,8 +853,20 @@ mod tests {
     #[test]
     fn yes_and_no() {
         let yn = |s: &str| run(&SlotKind::YesNo, s, false);
-        for s in ["yes", "Yeah.", "sure", "correct", "that's right", "yes please", "ok", "yep that works",
-            "uh huh", "no problem", "go ahead", "absolutely"] {
+        for s in [
+            "yes",
+            "Yeah.",
+            "sure",
+            "correct",
+            "that's right",
+            "yes please",
+            "ok",
+            "yep that works",
+            "uh huh",
+            "no problem",
+            "go ahead",
+            "absolutely",
+        ] {
             assert_eq!(yn(s).as_deref(), Some("yes"), "{s}");
         }
         for s in ["no", "nope", "No, that's not right.", "that's not right", "I don't think so", "nah", "wrong"] {
@@ -809,7 +896,10 @@ mod tests {
     fn enums_with_synonyms() {
         let kind = SlotKind::Enum(vec![
             EnumValue { value: "cleaning".into(), synonyms: vec![normalize("cleaning"), normalize("clean")] },
-            EnumValue { value: "checkup".into(), synonyms: vec![normalize("checkup"), normalize("check up"), normalize("exam")] },
+            EnumValue {
+                value: "checkup".into(),
+                synonyms: vec![normalize("checkup"), normalize("check up"), normalize("exam")],
+            },
             EnumValue { value: "emergency".into(), synonyms: vec![normalize("emergency"), normalize("tooth ache")] },
         ]);
         assert_eq!(run(&kind, "I'd like to book a cleaning", false).as_deref(), Some("cleaning"));
@@ -846,8 +936,24 @@ mod tests {
     #[test]
     fn odd_input_never_panics() {
         let kinds = [SlotKind::Date, SlotKind::Time, SlotKind::Number, SlotKind::YesNo, SlotKind::Name];
-        for s in ["", "the", "in", "in 99999 days", "at", "quarter to", "half past 0", "0/0/0", "99:99", "/", "the 0th",
-            "uh", "my name is", "december 31 2100", "in 366 weeks", "12/31/99999"] {
+        for s in [
+            "",
+            "the",
+            "in",
+            "in 99999 days",
+            "at",
+            "quarter to",
+            "half past 0",
+            "0/0/0",
+            "99:99",
+            "/",
+            "the 0th",
+            "uh",
+            "my name is",
+            "december 31 2100",
+            "in 366 weeks",
+            "12/31/99999",
+        ] {
             for k in &kinds {
                 let _ = run(k, s, true);
                 let _ = run(k, s, false);

@@ -54,7 +54,10 @@ fn slot<'a>(agent: &'a FlowAgent, name: &str) -> Option<&'a str> {
 fn complete_booking_dialogue() {
     let mut a = dental();
     let hello = a.start();
-    assert_eq!(hello, vec![AgentAction::Say("Thanks for calling Bright Smile Dental. How can I help you today?".into())]);
+    assert_eq!(
+        hello,
+        vec![AgentAction::Say("Thanks for calling Bright Smile Dental. How can I help you today?".into())]
+    );
     assert_eq!(a.node(), "start");
 
     turn(&mut a, "Hi, I'd like to book a cleaning", "What day would you like to come in?");
@@ -68,15 +71,15 @@ fn complete_booking_dialogue() {
     assert_eq!(slot(&a, "time"), Some("14:30"));
 
     let confirm = turn(&mut a, "my name is Anna Smith", "Shall I book it?");
-    assert!(
-        confirm.contains("A cleaning on Tuesday, December 1st at 2:30 PM, for Anna Smith."),
-        "{confirm}"
-    );
+    assert!(confirm.contains("A cleaning on Tuesday, December 1st at 2:30 PM, for Anna Smith."), "{confirm}");
     assert_eq!(slot(&a, "name"), Some("Anna Smith"));
     assert_eq!(a.node(), "confirm_booking");
 
     let booked = turn(&mut a, "yes", "Is there anything else I can help you with?");
-    assert!(booked.contains("You're all set, Anna Smith. We'll see you on Tuesday, December 1st at 2:30 PM."), "{booked}");
+    assert!(
+        booked.contains("You're all set, Anna Smith. We'll see you on Tuesday, December 1st at 2:30 PM."),
+        "{booked}"
+    );
     assert_eq!(a.node(), "booked");
 
     let bye = a.on_user_turn("no thanks, bye");
@@ -87,6 +90,21 @@ fn complete_booking_dialogue() {
     assert!(a.finished());
     assert!(a.on_user_turn("hello?").is_empty(), "nothing after the hangup");
     assert!(a.on_silence().is_empty());
+}
+
+#[test]
+fn booking_with_bare_stt_style_answers() {
+    let mut a = dental();
+    a.start();
+    turn(&mut a, "uh yeah i wanted to make an appointment", "What kind of visit do you need?");
+    turn(&mut a, "just a regular check up", "What day would you like to come in?");
+    turn(&mut a, "the twenty fifth", "what time on Wednesday, November 25th");
+    turn(&mut a, "two thirty", "your first and last name");
+    assert_eq!(slot(&a, "time"), Some("14:30"));
+    let s = turn(&mut a, "anna smith", "Shall I book it?");
+    assert!(s.contains("A checkup on Wednesday, November 25th at 2:30 PM, for Anna Smith."), "{s}");
+    turn(&mut a, "yep", "You're all set");
+    assert_eq!(a.on_user_turn("nope that's it").last(), Some(&hangup("goodbye")));
 }
 
 #[test]
@@ -135,10 +153,7 @@ fn move_dialogue() {
     assert_eq!(slot(&a, "appt_date"), Some("2026-11-27"));
     turn(&mut a, "next wednesday", "And what time on Wednesday, December 2nd?");
     let s = turn(&mut a, "ten am", "Is that right?");
-    assert!(
-        s.contains("move your appointment on Friday, November 27th to Wednesday, December 2nd at 10 AM"),
-        "{s}"
-    );
+    assert!(s.contains("move your appointment on Friday, November 27th to Wednesday, December 2nd at 10 AM"), "{s}");
     // a correction in the same breath as the "no"
     let s = turn(&mut a, "no, make it thursday at 3", "Is that right?");
     assert!(s.contains("to Thursday, November 26th at 3 PM"), "{s}");
@@ -168,7 +183,11 @@ fn cancel_dialogue_reuses_the_name() {
 fn declined_cancel_keeps_the_appointment() {
     let mut a = dental();
     a.start();
-    turn(&mut a, "cancel my appointment on the 30th, this is tom baker", "cancel the appointment for Tom Baker on Monday, November 30th?");
+    turn(
+        &mut a,
+        "cancel my appointment on the 30th, this is tom baker",
+        "cancel the appointment for Tom Baker on Monday, November 30th?",
+    );
     let s = turn(&mut a, "no, not that one", "I'll leave your appointment as it is.");
     assert!(s.ends_with("Is there anything else I can help you with?"), "{s}");
     assert_eq!(a.node(), "anything_else");
@@ -312,6 +331,33 @@ fn every_node_of_the_shipped_agent_is_reachable_by_name() {
     assert!(agents.contains_key("dental-front-desk"));
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(200))]
+    /// Any transcripts and silences: no panic, and nothing after the end.
+    #[test]
+    fn arbitrary_turns_never_panic(turns in proptest::collection::vec(
+        proptest::option::of("[a-z0-9 ,.:/'?-]{0,40}|\\PC{0,20}"), 0..12)) {
+        let mut a = dental();
+        a.start();
+        for t in turns {
+            let was_finished = a.finished();
+            let out = match t {
+                Some(text) => a.on_user_turn(&text),
+                None => a.on_silence(),
+            };
+            if was_finished {
+                proptest::prop_assert!(out.is_empty());
+            }
+            // an ending action is always last
+            for (i, act) in out.iter().enumerate() {
+                if !matches!(act, AgentAction::Say(_)) {
+                    proptest::prop_assert_eq!(i, out.len() - 1);
+                }
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------ validation
 
 const BASE: &str = "\
@@ -423,7 +469,9 @@ fn error_other_rules() {
     let e = err(&BASE.replace("        slots: [day]\n        next: done\n", "        action: transfer\n"));
     assert!(e.message.contains("nodes.start.intents[0].action: transfer needs a `target`"), "{}", e.message);
     // an end node with intents
-    let e = err(&BASE.replace("    end: true\n", "    end: true\n    intents:\n      - {name: a, phrases: [a], next: start}\n"));
+    let e =
+        err(&BASE
+            .replace("    end: true\n", "    end: true\n    intents:\n      - {name: a, phrases: [a], next: start}\n"));
     assert!(e.message.contains("nodes.done.intents"), "{}", e.message);
     // a missing start node
     let e = err(&BASE.replace("name: t\n", "name: t\nstart: begin\n"));

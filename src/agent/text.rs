@@ -94,7 +94,8 @@ pub(crate) fn number(token: &str) -> Option<u32> {
 
 /// The value of an ordinal token (`"5th"` → 5, `"23rd"` → 23).
 pub(crate) fn ordinal(token: &str) -> Option<u32> {
-    let digits = token.strip_suffix("st")
+    let digits = token
+        .strip_suffix("st")
         .or_else(|| token.strip_suffix("nd"))
         .or_else(|| token.strip_suffix("rd"))
         .or_else(|| token.strip_suffix("th"))?;
@@ -160,9 +161,7 @@ fn split_digits_letters(word: &str, out: &mut Vec<String>) {
     let mut i = 0;
     while i < parts.len() {
         let is_num = parts[i].starts_with(|c: char| c.is_ascii_digit());
-        let next_is_suffix = parts
-            .get(i + 1)
-            .is_some_and(|s| matches!(s.as_str(), "st" | "nd" | "rd" | "th"));
+        let next_is_suffix = parts.get(i + 1).is_some_and(|s| matches!(s.as_str(), "st" | "nd" | "rd" | "th"));
         if is_num && next_is_suffix && !parts[i].contains([':', '/']) {
             out.push(format!("{}{}", parts[i], parts[i + 1]));
             i += 2;
