@@ -323,7 +323,7 @@ fn changing_the_request_mid_collection() {
 }
 
 #[test]
-fn every_node_of_the_shipped_agent_is_reachable_by_name() {
+fn shipped_dental_agent_loads() {
     let def = AgentDef::load(&dental_path()).unwrap();
     assert_eq!(def.name(), "dental-front-desk");
     assert_eq!(def.language(), "en");
