@@ -1,7 +1,147 @@
-//! Agents: what skald says and does in a conversation. The offline default
-//! is a flow agent defined in YAML (`sip-config/agents/*.yaml`): nodes with
-//! prompts, intents matched on the caller's words, slots, templated replies,
-//! transitions, re-prompts. Transitions are pure functions (no IO, no clock:
-//! today's date comes in as an argument). CONTRACT STUB.
+//! Agents: what skald says and does in a conversation.
+//!
+//! This module owns the offline default agent: a **flow agent** defined in
+//! YAML (`sip-config/agents/*.yaml`, one agent per file; adding one needs no
+//! code change). An agent is a graph of nodes; each node says something and
+//! listens for intents matched on the caller's words; intents collect typed
+//! slots over as many turns as needed, reply through templates and move to
+//! the next node; re-prompts handle no-match and silence, with a limit.
+//! Decisions are pure values ([`flow::AgentAction`]): no IO, no clock (today's
+//! date comes in as an argument); the call actor carries them out.
+//!
+//! Submodules: [`flow`] (the public API and the turn logic); private `config`
+//! (schema, loading, validation with file:line errors), `slots` (typed slot
+//! extraction and spoken rendering), `template` (`{slot}` templates), `text`
+//! (transcript normalization and phrase matching).
+//!
+//! # The agent file
+//! A full example (the shipped `sip-config/agents/dental-front-desk.yaml` is
+//! a longer, realistic one):
+//!
+//! ```yaml
+//! name: pizza-line                 # required; unique across the directory
+//! language: en                     # default en
+//! start: start                     # first node; default `start`
+//! greeting: Thanks for calling Tony's Pizza.   # said once, before the start node's say
+//! silence_timeout_s: 6             # seconds of caller silence before on_silence; default 6
+//! max_reprompts: 2                 # consecutive re-prompts before giving up; default 2
+//! earliest_hour: 8                 # bare hours below this are PM ("at two" = 14:00); default 8
+//! fallback: Sorry, I didn't catch that.          # no-match re-prompt, followed by the current question
+//! silence_prompt: Are you still there?           # silence re-prompt, followed by the current question
+//! goodbye: Thanks for calling. Goodbye!          # said by a `hangup` intent without reply
+//! give_up:
+//!   no_input: I can't hear you. Goodbye.         # then Hangup{reason: no-input}
+//!   no_match: Sorry I couldn't help. Goodbye.    # then Hangup{reason: no-match}
+//! transfer:                        # for `action: transfer` intents
+//!   target: sip:staff@pizza.example
+//!   say: Let me connect you with someone.        # said before Transfer{target}
+//!
+//! slots:                           # typed values collected from the caller
+//!   size:
+//!     type: enum                   # date | time | number | yes_no | name | enum
+//!     values:                      # enum only: canonical value: [synonyms]
+//!       small: [little]
+//!       large: [big, family size]
+//!     ask: Small or large?         # asked when missing (a template)
+//!     retry: Sorry, small or large?   # optional: asked after a turn that did not fill it
+//!   day: { type: date, ask: For which day? }
+//!   time: { type: time, ask: "What time on {day}?" }   # quote templates inside { } or starting with {
+//!   count: { type: number, ask: How many pizzas? }
+//!   name: { type: name, ask: What name is the order under? }
+//!
+//! global_intents:                  # tried first, in every node
+//!   - name: bye
+//!     phrases: [bye, goodbye, hang up]
+//!     action: hangup               # hangup | transfer | repeat
+//!   - name: human
+//!     phrases: [person, someone, manager]
+//!     action: transfer             # target: the top-level transfer.target, or `target:` here
+//!   - name: repeat
+//!     phrases: [repeat, say that again]
+//!     action: repeat               # says the last agent turn again
+//!   - name: hours
+//!     phrases: [hours, when are you open]
+//!     reply: We're open 11 AM to 10 PM every day.   # no next: stays, then asks the current question again
+//!
+//! nodes:
+//!   start:
+//!     say: How can I help?         # said on entry; also "the current question" for re-prompts
+//!     intents:
+//!       - name: order
+//!         phrases: [order, pizza, i want a pizza]        # all words in order; most words wins
+//!         patterns: ['\b(\d+) (small|large) pizzas?\b']  # regex on the normalized text
+//!         slots: [count, size, day, time, name]          # collected in this order
+//!         reuse: [name]            # keep a value collected earlier in the call (others start empty)
+//!         ack: Sure.               # said when recognized
+//!         reply: Got it.           # said once all slots are in
+//!         next: confirm            # node entered on completion; none = stay
+//!     on_no_match:
+//!       say: I can take an order or tell you our hours. What would you like?
+//!       next: staff                # optional: where to go once re-prompts are used up
+//!     on_silence:
+//!       say: Hello? How can I help?
+//!   confirm:
+//!     say: That's {count} {size} pizzas for {day} at {time}, under {name}. Right?
+//!     intents:
+//!       - { name: yes, confirm: yes, next: done }        # confirm: matches a yes/no answer
+//!       - name: no
+//!         confirm: no
+//!         reset: [day, time]       # forget these slots when matched
+//!         slots: [day, time]
+//!         next: confirm
+//!   more:
+//!     say: Anything else?
+//!     inherit: start               # also accepts start's intents (after its own)
+//!     intents:
+//!       - { name: no, confirm: no, next: done }
+//!   done:
+//!     say: Your order is in. Goodbye!
+//!     end: true                    # hang up (reason `completed`) after say
+//!   staff:
+//!     say: Let me get someone to help.
+//!     transfer: sip:staff@pizza.example   # transfer after say
+//! ```
+//!
+//! ## Matching
+//! Transcripts, phrases and synonyms are normalized alike: lowercase, no
+//! punctuation, apostrophes dropped (`I'd` → `id`), number words as digits
+//! (`twenty five` → `25`, `fifth` → `5th`, `two thirty` → `2 30`). A phrase
+//! matches when all its words occur in order (words of 4+ letters also match
+//! as prefixes: `book` ~ `booking`). Patterns are regexes over the normalized
+//! text (write them lowercase, without punctuation). The intent with the most
+//! matched words wins; ties go to the one written first.
+//!
+//! ## Slots
+//! Normalized values: `date` → `YYYY-MM-DD` (today, tomorrow, the day after
+//! tomorrow, in 3 days, Tuesday / next Tuesday, March 5th, the 5th of March,
+//! the 5th, US `3/5`), `time` → `HH:MM` (10 am, 2:30 pm, ten thirty, half
+//! past two, quarter to three, noon, 2 in the afternoon; a bare hour below
+//! `earliest_hour` is PM), `number` → digits, `yes_no` → `yes`/`no` (yeah,
+//! sure, correct, that's right / nope, not, that's wrong), `name` →
+//! capitalized (after "my name is" / "this is", or a bare answer when asked),
+//! `enum` → the canonical value. Bare answers (`2`, `the 5th`, `Anna Smith`,
+//! `morning`) count only for the slot just asked.
+//!
+//! ## Templates
+//! `{slot}` (= `{slot|spoken}`) says a value naturally: `Tuesday, December
+//! 1st`, `2:30 PM`, `noon`; `{slot|raw}` gives the normalized value; `{{` and
+//! `}}` are literal braces. A slot not collected yet renders as nothing.
+//!
+//! ## Validation
+//! Load errors name the file, line and field: YAML syntax, unknown keys,
+//! wrong types, an unknown slot `type`, a `next` / `inherit` /
+//! `on_no_match.next` / `start` naming no node, an intent slot not defined
+//! under `slots`, a pattern that is not a valid regex, a template naming an
+//! unknown slot or filter, an intent that can never match, a transfer with no
+//! target, a node with no way out (no intent with `next` or a hangup/transfer
+//! action, no `on_no_match.next`, not `end`, no `transfer`).
 
 pub mod flow;
+
+mod config;
+mod slots;
+mod template;
+mod text;
+
+#[cfg(test)]
+mod tests;
