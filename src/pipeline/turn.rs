@@ -1,5 +1,33 @@
 //! Turn detection from VAD probabilities (sans-IO; time is audio time).
-//! CONTRACT STUB.
+//!
+//! Owns the decision "the caller started / stopped talking" for one call.
+//! Input is one speech probability per VAD window (Silero: 512 samples,
+//! 32 ms) together with that window's duration; output is at most one
+//! [`TurnEvent`] per window. Time is the sum of the window durations pushed
+//! (audio time): nothing here reads a clock, so a test replays a call in
+//! microseconds and a late-arriving batch of windows yields the same events.
+//!
+//! # State machine (Pipecat `VADAnalyzer` states; Silero `get_speech_timestamps` hysteresis)
+//! ```text
+//!            p >= start                   speech run >= min_speech
+//!   Quiet ─────────────────► Starting ──────────────────────────► Speaking   (SpeechStarted{at})
+//!     ▲                        │ p < stop                            │  ▲
+//!     └────────────────────────┘ (a cough: no event)        p < stop │  │ p >= stop (same turn)
+//!     ▲                                                              ▼  │
+//!     └──────────────────────────────────────────────────────────── Stopping
+//!          silence run >= min_silence                    (SpeechEnded{started, ended})
+//! ```
+//! * A window is *speech* when `p >= start_threshold`, *silence* when
+//!   `p < stop_threshold`; between the two it continues whatever is going
+//!   on (hysteresis): it extends a speech run once one has begun, and it
+//!   interrupts a silence run inside a turn (speech resuming).
+//! * `at`/`started` is the offset of the first window of the speech run that
+//!   started the turn; `ended` is the offset where the final silence run
+//!   began (the end of the last speech window).
+//! * The event fires on the window that completes `min_speech_ms` of speech
+//!   or `min_silence_ms` of silence; with 32 ms windows and the defaults that
+//!   is after 7 windows (224 ms) and after 16 windows (512 ms).
+//! * NaN probabilities count as silence; any input is accepted (no panics).
 
 use std::time::Duration;
 
@@ -40,27 +68,270 @@ pub enum TurnEvent {
     },
 }
 
-/// The detector.
+/// The detector (one per call).
 #[derive(Debug, Clone)]
-pub struct TurnDetector {}
+pub struct TurnDetector {
+    /// Thresholds and durations.
+    cfg: TurnConfig,
+    /// Where the detector is.
+    state: State,
+    /// Audio time consumed so far (sum of pushed window durations).
+    position: Duration,
+}
+
+/// Detector state; each carries the offsets it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No speech.
+    Quiet,
+    /// A speech run began at `since`, not yet long enough to be a turn.
+    Starting {
+        /// Offset of the run's first window.
+        since: Duration,
+    },
+    /// In a turn that began at `started`.
+    Speaking {
+        /// Offset where the turn began.
+        started: Duration,
+    },
+    /// In a turn, in a silence run that began at `silence_since`.
+    Stopping {
+        /// Offset where the turn began.
+        started: Duration,
+        /// Offset of the silence run's first window.
+        silence_since: Duration,
+    },
+}
 
 impl TurnDetector {
-    /// A detector with these thresholds.
+    /// A detector with these thresholds. A `stop_threshold` above
+    /// `start_threshold` is lowered to it (no hysteresis).
     pub fn new(cfg: TurnConfig) -> Self {
-        let _ = cfg;
-        todo!()
+        let mut cfg = cfg;
+        if !(cfg.stop_threshold <= cfg.start_threshold) {
+            cfg.stop_threshold = cfg.start_threshold;
+        }
+        TurnDetector { cfg, state: State::Quiet, position: Duration::ZERO }
     }
-    /// One VAD window of `window` length (32 ms) with speech probability `prob`.
+
+    /// One VAD window of `window` length (32 ms) with speech probability
+    /// `prob` (0..=1; NaN counts as 0). Returns the event this window
+    /// completes, if any.
     pub fn push(&mut self, prob: f32, window: Duration) -> Option<TurnEvent> {
-        let _ = (prob, window);
-        todo!()
+        let prob = if prob.is_nan() { 0.0 } else { prob };
+        let start = self.position;
+        let end = start.saturating_add(window);
+        self.position = end;
+        let speech = prob >= self.cfg.start_threshold;
+        let silence = prob < self.cfg.stop_threshold;
+        let min_speech = Duration::from_millis(self.cfg.min_speech_ms);
+        let min_silence = Duration::from_millis(self.cfg.min_silence_ms);
+        let (next, event) = match self.state {
+            State::Quiet if speech => Self::starting(start, end, min_speech),
+            State::Quiet => (State::Quiet, None),
+            State::Starting { .. } if silence => (State::Quiet, None),
+            State::Starting { since } => Self::starting(since, end, min_speech),
+            State::Speaking { started } if silence => Self::stopping(started, start, end, min_silence),
+            State::Speaking { started } => (State::Speaking { started }, None),
+            State::Stopping { started, silence_since } if silence => {
+                Self::stopping(started, silence_since, end, min_silence)
+            }
+            State::Stopping { started, .. } => (State::Speaking { started }, None),
+        };
+        self.state = next;
+        event
     }
+
     /// True between `SpeechStarted` and `SpeechEnded`.
     pub fn speaking(&self) -> bool {
-        todo!()
+        matches!(self.state, State::Speaking { .. } | State::Stopping { .. })
     }
+
     /// Audio time consumed so far.
     pub fn position(&self) -> Duration {
-        todo!()
+        self.position
+    }
+
+    /// The thresholds in force (after [`TurnDetector::new`]'s adjustment).
+    pub fn config(&self) -> &TurnConfig {
+        &self.cfg
+    }
+
+    /// A speech run from `since` to `end`: a turn once it is long enough.
+    fn starting(since: Duration, end: Duration, min_speech: Duration) -> (State, Option<TurnEvent>) {
+        if end - since >= min_speech {
+            (State::Speaking { started: since }, Some(TurnEvent::SpeechStarted { at: since }))
+        } else {
+            (State::Starting { since }, None)
+        }
+    }
+
+    /// A silence run from `since` to `end` inside a turn from `started`: the
+    /// end of the turn once it is long enough.
+    fn stopping(started: Duration, since: Duration, end: Duration, min_silence: Duration) -> (State, Option<TurnEvent>) {
+        if end - since >= min_silence {
+            (State::Quiet, Some(TurnEvent::SpeechEnded { started, ended: since }))
+        } else {
+            (State::Stopping { started, silence_since: since }, None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: Duration = Duration::from_millis(32);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Pushes `probs` (32 ms windows) and returns (window index, event) pairs.
+    fn run(det: &mut TurnDetector, probs: &[f32]) -> Vec<(usize, TurnEvent)> {
+        let base = (det.position().as_millis() / 32) as usize;
+        probs.iter().enumerate().filter_map(|(i, &p)| det.push(p, W).map(|e| (base + i, e))).collect()
+    }
+
+    fn repeat(p: f32, n: usize) -> Vec<f32> {
+        vec![p; n]
+    }
+
+    #[test]
+    fn short_blip_is_ignored() {
+        let mut det = TurnDetector::new(TurnConfig::default());
+        // A 160 ms cough (5 windows) between silences.
+        let mut probs = repeat(0.0, 10);
+        probs.extend(repeat(0.95, 5));
+        probs.extend(repeat(0.0, 30));
+        assert!(run(&mut det, &probs).is_empty());
+        assert!(!det.speaking());
+        assert_eq!(det.position(), ms(45 * 32));
+    }
+
+    #[test]
+    fn turn_starts_after_200ms_and_ends_after_500ms_of_silence() {
+        let mut det = TurnDetector::new(TurnConfig::default());
+        let mut probs = repeat(0.1, 10); // 0..320 ms quiet
+        probs.extend(repeat(0.9, 20)); // 320..960 ms speech
+        probs.extend(repeat(0.05, 20)); // 960..1600 ms silence
+        let events = run(&mut det, &probs);
+        // 7 windows (224 ms ≥ 200 ms) after 320 ms: fires on window 16.
+        // 16 windows (512 ms ≥ 500 ms) after 960 ms: fires on window 45.
+        assert_eq!(
+            events,
+            [
+                (16, TurnEvent::SpeechStarted { at: ms(320) }),
+                (45, TurnEvent::SpeechEnded { started: ms(320), ended: ms(960) }),
+            ]
+        );
+        assert!(!det.speaking());
+    }
+
+    #[test]
+    fn speaking_flag_follows_events() {
+        let mut det = TurnDetector::new(TurnConfig::default());
+        for _ in 0..6 {
+            assert_eq!(det.push(0.9, W), None);
+            assert!(!det.speaking());
+        }
+        assert_eq!(det.push(0.9, W), Some(TurnEvent::SpeechStarted { at: ms(0) }));
+        assert!(det.speaking());
+        for _ in 0..15 {
+            assert_eq!(det.push(0.0, W), None);
+            assert!(det.speaking(), "still in the turn during trailing silence");
+        }
+        assert_eq!(det.push(0.0, W), Some(TurnEvent::SpeechEnded { started: ms(0), ended: ms(224) }));
+    }
+
+    #[test]
+    fn speech_resuming_within_the_silence_window_continues_the_turn() {
+        let mut det = TurnDetector::new(TurnConfig::default());
+        let mut probs = repeat(0.9, 10); // 0..320 speech
+        probs.extend(repeat(0.0, 12)); // 320..704: 384 ms pause, < 500
+        probs.extend(repeat(0.8, 5)); // 704..864 speech resumes
+        probs.extend(repeat(0.0, 16)); // 864..1376: 512 ms silence
+        let events = run(&mut det, &probs);
+        assert_eq!(
+            events,
+            [
+                (6, TurnEvent::SpeechStarted { at: ms(0) }),
+                (42, TurnEvent::SpeechEnded { started: ms(0), ended: ms(864) }),
+            ]
+        );
+    }
+
+    #[test]
+    fn hysteresis_between_thresholds() {
+        let mut det = TurnDetector::new(TurnConfig::default());
+        // 0.4 is neither speech (< 0.5) nor silence (≥ 0.35).
+        // Alone it never starts a turn.
+        assert!(run(&mut det, &repeat(0.4, 50)).is_empty());
+        // After one speech window it extends the run into a turn.
+        let mut probs = vec![0.6];
+        probs.extend(repeat(0.4, 6));
+        let events = run(&mut det, &probs);
+        assert_eq!(events, [(56, TurnEvent::SpeechStarted { at: ms(50 * 32) })]);
+        // Inside the turn it keeps the turn alive indefinitely…
+        assert!(run(&mut det, &repeat(0.4, 100)).is_empty());
+        assert!(det.speaking());
+        // …and interrupts a silence run: 15 silent, one 0.4, 15 silent: no end.
+        let mut probs = repeat(0.3, 15);
+        probs.push(0.4);
+        probs.extend(repeat(0.3, 15));
+        assert!(run(&mut det, &probs).is_empty());
+        let at = det.position();
+        assert_eq!(det.push(0.3, W), Some(TurnEvent::SpeechEnded { started: ms(50 * 32), ended: at - ms(15 * 32) }));
+    }
+
+    #[test]
+    fn speech_run_broken_by_silence_starts_over() {
+        let mut det = TurnDetector::new(TurnConfig::default());
+        let mut probs = repeat(0.9, 6); // 192 ms, one short of 7 windows
+        probs.push(0.1); // silence: the run is dropped
+        probs.extend(repeat(0.9, 7)); // 224 ms from window 7
+        let events = run(&mut det, &probs);
+        assert_eq!(events, [(13, TurnEvent::SpeechStarted { at: ms(7 * 32) })]);
+    }
+
+    #[test]
+    fn exact_durations_and_odd_windows() {
+        // 20 ms windows: 200 ms = exactly 10 windows; 500 ms = 25.
+        let cfg = TurnConfig::default();
+        let mut det = TurnDetector::new(cfg);
+        let w = ms(20);
+        let mut events = Vec::new();
+        for i in 0..10 {
+            events.extend(det.push(1.0, w).map(|e| (i, e)));
+        }
+        for i in 10..35 {
+            events.extend(det.push(0.0, w).map(|e| (i, e)));
+        }
+        assert_eq!(
+            events,
+            [(9, TurnEvent::SpeechStarted { at: ms(0) }), (34, TurnEvent::SpeechEnded { started: ms(0), ended: ms(200) })]
+        );
+        assert_eq!(det.position(), ms(700));
+    }
+
+    #[test]
+    fn odd_input_does_not_panic() {
+        let mut det = TurnDetector::new(TurnConfig {
+            start_threshold: 0.2,
+            stop_threshold: 0.9, // above start: clamped to 0.2
+            min_speech_ms: 0,
+            min_silence_ms: 0,
+        });
+        assert_eq!(det.config().stop_threshold, 0.2);
+        assert_eq!(det.push(f32::NAN, W), None);
+        assert_eq!(det.push(f32::INFINITY, W), Some(TurnEvent::SpeechStarted { at: W }));
+        assert_eq!(det.push(f32::NEG_INFINITY, W), Some(TurnEvent::SpeechEnded { started: W, ended: ms(64) }));
+        assert_eq!(det.push(0.5, Duration::ZERO), Some(TurnEvent::SpeechStarted { at: ms(96) }));
+        det.push(0.5, Duration::MAX);
+        det.push(0.5, Duration::MAX);
+        assert_eq!(det.position(), Duration::MAX);
+        let mut nan_cfg = TurnDetector::new(TurnConfig { stop_threshold: f32::NAN, ..TurnConfig::default() });
+        assert_eq!(nan_cfg.config().stop_threshold, 0.5);
+        assert_eq!(nan_cfg.push(0.4, W), None);
     }
 }
