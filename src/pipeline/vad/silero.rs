@@ -117,7 +117,8 @@ impl SileroVad {
         let session = Session::builder(env)
             .map_err(|e| err(e.to_string()))?
             .with_intra_threads(1)
-            .and_then(|b| b.with_inter_threads(1))
+            .map_err(|e| err(e.to_string()))?
+            .with_inter_threads(1)
             .map_err(|e| err(e.to_string()))?
             .commit_from_file(model)
             .map_err(|e| err(e.to_string()))?;
