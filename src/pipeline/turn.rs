@@ -29,6 +29,7 @@
 //!   is after 7 windows (224 ms) and after 16 windows (512 ms).
 //! * NaN probabilities count as silence; any input is accepted (no panics).
 
+use std::cmp::Ordering;
 use std::time::Duration;
 
 /// Thresholds; defaults follow LiveKit/Pipecat practice.
@@ -108,7 +109,8 @@ impl TurnDetector {
     /// `start_threshold` is lowered to it (no hysteresis).
     pub fn new(cfg: TurnConfig) -> Self {
         let mut cfg = cfg;
-        if !(cfg.stop_threshold <= cfg.start_threshold) {
+        // Also catches a NaN stop threshold.
+        if !matches!(cfg.stop_threshold.partial_cmp(&cfg.start_threshold), Some(Ordering::Less | Ordering::Equal)) {
             cfg.stop_threshold = cfg.start_threshold;
         }
         TurnDetector { cfg, state: State::Quiet, position: Duration::ZERO }
