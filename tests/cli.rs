@@ -56,7 +56,6 @@ fn serve_refuses_to_start_with_a_bad_config() {
 }
 
 #[test]
-#[ignore = "WIP: voice agent being wired"]
 fn serve_refuses_to_start_without_models_and_says_how_to_fix_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_skald"))

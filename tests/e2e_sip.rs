@@ -299,7 +299,7 @@ fn rejected(skald: &Skald, service: &str, pts: &str, code: u16, header_re: &str)
 
 #[test]
 fn unrouted_number_gets_404_and_no_common_codec_gets_488() {
-    let yaml = example_config().replace("  default: menu", "  default: null");
+    let yaml = example_config().replace("  default: front-desk", "  default: null");
     let skald = Skald::start_with(&yaml);
     rejected(&skald, "+15559999", "0", 404, "SIP/2.0 404");
     rejected(&skald, "echo", "18", 488, "SIP/2.0 488");

@@ -97,7 +97,6 @@ fn transcribe_heard(frames: &[(Instant, Vec<i16>)]) -> String {
 }
 
 #[test]
-#[ignore = "WIP: voice agent being wired"]
 fn caller_speech_is_transcribed_and_the_agent_answers_with_speech() {
     let dir = tempfile::tempdir().unwrap();
     let skald = Skald::start_with(&voice_config(dir.path(), None));
@@ -120,23 +119,28 @@ fn caller_speech_is_transcribed_and_the_agent_answers_with_speech() {
         .stdout;
     peer.say(&ulaw);
     let t1 = Instant::now();
-    peer.wait_agent_turn(t1, Duration::from_millis(800), Duration::from_secs(15));
+    peer.wait_agent_turn(t1, Duration::from_millis(800), Duration::from_secs(30));
     let out = sipp_t.join().unwrap();
     assert_sipp_ok(&out, &skald);
     let detail = call_detail(&skald);
     let caller = turns(&detail, "caller");
+    eprintln!("rtp in {} lost {} jitter {} ms", detail["rtp_packets_in"], detail["rtp_lost"], detail["jitter_ms"]);
     assert!(!caller.is_empty(), "no caller turn stored: {detail:#}");
+    // A pause inside the sentence may split it into turns: score them together.
+    let said = caller.join(" ");
     let reference = librivox_reference(id);
-    let w = wer(&reference, &caller[0]);
-    eprintln!("caller turn: {:?}\nreference: {reference:?}\nWER {:.1} %", caller[0], w * 100.0);
-    assert!(w <= 0.10, "WER {:.1} % > 10 %: {:?} vs {reference:?}", w * 100.0, caller[0]);
+    let w = wer(&reference, &said);
+    eprintln!("caller: {said:?}\nreference: {reference:?}\nWER {:.1} %", w * 100.0);
+    if let Some(rec) = detail["recording_path"].as_str() {
+        let _ = std::fs::copy(rec, std::env::temp_dir().join("skald-last-voice-call.wav"));
+    }
+    assert!(w <= 0.10, "WER {:.1} % > 10 %: {said:?} vs {reference:?}", w * 100.0);
     assert!(turns(&detail, "agent").len() >= 2, "the agent answered: {detail:#}");
     let (_, metrics) = skald.try_http("GET", "/metrics").unwrap();
     assert!(metrics.contains("skald_turn_latency_ms_bucket"), "latency histograms exported");
 }
 
 #[test]
-#[ignore = "WIP: voice agent being wired"]
 fn booking_dialogue_ends_confirmed_and_skald_hangs_up() {
     let dir = tempfile::tempdir().unwrap();
     let skald = Skald::start_with(&voice_config(dir.path(), None));
@@ -165,7 +169,7 @@ fn booking_dialogue_ends_confirmed_and_skald_hangs_up() {
     let agent = turns(&detail, "agent").join(" | ").to_lowercase();
     let caller = turns(&detail, "caller").join(" | ");
     eprintln!("agent: {agent}\ncaller: {caller}");
-    assert!(agent.contains("booked") || agent.contains("confirmed"), "no confirmation: {agent}");
+    assert!(agent.contains("all set") || agent.contains("booked"), "no confirmation: {agent}");
     assert!(agent.contains("tuesday"), "{agent}");
     assert!(agent.contains("2:30") || agent.contains("two thirty") || agent.contains("2.30"), "{agent}");
     let end = detail["end_reason"].as_str().unwrap();
@@ -177,7 +181,6 @@ fn booking_dialogue_ends_confirmed_and_skald_hangs_up() {
 }
 
 #[test]
-#[ignore = "WIP: voice agent being wired"]
 fn talking_over_the_agent_stops_its_audio_quickly() {
     let dir = tempfile::tempdir().unwrap();
     let skald = Skald::start_with(&voice_config(dir.path(), None));
@@ -217,7 +220,6 @@ fn talking_over_the_agent_stops_its_audio_quickly() {
 }
 
 #[test]
-#[ignore = "WIP: voice agent being wired"]
 fn silence_gets_reprompts_then_a_polite_hangup() {
     let dir = tempfile::tempdir().unwrap();
     let skald = Skald::start_with(&voice_config(dir.path(), Some(2)));

@@ -509,6 +509,7 @@ pub fn espeak_ulaw(text: &str) -> Vec<u8> {
 pub fn wer(reference: &str, hyp: &str) -> f64 {
     let norm = |s: &str| -> Vec<String> {
         s.to_lowercase()
+            .replace('-', " ")
             .split_whitespace()
             .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>())
             .filter(|w| !w.is_empty())
