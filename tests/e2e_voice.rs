@@ -85,6 +85,24 @@ fn turns(detail: &serde_json::Value, speaker: &str) -> Vec<String> {
         .collect()
 }
 
+/// A caller phrase spoken by Piper (the local TTS, used here as a second
+/// voice), as 8 kHz µ-law.
+fn piper_ulaw(text: &str) -> Vec<u8> {
+    use skald::providers::local::{models::ModelPaths, onnx, piper::Piper};
+    use std::sync::{Arc, OnceLock};
+    static VOICE: OnceLock<Arc<Piper>> = OnceLock::new();
+    let voice = VOICE.get_or_init(|| {
+        let paths = ModelPaths::in_dir(&ModelPaths::default_dir());
+        onnx::init_runtime(&paths.onnxruntime).expect("models (run `skald models fetch`)");
+        Piper::load(&paths.piper_model, &paths.piper_config).unwrap()
+    });
+    let pcm = voice.synthesize_sentence(text).unwrap();
+    let pcm8 = skald::rtp::codec::resample::resample_all(&pcm, voice.sample_rate(), 8000).unwrap();
+    let mut ulaw = Vec::new();
+    skald::rtp::codec::g711::Law::Mu.encode(&pcm8, &mut ulaw);
+    ulaw
+}
+
 /// Transcribes what the peer heard with skald's own local STT.
 fn transcribe_heard(frames: &[(Instant, Vec<i16>)]) -> String {
     use skald::providers::local::{models::ModelPaths, moonshine::Moonshine, onnx};
@@ -156,7 +174,7 @@ fn booking_dialogue_ends_confirmed_and_skald_hangs_up() {
     let mut since = Instant::now();
     peer.wait_agent_turn(since, Duration::from_millis(900), Duration::from_secs(20));
     for line in script {
-        peer.say(&espeak_ulaw(line));
+        peer.say(&piper_ulaw(line));
         since = Instant::now();
         if line.contains("goodbye") {
             break;

@@ -442,6 +442,7 @@ impl VoiceAgent {
         self.awaiting_final = self.awaiting_final.saturating_sub(1);
         let words = text.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).count();
         if words == 0 {
+            tracing::debug!(transcript = %text, "no words in the caller's turn: ignored");
             // Noise or a cough: never answer it. A false interruption resumes.
             if let Some((frames, audio)) = self.paused.take() {
                 tracing::info!("false interruption: agent resumes");
