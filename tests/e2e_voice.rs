@@ -29,7 +29,11 @@ fn voice_config(dir: &Path, silence_s: Option<u64>) -> String {
         }
         std::fs::write(agents.join(p.file_name().unwrap()), text).unwrap();
     }
-    example_config().replace("agents_dir: agents", &format!("agents_dir: {}", agents.display()))
+    example_config()
+        .lines()
+        .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Starts a call to `service` whose RTP goes to a fresh [`RtpPeer`]; sipp

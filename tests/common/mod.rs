@@ -61,6 +61,7 @@ pub fn example_config() -> String {
     std::fs::read_to_string(repo().join("sip-config/skald.yaml"))
         .unwrap()
         .replace("prompts/", &format!("{}/sip-config/prompts/", repo().display()))
+        .replace("agents_dir: agents", &format!("agents_dir: {}/sip-config/agents", repo().display()))
 }
 
 impl Skald {
