@@ -197,6 +197,9 @@ pub struct VoiceAgent {
     seq: u32,
     /// Agent 16 kHz samples per frame sent, for the stereo recording.
     sent_audio: VecDeque<Vec<i16>>,
+    /// Agent audio found sent outside `on_tick` (at a barge-in), reported
+    /// by the next `on_tick`.
+    unreported: Vec<i16>,
     /// ptime in 16 kHz samples.
     frame_16k: usize,
     /// Fallback sentence queued after a failure, to avoid loops.
@@ -245,6 +248,7 @@ impl VoiceAgent {
             silence_at: None,
             seq: 0,
             sent_audio: VecDeque::new(),
+            unreported: Vec::new(),
             frame_16k: (RATE as u128 * ptime.as_millis() / 1000) as usize,
             failures: 0,
         })
@@ -362,7 +366,8 @@ impl VoiceAgent {
     /// the last tick; returns the agent audio sent (16 kHz, for the stereo
     /// recording) and any actions due now that playout drained.
     pub fn on_tick(&mut self, out: &dyn AudioOut, now_ms: i64) -> (Vec<i16>, Vec<VoiceAction>) {
-        let audio = self.account(out);
+        let mut audio = std::mem::take(&mut self.unreported);
+        audio.extend(self.account(out));
         let mut actions = Vec::new();
         // A reply is finished when all its audio is sent and nothing of it is pending.
         while let Some(r) = self.replies.front() {
@@ -425,7 +430,8 @@ impl VoiceAgent {
     /// Pauses the agent's audio: the caller is talking over it.
     fn barge_in(&mut self, out: &mut dyn AudioOut) {
         // Everything sent so far is accounted for; what remains is unsent.
-        let _ = self.account(out);
+        let sent = self.account(out);
+        self.unreported.extend(sent);
         let ctx = self.ledger.front().map(|(c, _)| *c).or(self.replies.front().map(|r| r.ctx)).unwrap_or(0);
         let frames = out.pause();
         self.frames_pushed = self.frames_pushed.saturating_sub(frames.len() as u64);
