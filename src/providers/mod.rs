@@ -12,6 +12,7 @@
 //! (the pipeline's internal rate); TTS output carries its own rate.
 
 pub mod local;
+pub mod wer;
 
 use async_trait::async_trait;
 use std::time::Duration;

@@ -505,34 +505,9 @@ pub fn espeak_ulaw(text: &str) -> Vec<u8> {
     out.stdout
 }
 
-/// Word error rate of `hyp` against `reference`: word-level Levenshtein
-/// distance over the reference length, lowercase, punctuation stripped.
-pub fn wer(reference: &str, hyp: &str) -> f64 {
-    let norm = |s: &str| -> Vec<String> {
-        s.to_lowercase()
-            .replace('-', " ")
-            .split_whitespace()
-            .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>())
-            .filter(|w| !w.is_empty())
-            .map(|w| match w.as_str() {
-                "mr" => "mister".to_string(),
-                "mrs" => "missus".to_string(),
-                _ => w,
-            })
-            .collect()
-    };
-    let (r, h) = (norm(reference), norm(hyp));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for i in 1..=r.len() {
-        let mut cur = vec![i; h.len() + 1];
-        for j in 1..=h.len() {
-            let sub = prev[j - 1] + usize::from(r[i - 1] != h[j - 1]);
-            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
-}
+/// Word error rate (skald's scoring: see `skald::providers::wer`).
+#[allow(unused_imports)]
+pub use skald::providers::wer::word_error_rate as wer;
 
 /// The reference transcript of a pocketsphinx-testdata LibriVox file.
 pub fn librivox_reference(file_id: &str) -> String {
