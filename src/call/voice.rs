@@ -716,3 +716,192 @@ fn closed_channel() -> mpsc::Receiver<Result<TtsAudio, ProviderError>> {
     let _ = tx.try_send(Err(ProviderError::Fatal("synthesis could not start".into())));
     rx
 }
+
+#[cfg(test)]
+mod tests {
+    //! The voice agent's glue with stand-in providers that fail on purpose;
+    //! real Silero VAD and the shipped dental agent.
+    use super::*;
+    use crate::providers::local::{models::ModelPaths, onnx};
+    use crate::providers::{SttEvent, Transcript};
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// STT whose every utterance fails (or yields `text`).
+    struct FakeStt {
+        fail: bool,
+        text: String,
+    }
+    struct FakeStream {
+        fail: bool,
+        text: String,
+        tx: mpsc::Sender<Result<SttEvent, ProviderError>>,
+        rx: mpsc::Receiver<Result<SttEvent, ProviderError>>,
+    }
+    #[async_trait]
+    impl SttProvider for FakeStt {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        async fn open(&self) -> Result<Box<dyn SttStream>, ProviderError> {
+            let (tx, rx) = mpsc::channel(8);
+            Ok(Box::new(FakeStream { fail: self.fail, text: self.text.clone(), tx, rx }))
+        }
+    }
+    #[async_trait]
+    impl SttStream for FakeStream {
+        async fn send_audio(&mut self, _pcm: &[i16]) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        async fn end_utterance(&mut self) -> Result<(), ProviderError> {
+            let ev = if self.fail {
+                Err(ProviderError::Retryable("recognizer unavailable".into()))
+            } else {
+                Ok(SttEvent::Final(Transcript { text: self.text.clone(), start_ms: 0, end_ms: 0, confidence: None }))
+            };
+            let _ = self.tx.send(ev).await;
+            Ok(())
+        }
+        async fn discard_utterance(&mut self) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        async fn next_event(&mut self) -> Option<Result<SttEvent, ProviderError>> {
+            self.rx.recv().await
+        }
+    }
+
+    /// TTS that records what it was asked and fails when `fail`.
+    struct FakeTts {
+        fail: bool,
+        said: Mutex<Vec<String>>,
+    }
+    #[async_trait]
+    impl TtsProvider for FakeTts {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        async fn synthesize(&self, text: &str) -> Result<mpsc::Receiver<Result<TtsAudio, ProviderError>>, ProviderError> {
+            self.said.lock().unwrap().push(text.to_string());
+            let (tx, rx) = mpsc::channel(2);
+            let item = if self.fail {
+                Err(ProviderError::Fatal("voice broken".into()))
+            } else {
+                Ok(TtsAudio { pcm: vec![1000; 3200], sample_rate: 16_000 })
+            };
+            let _ = tx.try_send(item);
+            Ok(rx)
+        }
+    }
+
+    /// A queue of frames standing in for the RTP session.
+    #[derive(Default)]
+    struct Out {
+        queued: usize,
+        played: Vec<usize>,
+    }
+    impl AudioOut for Out {
+        fn play(&mut self, pcm16k: &[i16]) -> usize {
+            let frames = pcm16k.len().div_ceil(320);
+            self.queued += frames;
+            self.played.push(pcm16k.len());
+            frames
+        }
+        fn queued(&self) -> usize {
+            self.queued
+        }
+        fn pause(&mut self) -> Vec<Vec<u8>> {
+            let n = std::mem::take(&mut self.queued);
+            vec![vec![0xff; 160]; n]
+        }
+        fn resume(&mut self, frames: Vec<Vec<u8>>) {
+            self.queued += frames.len();
+        }
+    }
+
+    async fn agent(stt_fail: bool, tts_fail: bool, fallback: Option<Vec<i16>>) -> (VoiceAgent, Arc<FakeTts>) {
+        let paths = ModelPaths::in_dir(&ModelPaths::default_dir());
+        onnx::init_runtime(&paths.onnxruntime).expect("models (run `skald models fetch`)");
+        let vad = SileroVad::load(&paths.silero_vad).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sip-config/agents");
+        let agents = crate::agent::flow::load_agents(&dir).unwrap();
+        let tts = Arc::new(FakeTts { fail: tts_fail, said: Mutex::new(Vec::new()) });
+        let svc = Arc::new(VoiceServices {
+            vad,
+            stt: Arc::new(FakeStt { fail: stt_fail, text: "what are your opening hours".into() }),
+            tts: tts.clone(),
+            agents,
+            metrics: Metrics::new(),
+        });
+        let cfg = VoiceConfig {
+            agent: "dental-front-desk".into(),
+            turn: TurnConfig::default(),
+            barge_in_min: Duration::from_millis(250),
+            fallback_audio: fallback.map(Arc::new),
+        };
+        let today = time::macros::date!(2026 - 11 - 23);
+        let v = VoiceAgent::start(svc, cfg, CallId::new(), today, Duration::from_millis(20)).await.unwrap();
+        (v, tts)
+    }
+
+    /// Real speech (then silence) through `on_audio`, as the actor feeds it.
+    async fn speak(v: &mut VoiceAgent, out: &mut Out) -> Vec<VoiceAction> {
+        let path = "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0880.wav";
+        let (pcm, _) = crate::pipeline::wav::read_wav_mono(std::path::Path::new(path)).expect("pocketsphinx-testdata");
+        let mut actions = Vec::new();
+        let silence = vec![0i16; 16_000];
+        for (i, frame) in pcm.iter().chain(silence.iter()).copied().collect::<Vec<_>>().chunks(320).enumerate() {
+            actions.extend(v.on_audio(frame, out, i as i64 * 20).await);
+        }
+        actions
+    }
+
+    #[tokio::test]
+    async fn stt_failure_is_spoken_around_and_recorded() {
+        let (mut v, tts) = agent(true, false, None).await;
+        let mut out = Out::default();
+        v.begin().await;
+        out.queued = 0; // the greeting has been heard
+        speak(&mut v, &mut out).await;
+        let ev = tokio::time::timeout(Duration::from_secs(5), v.next_event()).await.expect("an STT event");
+        let actions = v.on_event(ev, &mut out, 5000).await;
+        assert!(
+            actions.iter().any(|a| matches!(a, VoiceAction::Error(e) if e.starts_with("stt:"))),
+            "the failure is recorded: {actions:?}"
+        );
+        assert!(!actions.iter().any(|a| matches!(a, VoiceAction::Hangup(_))), "the call goes on");
+        let said = tts.said.lock().unwrap().clone();
+        assert!(said.iter().any(|s| s.contains("didn't catch")), "a spoken fallback: {said:?}");
+    }
+
+    #[tokio::test]
+    async fn tts_failure_plays_the_fallback_prompt_and_is_recorded() {
+        let (mut v, _tts) = agent(false, true, Some(vec![500; 8000])).await;
+        let mut out = Out::default();
+        v.begin().await;
+        let ev = tokio::time::timeout(Duration::from_secs(5), v.next_event()).await.expect("a TTS event");
+        let actions = v.on_event(ev, &mut out, 0).await;
+        assert!(
+            actions.iter().any(|a| matches!(a, VoiceAction::Error(e) if e.starts_with("tts:"))),
+            "the failure is recorded: {actions:?}"
+        );
+        assert_eq!(out.played, vec![8000], "the fallback WAV was played instead");
+    }
+
+    #[tokio::test]
+    async fn a_caller_turn_reaches_the_agent_and_is_transcribed() {
+        let (mut v, tts) = agent(false, false, None).await;
+        let mut out = Out::default();
+        v.begin().await;
+        out.queued = 0;
+        speak(&mut v, &mut out).await;
+        let ev = tokio::time::timeout(Duration::from_secs(5), v.next_event()).await.expect("an STT event");
+        let actions = v.on_event(ev, &mut out, 5000).await;
+        let caller = actions.iter().find_map(|a| match a {
+            VoiceAction::Turn(t) if t.speaker == "caller" => Some(t.text.clone()),
+            _ => None,
+        });
+        assert_eq!(caller.as_deref(), Some("what are your opening hours"));
+        let said = tts.said.lock().unwrap().join(" ").to_lowercase();
+        assert!(said.contains("monday") || said.contains("open"), "the agent answered the hours: {said}");
+    }
+}
