@@ -32,7 +32,7 @@ check:
 
 ## Benchmarks: criterion micro-benchmarks, and sipp-driven load.
 bench: test-deps
-	$(CARGO) bench --locked --bench media
+	$(CARGO) bench --locked
 
 bench-load: test-deps build
 	scripts/bench-load.sh
