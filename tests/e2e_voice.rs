@@ -194,6 +194,11 @@ fn booking_dialogue_ends_confirmed_and_skald_hangs_up() {
     assert!(agent.contains("all set") || agent.contains("booked"), "no confirmation: {agent}");
     assert!(agent.contains("tuesday"), "{agent}");
     assert!(agent.contains("2:30") || agent.contains("two thirty") || agent.contains("2.30"), "{agent}");
+    for t in detail["turns"].as_array().unwrap() {
+        if t["speaker"] == "agent" && !t["latency"]["first_packet_ms"].is_null() {
+            eprintln!("latency (ms from end of caller speech): {}", t["latency"]);
+        }
+    }
     let end = detail["end_reason"].as_str().unwrap();
     assert!(end == "goodbye" || end == "completed", "skald hung up for the right reason: {end}");
     let rec = detail["recording_path"].as_str().expect("stereo recording");
