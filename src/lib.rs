@@ -3,8 +3,10 @@
 //! A real-time voice agent and SIP telephony server. A caller dials a DID; the
 //! call reaches skald over SIP (RFC 3261) from a trunk or softphone, skald
 //! answers it with SDP offer/answer (RFC 3264), and media flows both ways as
-//! RTP (RFC 3550) paced on the media clock. An application (today: `echo`,
-//! `greeting`, `dtmf-menu`) runs the conversation.
+//! RTP (RFC 3550) paced on the media clock. An application runs the
+//! conversation: by default a voice agent (local Silero VAD, Moonshine STT,
+//! a YAML flow agent and Piper TTS, with barge-in), or the phone-line
+//! basics `echo`, `greeting` and `dtmf-menu`.
 //!
 //! ## Architecture
 //! ```text
@@ -19,16 +21,19 @@
 //!
 //! ## Module map
 //! Imports run one way, top to bottom:
-//! `main`/[`app`] → [`http`] → [`call`] → ([`pipeline`]) → ([`sip`], [`rtp`], [`store`]),
-//! with [`config`], [`ids`] and [`observability`] usable everywhere.
+//! `main`/[`app`] → [`http`] → [`call`] → ([`agent`], [`pipeline`]) →
+//! ([`sip`], [`rtp`], [`providers`], [`store`]), with [`config`], [`ids`] and
+//! [`observability`] usable everywhere.
 //!
 //! | module | owns |
 //! |---|---|
 //! | [`app`] | start order, the root cancellation token, graceful shutdown |
 //! | [`config`] | `sip-config/skald.yaml`, validated with file:line errors |
 //! | [`http`] | health, metrics, `/api/v1/calls` (axum) |
-//! | [`call`] | one actor per call, [`call::command::CallCommand`], the live-call registry, DID routing, the built-in applications |
-//! | [`pipeline`] | the internal audio format (16 kHz mono PCM16) and WAV prompts/recordings |
+//! | [`call`] | one actor per call, [`call::command::CallCommand`], the live-call registry, DID routing, the built-in applications, the voice agent's turn-taking ([`call::voice`]) |
+//! | [`agent`] | the YAML flow agent: intents, slots, templates, transitions (pure) |
+//! | [`pipeline`] | the internal audio format (16 kHz mono PCM16), frames, Silero VAD, turn detection, sentence aggregation, WAV prompts and recordings |
+//! | [`providers`] | STT/LLM/TTS traits and the local models (Moonshine, Piper, ONNX Runtime, `skald models fetch`) |
 //! | [`sip`] | SIP messages (own RFC 3261 parser), SDP offer/answer, transactions, dialogs, digest auth, UDP/TCP |
 //! | [`rtp`] | RTP/RTCP session, jitter buffer, RFC 4733 DTMF, G.711, resampling, port pairs |
 //! | [`store`] | call records (SQLite by default, PostgreSQL by URL) |

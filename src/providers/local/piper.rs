@@ -2,8 +2,8 @@
 //! from espeak-ng (IPA, en-us) mapped through the voice's `phoneme_id_map`.
 //!
 //! This module owns the voice: loading the ONNX model and its `.onnx.json`,
-//! turning text into sentences ([`text`]), sentences into phoneme ids
-//! ([`phonemes`], Piper's rules: clause punctuation kept as pause symbols,
+//! turning text into sentences (`text`), sentences into phoneme ids
+//! (`phonemes`, Piper's rules: clause punctuation kept as pause symbols,
 //! `^ _ p1 _ … pn _ $`), running the model once per sentence, and streaming
 //! one PCM16 chunk per sentence through [`TtsProvider`].
 //!
