@@ -821,7 +821,9 @@ impl CallActor {
             self.record.rtp_packets_out = Some(s.packets_sent);
             self.record.rtp_lost = Some(s.packets_lost);
             self.record.jitter_ms = Some(s.jitter_ms);
+            let jb = m.stream.session().jitter_stats();
             tracing::info!(
+                jitter_buffer = ?jb,
                 rx = s.packets_received,
                 tx = s.packets_sent,
                 lost = s.packets_lost,

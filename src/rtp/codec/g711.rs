@@ -162,6 +162,28 @@ fn encode_a(sample: i16) -> u8 {
     (((segment as u8) << 4) | mantissa as u8) ^ mask
 }
 
+/// Mean absolute level (PCM16) under which a frame counts as quiet: about
+/// −44 dBFS, below speech and above line noise.
+pub const QUIET_LEVEL: u32 = 200;
+
+/// True when a µ-law frame's mean absolute level is under [`QUIET_LEVEL`].
+pub fn is_quiet_mu(bytes: &[u8]) -> bool {
+    is_quiet(Law::Mu, bytes)
+}
+
+/// True when an A-law frame's mean absolute level is under [`QUIET_LEVEL`].
+pub fn is_quiet_a(bytes: &[u8]) -> bool {
+    is_quiet(Law::A, bytes)
+}
+
+fn is_quiet(law: Law, bytes: &[u8]) -> bool {
+    if bytes.is_empty() {
+        return true;
+    }
+    let sum: u64 = bytes.iter().map(|&b| u64::from(law.decode_sample(b).unsigned_abs())).sum();
+    sum / (bytes.len() as u64) < u64::from(QUIET_LEVEL)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

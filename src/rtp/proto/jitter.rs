@@ -31,7 +31,8 @@
 //!   a packet beyond it drops the oldest frames (counted as overflow);
 //! - when the depth stays more than two frames above the target for a
 //!   second (50 pops at 20 ms), one frame is dropped to give the latency
-//!   back (counted as trimmed);
+//!   back (counted as trimmed) — the next frame that `JitterConfig::quiet`
+//!   calls quiet, so speech is never cut;
 //! - a new SSRC or a confirmed sequence jump resets the buffer and primes
 //!   again (a new talker, a re-INVITE to another media server).
 //!
@@ -86,6 +87,10 @@ pub struct JitterConfig {
     pub target: Duration,
     /// Largest span held, oldest dropped beyond it (≥ target + ptime).
     pub max_depth: Duration,
+    /// Which frames a latency trim may drop: those this predicate calls
+    /// quiet (so a trim never cuts a word out of the caller's speech).
+    /// `None`: any frame.
+    pub quiet: Option<fn(&[u8]) -> bool>,
 }
 
 /// Outcome of [`JitterBuffer::insert`].
@@ -364,6 +369,19 @@ impl JitterBuffer {
     }
 
     /// Removes the front slot (advancing `next`) whether or not it holds a frame.
+    /// Whether the next frame may be trimmed (quiet, or no predicate).
+    fn front_is_quiet(&self) -> bool {
+        match (self.cfg.quiet, self.slots.front()) {
+            (Some(quiet), Some(Some(frame))) => quiet(frame),
+            _ => true,
+        }
+    }
+
+    /// Sets which frames a latency trim may drop (see [`JitterConfig::quiet`]).
+    pub fn set_quiet(&mut self, quiet: Option<fn(&[u8]) -> bool>) {
+        self.cfg.quiet = quiet;
+    }
+
     fn take_front(&mut self) -> Option<Vec<u8>> {
         self.next += 1;
         let frame = self.slots.pop_front().flatten();
@@ -377,7 +395,7 @@ impl JitterBuffer {
     fn track_excess(&mut self) {
         if self.slots.len() > self.target_frames + TRIM_SLACK_FRAMES {
             self.excess_run += 1;
-            if self.excess_run >= TRIM_AFTER_POPS {
+            if self.excess_run >= TRIM_AFTER_POPS && self.front_is_quiet() {
                 self.excess_run = 0;
                 if self.take_front().is_some() {
                     self.stats.trimmed += 1;
@@ -400,6 +418,7 @@ mod tests {
             ptime: PTIME,
             target: Duration::from_millis(target_ms),
             max_depth: Duration::from_millis(200),
+            quiet: None,
         })
     }
 
@@ -621,5 +640,35 @@ mod tests {
         }
         assert!(jb.stats().trimmed >= 2, "{:?}", jb.stats());
         assert!(jb.len() <= 1 + 1 + TRIM_SLACK_FRAMES, "depth {}", jb.len());
+    }
+
+    #[test]
+    fn trims_fall_in_pauses_never_in_speech() {
+        // Frames of seq 0..60 are "speech" (first byte 1), later ones quiet.
+        fn quiet(f: &[u8]) -> bool {
+            f[0] == 0
+        }
+        let mut jb = JitterBuffer::new(JitterConfig {
+            ptime: PTIME,
+            target: Duration::from_millis(20),
+            max_depth: Duration::from_millis(200),
+            quiet: Some(quiet),
+        });
+        let payload = |s: u16| vec![u8::from(s < 60), 0];
+        let t0 = Instant::now();
+        for s in 0u16..6 {
+            jb.insert(s, 1, &payload(s), t0);
+        }
+        let mut t = t0 + PTIME;
+        let mut played_speech = 0;
+        for s in 6u16..160 {
+            jb.insert(s, 1, &payload(s), t);
+            if let Playout::Frame(f) = jb.pop(t) {
+                played_speech += usize::from(f[0] == 1);
+            }
+            t += PTIME;
+        }
+        assert_eq!(played_speech, 60, "every speech frame played: {:?}", jb.stats());
+        assert!(jb.stats().trimmed >= 1, "the excess went in the pause: {:?}", jb.stats());
     }
 }

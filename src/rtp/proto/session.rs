@@ -480,6 +480,7 @@ impl RtpSession {
         }
         self.cfg.payload_type = pt;
         self.cfg.silence_payload = silence_payload;
+        self.jitter.set_quiet(quiet_predicate(pt));
         self.clear_outbound();
     }
 
@@ -571,6 +572,7 @@ impl RtpSession {
             ptime,
             target: cfg.jitter_target,
             max_depth: cfg.jitter_target * 2 + Duration::from_millis(200),
+            quiet: quiet_predicate(cfg.payload_type),
         });
         let mut s = Self {
             ptime_units,
@@ -1015,6 +1017,16 @@ fn splitmix(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// For the static G.711 payload types (RFC 3551: 0 PCMU, 8 PCMA), the
+/// predicate that tells a quiet frame, so jitter-buffer trims fall in pauses.
+fn quiet_predicate(pt: u8) -> Option<fn(&[u8]) -> bool> {
+    match pt {
+        0 => Some(crate::rtp::codec::g711::is_quiet_mu),
+        8 => Some(crate::rtp::codec::g711::is_quiet_a),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
