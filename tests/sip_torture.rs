@@ -49,7 +49,7 @@ fn endpoint() -> SipEndpoint {
         user_agent: "skald-test".into(),
         timers: Timers::default(),
     };
-    SipEndpoint::new(cfg, 1)
+    SipEndpoint::new(cfg, 1, std::time::Instant::now())
 }
 
 /// Status codes of everything the endpoint sends back.

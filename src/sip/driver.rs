@@ -258,6 +258,7 @@ pub async fn start_with(
             timers: Timers::from_config(cfg),
         },
         rand::random(),
+        std::time::Instant::now(),
     );
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_CAPACITY);

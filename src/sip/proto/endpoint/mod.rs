@@ -232,7 +232,7 @@ pub struct SipEndpoint {
     /// Source of tags, branches and Call-IDs (seeded: tests are repeatable).
     rng: StdRng,
     /// Latest `now` seen (for the idle timeout only).
-    now: Option<Instant>,
+    now: Instant,
     /// Pending outputs, in order.
     outputs: VecDeque<Output>,
     /// Server transactions by §17.2.3 key.
@@ -389,13 +389,13 @@ struct Call {
 }
 
 impl SipEndpoint {
-    /// A new endpoint. `seed` feeds tag/branch/Call-ID generation (use a
-    /// random seed in production, a fixed one in tests).
-    pub fn new(cfg: EndpointConfig, seed: u64) -> SipEndpoint {
+    /// A new endpoint created at `now`. `seed` feeds tag/branch/Call-ID
+    /// generation (use a random seed in production, a fixed one in tests).
+    pub fn new(cfg: EndpointConfig, seed: u64, now: Instant) -> SipEndpoint {
         SipEndpoint {
             cfg,
             rng: StdRng::seed_from_u64(seed),
-            now: None,
+            now,
             outputs: VecDeque::new(),
             server_txs: HashMap::new(),
             client_txs: HashMap::new(),
@@ -415,7 +415,7 @@ impl SipEndpoint {
     /// A message arrived from `from` over `transport`. Never panics; bad
     /// input is answered (400/505) or dropped.
     pub fn handle_datagram(&mut self, from: SocketAddr, transport: Transport, bytes: &[u8], now: Instant) {
-        self.now = Some(now);
+        self.now = now;
         match msg::parse(bytes) {
             Ok(SipMessage::Request(req)) => self.handle_request(req, from, transport, now),
             Ok(SipMessage::Response(resp)) => self.handle_response(resp, now),
@@ -429,7 +429,7 @@ impl SipEndpoint {
     /// Timers due at `now` fire (retransmissions, Timer B/F/H, 2xx
     /// retransmission and ACK wait, ring timeouts).
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = Some(now);
+        self.now = now;
         self.server_timeouts(now);
         self.client_timeouts(now);
         self.call_timeouts(now);
@@ -442,12 +442,7 @@ impl SipEndpoint {
             return o;
         }
         let next = self.next_timeout();
-        let idle = self.now.map(|n| n + IDLE);
-        Output::Timeout(match (next, idle) {
-            (Some(n), _) => n,
-            (None, Some(i)) => i,
-            (None, None) => Instant::now() + IDLE,
-        })
+        Output::Timeout(next.unwrap_or(self.now + IDLE))
     }
 
     /// From now on, new INVITEs get 503 with `Retry-After: retry_after`

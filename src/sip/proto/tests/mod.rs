@@ -53,9 +53,9 @@ pub(crate) fn config(port: u16) -> EndpointConfig {
 }
 
 impl Peer {
-    fn new(port: u16, seed: u64) -> Peer {
+    fn new(port: u16, seed: u64, now: Instant) -> Peer {
         Peer {
-            ep: SipEndpoint::new(config(port), seed),
+            ep: SipEndpoint::new(config(port), seed, now),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             events: Vec::new(),
             sent: Vec::new(),
@@ -109,8 +109,8 @@ impl SipPair {
     pub fn new() -> SipPair {
         let start = Instant::now();
         SipPair {
-            a: Peer::new(5060, 1),
-            b: Peer::new(5070, 2),
+            a: Peer::new(5060, 1, start),
+            b: Peer::new(5070, 2, start),
             start,
             now: start,
             latency: Duration::from_millis(10),

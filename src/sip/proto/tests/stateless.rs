@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 const PEER: ([u8; 4], u16) = ([192, 0, 2, 1], 5080);
 
 fn ep() -> SipEndpoint {
-    SipEndpoint::new(config(5060), 7)
+    SipEndpoint::new(config(5060), 7, Instant::now())
 }
 
 fn drain(ep: &mut SipEndpoint) -> (Vec<Transmit>, Vec<Event>) {
