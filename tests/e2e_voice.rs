@@ -222,16 +222,20 @@ fn talking_over_the_agent_stops_its_audio_quickly() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(600));
-    peer.say(&espeak_ulaw("Hold on, I want to ask about opening hours."));
+    peer.say(&piper_ulaw("Hold on, I want to ask about your opening hours."));
     std::thread::sleep(Duration::from_millis(2500));
     let speech_start = peer.speech_sent()[0];
     let heard = peer.heard();
-    // The agent's audio after the caller started: when did it go quiet?
-    let stopped = heard
-        .iter()
-        .filter(|(t, _)| *t > speech_start)
-        .find(|(_, f)| !is_loud(f))
-        .map(|(t, _)| *t)
+    // The agent's audio after the caller started: when did it go quiet for
+    // good (at least 500 ms, longer than the pauses inside the greeting)?
+    let after: Vec<_> = heard.iter().filter(|(t, _)| *t > speech_start).collect();
+    let stopped = (0..after.len())
+        .find(|&i| {
+            let (t, _) = after[i];
+            after[i..].iter().take_while(|(u, _)| u.duration_since(*t) < Duration::from_millis(500)).all(|(_, f)| !is_loud(f))
+                && after.last().is_some_and(|(u, _)| u.duration_since(*t) >= Duration::from_millis(500))
+        })
+        .map(|i| after[i].0)
         .expect("agent audio never stopped");
     let after_start = stopped.duration_since(speech_start).as_millis() as i64;
     // barge_in_min_ms (250) of speech must pass, plus the 60 ms jitter buffer,
