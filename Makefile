@@ -24,8 +24,8 @@ build:
 ## make test: install what the tests need, then run every test (unit, sans-IO, end to end).
 test: test-deps models
 	$(CARGO) build --locked --all-targets
-	$(CARGO) test --locked --lib --bins --tests -- --test-threads=2
 	$(CARGO) test --locked --benches
+	$(CARGO) test --locked --lib --tests -- --test-threads=2
 
 check:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
