@@ -34,8 +34,9 @@ t0=$(date +%s.%N)
 sipp 127.0.0.1:$SIP -sn uac -s echo -i 127.0.0.1 -p 15070 -mp 16000 -r "$RATE" -m "$SETUPS" -l 2000 -d 0 \
   -nostdin -trace_err -error_file "$WORK/setup_err.log" >"$WORK/setup.out" 2>&1 || true
 t1=$(date +%s.%N)
-ok=$(grep -E "Successful call" "$WORK/setup.out" | tail -1 | awk '{print $(NF-1)}')
-failed=$(grep -E "Failed call" "$WORK/setup.out" | tail -1 | awk '{print $(NF-1)}')
+count() { grep -E "$1" "$2" | tail -1 | awk -F'|' '{gsub(/ /, "", $3); print $3}'; }
+ok=$(count "Successful call" "$WORK/setup.out")
+failed=$(count "Failed call" "$WORK/setup.out")
 echo "successful: ${ok:-?}  failed: ${failed:-?}  elapsed: $(echo "$t1 - $t0" | bc) s  achieved: $(echo "scale=1; ${ok:-0} / ($t1 - $t0)" | bc) setups/s"
 
 echo "== $CALLS concurrent echo calls for $DURATION s, real speech both ways =="
@@ -45,6 +46,7 @@ sed -e "s|@PTS@|0 101|" -e "s|@MEDIA_PORT@|[media_port]|" -e "s|@ANSWER_RE@|m=au
     -e "s|@MEDIA@|  <nop><action><exec play_pcap_audio=\"$WORK/speech.pcap\"/></action></nop>|" \
     tests/sipp/uac_call.xml >"$WORK/load.xml"
 sent0=$(metric 'skald_rtp_packets_total{direction="out"')
+rss0=$(awk '/VmRSS/ {print $2}' "/proc/$SKALD/status")
 sipp 127.0.0.1:$SIP -sf "$WORK/load.xml" -s echo -i 127.0.0.1 -p 15071 -mp 17000 -r 100 -m "$CALLS" -l "$CALLS" \
   -d $((DURATION * 1000)) -nostdin -trace_err -error_file "$WORK/load_err.log" >"$WORK/load.out" 2>&1 &
 SIPP=$!
@@ -56,9 +58,10 @@ c1=$(cpu_ticks); w1=$(date +%s.%N)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$SKALD/status")
 wait $SIPP || true
 sent1=$(metric 'skald_rtp_packets_total{direction="out"')
-ok=$(grep -E "Successful call" "$WORK/load.out" | tail -1 | awk '{print $(NF-1)}')
+ok=$(count "Successful call" "$WORK/load.out")
 cpu=$(echo "scale=3; ($c1 - $c0) / $hz / ($w1 - $w0)" | bc)
 echo "calls live mid-run: $active; successful: ${ok:-?} of $CALLS"
-echo "skald CPU: $cpu cores for $active calls = $(echo "scale=2; 100 * $cpu / ($active + 0.0001)" | bc) % of a core per call; RSS $((rss / 1024)) MiB"
+echo "skald CPU: $cpu cores for $active calls = $(echo "scale=2; 100 * $cpu / ($active + 0.0001)" | bc) % of a core per call"
+echo "RSS: $((rss0 / 1024)) MiB idle (models loaded) -> $((rss / 1024)) MiB with $active calls = $(( (rss - rss0) / (active + 1) )) KiB per call"
 echo "RTP packets sent: $((sent1 - sent0)) (expected about $((CALLS * DURATION * 50)))"
 curl -s "http://127.0.0.1:$HTTP/metrics" | python3 scripts/histogram_quantiles.py skald_rtp_send_lateness_ms 0.5 0.99 0.999
