@@ -447,11 +447,10 @@ impl Config {
                 }
             }
         }
-        if let Some(d) = &self.routes.default {
-            if !known(d) {
+        if let Some(d) = &self.routes.default
+            && !known(d) {
                 return Err(invalid("routes.default", "default:", format!("unknown application `{d}`")));
             }
-        }
         for (did, app) in &self.routes.dids {
             if !known(app) {
                 return Err(invalid(
@@ -466,7 +465,7 @@ impl Config {
         if !codecs_ok {
             return Err(invalid("rtp.codecs", "codecs:", "supported codecs are PCMU and PCMA".into()));
         }
-        if !(10..=60).contains(&self.rtp.ptime_ms) || self.rtp.ptime_ms % 10 != 0 {
+        if !(10..=60).contains(&self.rtp.ptime_ms) || !self.rtp.ptime_ms.is_multiple_of(10) {
             return Err(invalid("rtp.ptime_ms", "ptime_ms:", "must be 10, 20, 30, 40, 50 or 60".into()));
         }
         if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {

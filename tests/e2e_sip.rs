@@ -210,7 +210,7 @@ fn greeting_plays_prompt_then_records_until_pound() {
     let skald = Skald::start();
     let dir = tempfile::tempdir().unwrap();
     let (speech, ms) = speech_pcap(dir.path());
-    let media = format!("  <pause milliseconds=\"7600\"/>\n")
+    let media = "  <pause milliseconds=\"7600\"/>\n".to_string()
         + &play(&speech, ms + 300)
         // No pause after the `#`: skald's BYE may come at once.
         + &format!("  <nop><action><exec play_pcap_audio=\"{DTMF_PCAP_DIR}/dtmf_2833_pound.pcap\"/></action></nop>\n");
@@ -247,7 +247,7 @@ fn greeting_plays_prompt_then_records_until_pound() {
 fn menu_routes_a_key_press_to_the_echo_app() {
     let skald = Skald::start();
     let dir = tempfile::tempdir().unwrap();
-    let media = format!("  <pause milliseconds=\"1500\"/>\n")
+    let media = "  <pause milliseconds=\"1500\"/>\n".to_string()
         + &play(&format!("{DTMF_PCAP_DIR}/dtmf_2833_1.pcap"), 1500);
     let sf = render(
         "uac_call.xml",

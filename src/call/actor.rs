@@ -441,7 +441,7 @@ impl CallActor {
     async fn on_media(&mut self, ev: RtpEvent) -> Option<Exit> {
         match ev {
             RtpEvent::Audio(payload) => {
-                let Some(m) = self.media.as_mut() else { return None };
+                let m = self.media.as_mut()?;
                 m.pcm8.clear();
                 match payload {
                     Some(p) => m.law.decode(&p, &mut m.pcm8),
@@ -451,12 +451,11 @@ impl CallActor {
                 m.pcm16.clear();
                 m.up.process(&m.pcm8, &mut m.pcm16);
                 let frame = std::mem::take(&mut m.pcm16);
-                if let Some(rec) = self.recorder.as_mut() {
-                    if let Err(e) = rec.write(&frame) {
+                if let Some(rec) = self.recorder.as_mut()
+                    && let Err(e) = rec.write(&frame) {
                         tracing::warn!(error = %e, "recording failed; stopping it");
                         self.recorder = None;
                     }
-                }
                 let mut exit = self.app_input(AppInput::Audio(&frame)).await;
                 if exit.is_none() {
                     exit = self.voice_audio(&frame).await;
@@ -500,7 +499,7 @@ impl CallActor {
 
     /// Feeds the application and carries out its actions.
     async fn app_input(&mut self, input: AppInput<'_>) -> Option<Exit> {
-        let Some(app) = self.app.as_mut() else { return None };
+        let app = self.app.as_mut()?;
         let actions = app.handle(input, std::time::Instant::now());
         for action in actions {
             match action {
@@ -677,11 +676,10 @@ impl CallActor {
     }
 
     fn stop_recording(&mut self) {
-        if let Some(r) = self.recorder.take() {
-            if let Err(e) = r.finalize() {
+        if let Some(r) = self.recorder.take()
+            && let Err(e) = r.finalize() {
                 tracing::warn!(error = %e, "recording not finalized");
             }
-        }
     }
 
     fn build_app(&self, name: &str) -> Result<Box<dyn Application>, String> {
@@ -801,16 +799,14 @@ impl CallActor {
 
     async fn finish(&mut self, reason: &str, status: Option<u16>) {
         self.stop_recording();
-        if let Some(r) = self.stereo.take() {
-            if let Err(e) = r.finalize() {
+        if let Some(r) = self.stereo.take()
+            && let Err(e) = r.finalize() {
                 tracing::warn!(error = %e, "recording not finalized");
             }
-        }
-        if let Some(v) = &self.voice {
-            if !v.slots().is_empty() {
+        if let Some(v) = &self.voice
+            && !v.slots().is_empty() {
                 tracing::info!(slots = ?v.slots(), "agent slots");
             }
-        }
         self.voice = None;
         self.record.end_reason = Some(reason.to_string());
         self.record.sip_status = status.or(self.record.sip_status);

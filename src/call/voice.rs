@@ -117,6 +117,10 @@ pub enum VoiceEvent {
     Silence,
 }
 
+/// Agent audio taken off the wire by a barge-in: the encoded frames and
+/// their 16 kHz audio (for the recording).
+type Paused = (Vec<Vec<u8>>, VecDeque<Vec<i16>>);
+
 /// One sentence of a reply being synthesized.
 struct Pending {
     /// Reply (context id) it belongs to.
@@ -185,8 +189,8 @@ pub struct VoiceAgent {
     frames_pushed: u64,
     /// Frames known to be sent.
     frames_sent: u64,
-    /// Frames paused by an interruption (encoded) and their 16 kHz audio.
-    paused: Option<(Vec<Vec<u8>>, VecDeque<Vec<i16>>)>,
+    /// Frames paused by an interruption, kept to resume a false one.
+    paused: Option<Paused>,
     /// Context interrupted by the caller, awaiting their words.
     interrupted: Option<u64>,
     /// After the current audio: hang up / transfer.
@@ -309,11 +313,10 @@ impl VoiceAgent {
         while self.recent.len() > keep {
             self.recent.pop_front();
         }
-        if self.in_turn {
-            if let Err(e) = self.stt.send_audio(frame).await {
+        if self.in_turn
+            && let Err(e) = self.stt.send_audio(frame).await {
                 actions.extend(self.stt_failed(e, out).await);
             }
-        }
         let probs = match self.vad.push(frame) {
             Ok(p) => p,
             Err(e) => {
@@ -409,12 +412,11 @@ impl VoiceAgent {
                     audio.extend_from_slice(&f);
                 }
             }
-            if let Some(r) = self.replies.iter_mut().find(|r| r.ctx == ctx) {
-                if !r.first_sent {
+            if let Some(r) = self.replies.iter_mut().find(|r| r.ctx == ctx)
+                && !r.first_sent {
                     r.first_sent = true;
                     r.latency.first_packet_ms = r.eos.map(|e| e.elapsed().as_millis() as u32);
                 }
-            }
             if self.ledger.front().is_some_and(|(_, f)| *f == 0) {
                 self.ledger.pop_front();
             }
@@ -504,11 +506,10 @@ impl VoiceAgent {
                 AgentAction::Transfer { target } => self.after_playout = Some(VoiceAction::Transfer(target)),
             }
         }
-        if self.replies.is_empty() && self.pending.is_empty() {
-            if let Some(a) = self.after_playout.take() {
+        if self.replies.is_empty() && self.pending.is_empty()
+            && let Some(a) = self.after_playout.take() {
                 out.push(a);
             }
-        }
         out
     }
 

@@ -363,6 +363,9 @@ pub fn write_rtp_pcap(path: &Path, payload: &[u8], pt: u8) {
     std::fs::write(path, f).unwrap();
 }
 
+/// A packet from skald with its arrival time.
+pub type Packet = (Instant, Vec<u8>);
+
 /// A caller's RTP endpoint run by the test (sipp does the signaling with an
 /// SDP pointing here). A thread sends one PCMU packet every 20 ms (queued
 /// speech, else silence) to where skald's packets come from, and records
@@ -373,7 +376,7 @@ pub struct RtpPeer {
     /// Frames (160 bytes µ-law) waiting to be sent.
     queue: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>>,
     /// Packets from skald: (arrival, RTP packet).
-    received: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Vec<u8>)>>>,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Packet>>>,
     /// (time, frame index) of each speech frame the peer sent.
     sent_speech: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
     /// Stops the thread.
@@ -469,11 +472,10 @@ impl RtpPeer {
         loop {
             let frames = self.heard();
             let spoke: Vec<Instant> = frames.iter().filter(|(t, f)| *t >= since && is_loud(f)).map(|(t, _)| *t).collect();
-            if let Some(last) = spoke.last() {
-                if last.elapsed() >= quiet {
+            if let Some(last) = spoke.last()
+                && last.elapsed() >= quiet {
                     return *last;
                 }
-            }
             assert!(Instant::now() < deadline, "skald did not finish speaking within {timeout:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
