@@ -8,7 +8,9 @@
 //!   the turn detector.
 //!
 //! One element is one call-frame (20 ms of one call): `1 / time per element
-//! × 20 ms` is the number of calls one core keeps in real time. RTP and the
+//! × 20 ms` is the number of calls one core keeps in real time.
+//! `conversations_1s_of_audio/N_calls_2_threads` runs N conversations at once
+//! on two threads: they are held in real time while it takes under 1 s. RTP and the
 //! SIP/socket work are measured by `make bench-load` with sipp.
 //! Needs the models for `with_vad` (`skald models fetch`).
 
@@ -104,6 +106,39 @@ fn pipeline(c: &mut Criterion) {
             }
         });
     });
+    group.finish();
+
+    // N conversations held at once: one second of audio (50 frames) of N
+    // calls, split over 2 threads (this machine's cores), each call with its
+    // own VAD stream on the one shared Silero session and instant stand-in
+    // STT/TTS. Real time is held while one iteration takes < 1 s.
+    let mut group = c.benchmark_group("conversations_1s_of_audio");
+    group.sample_size(10).measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(1));
+    for n in [100usize, 200, 400] {
+        group.bench_function(format!("{n}_calls_2_threads"), |b| {
+            let window = Duration::from_millis((WINDOW * 1000 / 16000) as u64);
+            let mut calls: Vec<(Call, skald::pipeline::vad::silero::VadStream, TurnDetector)> =
+                (0..n).map(|_| (Call::new(), vad.stream(), TurnDetector::new(TurnConfig::default()))).collect();
+            b.iter(|| {
+                let (left, right) = calls.split_at_mut(n / 2);
+                std::thread::scope(|scope| {
+                    for half in [left, right] {
+                        let frames = &frames;
+                        scope.spawn(move || {
+                            for k in 0..50 {
+                                for (i, (call, stream, turn)) in half.iter_mut().enumerate() {
+                                    let pcm16 = call.frame(&frames[(i * 7 + k) % frames.len()]).to_vec();
+                                    for p in stream.push(&pcm16).unwrap() {
+                                        black_box(turn.push(p, window));
+                                    }
+                                }
+                            }
+                        });
+                    }
+                });
+            });
+        });
+    }
     group.finish();
 }
 
