@@ -20,12 +20,13 @@
 //! wrapper's (one intra-op and one inter-op thread).
 //!
 //! # Sharing and batching
-//! ort 2.0.0-rc.15's `Session::run` takes `&mut self`, so the one shared
-//! session sits behind a [`Mutex`] that is held only for the `run` call
-//! itself (inputs are prepared and outputs scattered outside it; an
-//! uncontended lock costs tens of nanoseconds against ~100 µs of
-//! inference). The lock serializes inference: all VAD of the process runs on
-//! at most one core at a time. That is why [`SileroVad::run_batch`] exists:
+//! ort 2.0.0-rc.15's `Session::run` takes `&mut self`, so each session sits
+//! behind a [`Mutex`] that is held only for the `run` call itself (inputs
+//! are prepared and outputs scattered outside it; an uncontended lock costs
+//! tens of nanoseconds against ~70 µs of inference). [`SileroVad`] keeps a
+//! pool of sessions of the one model, one per core (at most 4, a few MB
+//! each), and a call's inference takes the first free one, so the VAD of
+//! different calls runs on different cores instead of queueing on one lock. That is why [`SileroVad::run_batch`] exists:
 //! one inference with `batch = n` costs far less than `n` single inferences
 //! (see `benches/vad.rs`), so a media scheduler that gathers the windows of
 //! many calls every 32 ms and runs them together fits hundreds of calls into
@@ -82,8 +83,12 @@ pub enum VadError {
 /// The shared model (one per process; `Send + Sync`). Cheap to share through
 /// the `Arc` that [`SileroVad::load`] returns.
 pub struct SileroVad {
-    /// The one ONNX Runtime session; locked only for `Session::run`.
-    session: Mutex<Session>,
+    /// A small pool of ONNX Runtime sessions of the one model (one per core,
+    /// at most 4), each single-threaded and locked only for `Session::run`,
+    /// so inferences of different calls run on different cores.
+    sessions: Vec<Mutex<Session>>,
+    /// Round-robin start for picking a session.
+    next: std::sync::atomic::AtomicUsize,
 }
 
 /// One call's VAD: buffers input and runs one inference per full window.
@@ -114,19 +119,24 @@ impl SileroVad {
         let Some(env) = crate::providers::local::onnx::environment() else {
             return Err(err("ONNX Runtime is not initialized (init_runtime)".into()));
         };
-        let session = Session::builder(env)
-            .map_err(|e| err(e.to_string()))?
-            .with_intra_threads(1)
-            .map_err(|e| err(e.to_string()))?
-            .with_inter_threads(1)
-            .map_err(|e| err(e.to_string()))?
-            .commit_from_file(model)
-            .map_err(|e| err(e.to_string()))?;
-        let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-        if inputs != ["input", "state", "sr"] {
-            return Err(err(format!("unexpected model inputs {inputs:?}")));
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+        let mut sessions = Vec::with_capacity(cores);
+        for _ in 0..cores {
+            let session = Session::builder(env)
+                .map_err(|e| err(e.to_string()))?
+                .with_intra_threads(1)
+                .map_err(|e| err(e.to_string()))?
+                .with_inter_threads(1)
+                .map_err(|e| err(e.to_string()))?
+                .commit_from_file(model)
+                .map_err(|e| err(e.to_string()))?;
+            let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+            if inputs != ["input", "state", "sr"] {
+                return Err(err(format!("unexpected model inputs {inputs:?}")));
+            }
+            sessions.push(Mutex::new(session));
         }
-        Ok(Arc::new(SileroVad { session: Mutex::new(session) }))
+        Ok(Arc::new(SileroVad { sessions, next: std::sync::atomic::AtomicUsize::new(0) }))
     }
 
     /// A per-call stream with fresh recurrent state.
@@ -209,6 +219,19 @@ impl SileroVad {
         result.map(|()| out)
     }
 
+    /// A free session if one is (starting round-robin), else waits for the
+    /// next one in turn.
+    fn pick(&self) -> std::sync::MutexGuard<'_, Session> {
+        let n = self.sessions.len();
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        for i in 0..n {
+            if let Ok(g) = self.sessions[(start + i) % n].try_lock() {
+                return g;
+            }
+        }
+        self.sessions[start].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Runs one inference over `n` rows. `input` is `[n, 576]`, `state`
     /// `[2, n, 128]`; calls `each(b, probability, next_state)` for every row
     /// `b`, where `next_state` is the whole `[2, n, 128]` output. The lock is
@@ -219,7 +242,7 @@ impl SileroVad {
         let input = TensorRef::from_array_view(([n, INPUT], input)).map_err(err)?;
         let state = TensorRef::from_array_view(([2, n, STATE_WIDTH], state)).map_err(err)?;
         let sr = TensorRef::from_array_view(((), &sr[..])).map_err(err)?;
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let mut session = self.pick();
         let outputs = session
             .run(ort::inputs!["input" => input, "state" => state, "sr" => sr])
             .map_err(err)?;
