@@ -98,7 +98,15 @@ fn piper_ulaw(text: &str) -> Vec<u8> {
     let voice = VOICE.get_or_init(|| {
         let paths = ModelPaths::in_dir(&ModelPaths::default_dir());
         onnx::init_runtime(&paths.onnxruntime).expect("models (run `skald models fetch`)");
-        Piper::load(&paths.piper_model, &paths.piper_config).unwrap()
+        // The caller's voice without VITS noise sampling: the same audio on
+        // every run, so the dialogue does not depend on luck.
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&paths.piper_config).unwrap()).unwrap();
+        cfg["inference"]["noise_scale"] = serde_json::json!(0.0);
+        cfg["inference"]["noise_w"] = serde_json::json!(0.0);
+        let path = std::env::temp_dir().join(format!("skald-test-caller-voice-{}.onnx.json", std::process::id()));
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        Piper::load(&paths.piper_model, &path).unwrap()
     });
     let pcm = voice.synthesize_sentence(text).unwrap();
     let pcm8 = skald::rtp::codec::resample::resample_all(&pcm, voice.sample_rate(), 8000).unwrap();
