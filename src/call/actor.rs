@@ -119,8 +119,6 @@ pub struct CallActor {
     app: Option<Box<dyn Application>>,
     /// Media, once answered.
     media: Option<Media>,
-    /// Current state.
-    state: CallState,
     /// Caller audio recorder, when recording.
     recorder: Option<WavRecorder>,
     /// The voice agent, when the application is one.
@@ -158,7 +156,6 @@ impl CallActor {
             app_name,
             app: None,
             media: None,
-            state: CallState::Ringing,
             recorder: None,
             voice: None,
             stereo: None,
@@ -778,7 +775,6 @@ impl CallActor {
     }
 
     async fn set_state(&mut self, state: CallState) {
-        self.state = state;
         self.record.state = state.as_str().to_string();
         self.svc.registry.set_state(self.record.id, state);
         self.save(false).await;
