@@ -107,6 +107,8 @@ impl App {
                 registry: services.registry.clone(),
                 metrics,
                 ready: readiness.clone(),
+                config: config.clone(),
+                calls: Some(services.clone()),
             });
             let token = shutdown.clone();
             tracker.spawn(async move {

@@ -77,6 +77,8 @@ pub struct Config {
     pub agents_dir: PathBuf,
     /// Local model files; default `SKALD_MODELS_DIR` or `~/.cache/skald/models`.
     pub models_dir: Option<PathBuf>,
+    /// Twilio: inbound webhook, Media Streams and the REST client.
+    pub twilio: TwilioConfig,
     /// Directory the config file was loaded from; relative paths in the
     /// config (prompts) resolve against it. Not read from YAML.
     #[serde(skip)]
@@ -132,6 +134,91 @@ pub struct RtpConfig {
 pub struct HttpConfig {
     /// Listen address for health, metrics and the API.
     pub listen: SocketAddr,
+}
+
+/// Twilio (Programmable Voice): the inbound voice webhook, Media Streams and
+/// the REST client. Secrets come from the environment when set there:
+/// `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`, `TWILIO_API_KEY`,
+/// `TWILIO_API_SECRET` win over the file (resolved in [`Config::load`]).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwilioConfig {
+    /// Account SID (`AC…`): the REST API's account and the expected
+    /// `AccountSid` of webhooks.
+    pub account_sid: Option<String>,
+    /// Auth Token: signs webhooks (`X-Twilio-Signature`) and, without an API
+    /// key, authenticates REST calls.
+    pub auth_token: Option<String>,
+    /// API key SID (`SK…`) for REST calls, used with `api_key_secret`
+    /// instead of the Auth Token when both are set.
+    pub api_key_sid: Option<String>,
+    /// API key secret.
+    pub api_key_secret: Option<String>,
+    /// Public base URL Twilio reaches this server at, e.g.
+    /// `https://voice.example.com` (behind a TLS-terminating proxy). When
+    /// unset, it is rebuilt per request from `X-Forwarded-Proto`/`Host`.
+    pub public_url: Option<String>,
+    /// REST API base URL (tests aim it at a local server).
+    pub api_base_url: String,
+    /// Check `X-Twilio-Signature` on webhooks (default true; turning it off
+    /// is logged loudly at start).
+    pub validate_signature: bool,
+    /// DID → SIP URI: calls to these numbers are answered with
+    /// `<Dial><Sip>` to that URI (skald's own SIP address or a LiveKit SIP
+    /// URI) carrying the call's context in headers; all other routed
+    /// numbers get `<Connect><Stream>` to this server's Media Streams
+    /// endpoint.
+    pub dial_sip: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for TwilioConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |s: &Option<String>| s.as_ref().map(|_| "<set>");
+        f.debug_struct("TwilioConfig")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &hidden(&self.auth_token))
+            .field("api_key_sid", &self.api_key_sid)
+            .field("api_key_secret", &hidden(&self.api_key_secret))
+            .field("public_url", &self.public_url)
+            .field("api_base_url", &self.api_base_url)
+            .field("validate_signature", &self.validate_signature)
+            .field("dial_sip", &self.dial_sip)
+            .finish()
+    }
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        TwilioConfig {
+            account_sid: None,
+            auth_token: None,
+            api_key_sid: None,
+            api_key_secret: None,
+            public_url: None,
+            api_base_url: "https://api.twilio.com".into(),
+            validate_signature: true,
+            dial_sip: BTreeMap::new(),
+        }
+    }
+}
+
+impl TwilioConfig {
+    /// Takes secrets from the environment where set (they win over the file).
+    pub fn resolve_env(&mut self) {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(v) = env("TWILIO_ACCOUNT_SID") {
+            self.account_sid = Some(v);
+        }
+        if let Some(v) = env("TWILIO_AUTH_TOKEN") {
+            self.auth_token = Some(v);
+        }
+        if let Some(v) = env("TWILIO_API_KEY") {
+            self.api_key_sid = Some(v);
+        }
+        if let Some(v) = env("TWILIO_API_SECRET") {
+            self.api_key_secret = Some(v);
+        }
+    }
 }
 
 /// Call-record store.
@@ -340,6 +427,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             agents_dir: PathBuf::from("agents"),
             models_dir: None,
+            twilio: TwilioConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -358,6 +446,7 @@ impl Config {
         if cfg.base_dir.as_os_str().is_empty() {
             cfg.base_dir = PathBuf::from(".");
         }
+        cfg.twilio.resolve_env();
         cfg.validate(&text, path)?;
         Ok(cfg)
     }

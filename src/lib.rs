@@ -64,3 +64,4 @@ pub mod providers;
 pub mod rtp;
 pub mod sip;
 pub mod store;
+pub mod transports;

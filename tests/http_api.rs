@@ -43,6 +43,8 @@ async fn harness() -> Harness {
         registry: registry.clone(),
         metrics: metrics.clone(),
         ready: ready.clone(),
+        config: std::sync::Arc::new(skald::config::Config::default()),
+        calls: None,
     });
     Harness {
         app,

@@ -79,7 +79,8 @@ impl CallServices {
             app: app.clone(),
             state: CallState::Ringing.as_str().into(),
             invited_at: now_ms(),
-            transport: Some(
+            transport: Some("sip".into()),
+            sip_transport: Some(
                 match info.transport {
                     crate::sip::driver::Transport::Udp => "udp",
                     crate::sip::driver::Transport::Tcp => "tcp",
@@ -132,6 +133,7 @@ impl CallServices {
             app: Some(app.to_string()),
             state: CallState::Ringing.as_str().into(),
             invited_at: now_ms(),
+            transport: Some("sip".into()),
             ..Default::default()
         };
         let leg = Leg::Outbound { local, sockets };

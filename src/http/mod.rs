@@ -56,6 +56,11 @@ pub struct HttpState {
     pub metrics: Metrics,
     /// Readiness.
     pub ready: Readiness,
+    /// Validated configuration (routes, Twilio settings).
+    pub config: Arc<crate::config::Config>,
+    /// Call services, to hand accepted Media Streams sockets to a new call
+    /// (`None` in socket-free router tests: media streams answer 503).
+    pub calls: Option<Arc<crate::call::service::CallServices>>,
 }
 
 /// Time limit of one `/api` request.

@@ -86,8 +86,12 @@ pub struct CallRecord {
     pub dtmf: String,
     /// Recording file, if any.
     pub recording_path: Option<String>,
-    /// SIP transport of the call (`udp`, `tcp`, …).
+    /// How the call reached skald: `sip` or `twilio-stream`.
     pub transport: Option<String>,
+    /// SIP transport protocol of a SIP call (`udp`, `tcp`).
+    pub sip_transport: Option<String>,
+    /// Twilio's CallSid (`CA…`) of a call that came through Twilio.
+    pub twilio_call_sid: Option<String>,
     /// RTP packets received.
     pub rtp_packets_in: Option<u64>,
     /// RTP packets sent.
@@ -115,13 +119,14 @@ enum Backend {
     Postgres,
 }
 
-/// The columns, in the order of [`bind_all`] (`$1` … `$22`). A macro so
+/// The columns, in the order of [`bind_all`] (`$1` … `$25`). A macro so
 /// the SQL below stays `&'static str` (sqlx audits dynamic SQL).
 macro_rules! columns {
     () => {
         "id, sip_call_id, direction, from_uri, to_uri, did, remote_addr, app, codec, state, \
          invited_at, answered_at, ended_at, end_reason, sip_status, dtmf, recording_path, \
-         transport, rtp_packets_in, rtp_packets_out, rtp_lost, jitter_ms, errors"
+         transport, rtp_packets_in, rtp_packets_out, rtp_lost, jitter_ms, errors, \
+         sip_transport, twilio_call_sid"
     };
 }
 
@@ -129,14 +134,15 @@ const INSERT_CALL: &str = concat!(
     "INSERT INTO calls (",
     columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-     $18, $19, $20, $21, $22, $23)"
+     $18, $19, $20, $21, $22, $23, $24, $25)"
 );
 
 const UPDATE_CALL: &str = "UPDATE calls SET sip_call_id = $2, direction = $3, from_uri = $4, \
      to_uri = $5, did = $6, remote_addr = $7, app = $8, codec = $9, state = $10, \
      invited_at = $11, answered_at = $12, ended_at = $13, end_reason = $14, sip_status = $15, \
      dtmf = $16, recording_path = $17, transport = $18, rtp_packets_in = $19, \
-     rtp_packets_out = $20, rtp_lost = $21, jitter_ms = $22, errors = $23 WHERE id = $1";
+     rtp_packets_out = $20, rtp_lost = $21, jitter_ms = $22, errors = $23, \
+     sip_transport = $24, twilio_call_sid = $25 WHERE id = $1";
 
 const GET_CALL: &str = concat!("SELECT ", columns!(), " FROM calls WHERE id = $1");
 
@@ -169,8 +175,18 @@ const CREATE_CALLS: &str = "CREATE TABLE IF NOT EXISTS calls (
     rtp_packets_out BIGINT,
     rtp_lost BIGINT,
     jitter_ms DOUBLE PRECISION,
-    errors TEXT
+    errors TEXT,
+    sip_transport TEXT,
+    twilio_call_sid TEXT
 )";
+
+/// Columns added after the first schema: `ALTER TABLE … ADD COLUMN` for a
+/// database created before them (an "already exists" error is expected on
+/// every other start and ignored).
+const ADDED_COLUMNS: [&str; 2] = [
+    "ALTER TABLE calls ADD COLUMN sip_transport TEXT",
+    "ALTER TABLE calls ADD COLUMN twilio_call_sid TEXT",
+];
 
 const CREATE_INDEX: &str = "CREATE INDEX IF NOT EXISTS calls_invited_at ON calls (invited_at)";
 
@@ -226,6 +242,14 @@ impl Store {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
         pool.execute(CREATE_CALLS).await?;
+        for alter in ADDED_COLUMNS {
+            if let Err(e) = pool.execute(alter).await {
+                let msg = e.to_string();
+                if !msg.contains("duplicate column") && !msg.contains("already exists") {
+                    return Err(e.into());
+                }
+            }
+        }
         pool.execute(CREATE_INDEX).await?;
         pool.execute(turns::CREATE_TURNS).await?;
         Ok(Store { pool })
@@ -340,6 +364,8 @@ fn bind_all<'q>(q: AnyQuery<'q>, rec: &CallRecord) -> AnyQuery<'q> {
         .bind(count(rec.rtp_lost))
         .bind(rec.jitter_ms)
         .bind(serde_json::to_string(&rec.errors).unwrap_or_else(|_| "[]".into()))
+        .bind(rec.sip_transport.clone())
+        .bind(rec.twilio_call_sid.clone())
 }
 
 /// One row of `SELECT columns!()` back into a record.
@@ -381,6 +407,8 @@ fn decode(r: &AnyRow) -> Result<CallRecord, StoreError> {
             .try_get::<Option<String>, _>("errors")?
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default(),
+        sip_transport: r.try_get("sip_transport")?,
+        twilio_call_sid: r.try_get("twilio_call_sid")?,
     })
 }
 
@@ -438,7 +466,9 @@ mod tests {
         rec.sip_status = Some(200);
         rec.dtmf = "12#".into();
         rec.recording_path = Some("/tmp/r.wav".into());
-        rec.transport = Some("udp".into());
+        rec.transport = Some("sip".into());
+        rec.sip_transport = Some("udp".into());
+        rec.twilio_call_sid = Some("CA0123456789abcdef0123456789abcdef".into());
         rec.rtp_packets_in = Some(350);
         rec.rtp_packets_out = Some(351);
         rec.rtp_lost = Some(u64::MAX); // saturates to i64::MAX in storage
