@@ -21,7 +21,7 @@ use crate::pipeline::recorder::StereoRecorder;
 use super::state::CallState;
 use crate::pipeline::wav::{self, WavRecorder};
 use crate::rtp::codec::g711::Law;
-use crate::rtp::codec::resample::Resampler;
+use crate::rtp::codec::frames::G711Frames;
 use crate::rtp::driver::MediaStream;
 use crate::rtp::ports::RtpSockets;
 use crate::rtp::proto::session::{RtpEvent, SessionConfig};
@@ -60,20 +60,10 @@ pub enum Leg {
 struct Media {
     /// Sockets + RTP session.
     stream: MediaStream,
-    /// Negotiated codec's law.
-    law: Law,
-    /// 8 kHz → 16 kHz for received audio.
-    up: Resampler,
-    /// 16 kHz → 8 kHz for sent audio.
-    down: Resampler,
-    /// Samples per ptime at 8 kHz.
-    frame_8k: usize,
-    /// Outbound 16 kHz samples not yet a whole frame.
-    pending: Vec<i16>,
-    /// Scratch buffers reused every frame.
-    pcm8: Vec<i16>,
+    /// G.711 frames to and from 16 kHz audio.
+    codec: G711Frames,
+    /// Scratch buffer for the received frame, reused every frame.
     pcm16: Vec<i16>,
-    bytes: Vec<u8>,
     /// What was negotiated (for re-INVITE answers).
     negotiated: Negotiated,
     /// Our SDP parameters (version bumped on each answer).
@@ -388,8 +378,8 @@ impl CallActor {
                 session.set_direction(send && !n.remote_rtp.ip().is_unspecified(), recv);
                 if n.codec != media.negotiated.codec {
                     let law = law_of(n.codec);
-                    session.set_payload_type(n.payload_type, vec![law.silence(); media.frame_8k]);
-                    media.law = law;
+                    session.set_payload_type(n.payload_type, vec![law.silence(); media.codec.frame_bytes()]);
+                    media.codec.set_law(law);
                 }
                 tracing::info!(codec = ?n.codec, direction = ?n.direction, "re-INVITE accepted");
                 media.negotiated = n;
@@ -439,14 +429,7 @@ impl CallActor {
         match ev {
             RtpEvent::Audio(payload) => {
                 let m = self.media.as_mut()?;
-                m.pcm8.clear();
-                match payload {
-                    Some(p) => m.law.decode(&p, &mut m.pcm8),
-                    None => m.pcm8.resize(m.frame_8k, 0),
-                }
-                m.pcm8.resize(m.frame_8k, 0);
-                m.pcm16.clear();
-                m.up.process(&m.pcm8, &mut m.pcm16);
+                m.codec.decode(payload.as_deref(), &mut m.pcm16);
                 let frame = std::mem::take(&mut m.pcm16);
                 if let Some(rec) = self.recorder.as_mut()
                     && let Err(e) = rec.write(&frame) {
@@ -504,7 +487,6 @@ impl CallActor {
                 AppAction::StopPlayback => {
                     if let Some(m) = self.media.as_mut() {
                         m.stream.session_mut().clear_outbound();
-                        m.pending.clear();
                     }
                     self.playing = false;
                     self.playout_check = None;
@@ -706,24 +688,14 @@ impl CallActor {
             silence_payload: vec![law.silence(); frame_8k],
         };
         let stream = MediaStream::new(sockets, cfg, self.svc.metrics.clone(), std::time::Instant::now());
-        let (up, down) = match (Resampler::new(8000, 16000, frame_8k), Resampler::new(16000, 8000, frame_8k * 2)) {
-            (Ok(u), Ok(d)) => (u, d),
-            _ => unreachable!("8 kHz <-> 16 kHz resampling is always supported"),
-        };
         self.record.codec = Some(match n.codec {
             AudioCodec::Pcmu => "PCMU".into(),
             AudioCodec::Pcma => "PCMA".into(),
         });
         self.media = Some(Media {
             stream,
-            law,
-            up,
-            down,
-            frame_8k,
-            pending: Vec::new(),
-            pcm8: Vec::with_capacity(frame_8k),
+            codec: G711Frames::new(law, n.ptime_ms),
             pcm16: Vec::with_capacity(frame_8k * 2),
-            bytes: Vec::with_capacity(frame_8k),
             negotiated: n,
             local,
         });
@@ -841,24 +813,8 @@ impl Media {
     /// Encodes 16 kHz audio into ptime frames queued on the RTP session;
     /// returns how many frames. The tail is padded to a whole frame.
     fn play(&mut self, audio: &[i16]) -> usize {
-        self.pending.extend_from_slice(audio);
-        let frame_16k = self.frame_8k * 2;
-        let rem = self.pending.len() % frame_16k;
-        if rem != 0 {
-            self.pending.resize(self.pending.len() + frame_16k - rem, 0);
-        }
-        let pending = std::mem::take(&mut self.pending);
-        let mut frames = 0;
-        for chunk in pending.chunks_exact(frame_16k) {
-            self.pcm8.clear();
-            self.down.process(chunk, &mut self.pcm8);
-            self.pcm8.resize(self.frame_8k, 0);
-            self.bytes.clear();
-            self.law.encode(&self.pcm8, &mut self.bytes);
-            self.stream.session_mut().queue_audio(self.bytes.clone());
-            frames += 1;
-        }
-        frames
+        let session = self.stream.session_mut();
+        self.codec.encode(audio, |f| session.queue_audio(f))
     }
 
     fn stream_outbound_len(&self) -> usize {
