@@ -112,7 +112,8 @@ impl App {
             });
             let token = shutdown.clone();
             tracker.spawn(async move {
-                let server = axum::serve(listener, router).with_graceful_shutdown(token.cancelled_owned());
+                let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(token.cancelled_owned());
                 if let Err(e) = server.await {
                     tracing::error!(error = %e, "HTTP server failed");
                 }

@@ -9,7 +9,6 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The example config with the agents directory made absolute, the agent's
@@ -89,43 +88,6 @@ fn turns(detail: &serde_json::Value, speaker: &str) -> Vec<String> {
         .collect()
 }
 
-/// A caller phrase spoken by Piper (the local TTS, used here as a second
-/// voice), as 8 kHz µ-law.
-fn piper_ulaw(text: &str) -> Vec<u8> {
-    use skald::providers::local::{models::ModelPaths, onnx, piper::Piper};
-    use std::sync::{Arc, OnceLock};
-    static VOICE: OnceLock<Arc<Piper>> = OnceLock::new();
-    let voice = VOICE.get_or_init(|| {
-        let paths = ModelPaths::in_dir(&ModelPaths::default_dir());
-        onnx::init_runtime(&paths.onnxruntime).expect("models (run `skald models fetch`)");
-        // The caller's voice without VITS noise sampling: the same audio on
-        // every run, so the dialogue does not depend on luck.
-        let mut cfg: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&paths.piper_config).unwrap()).unwrap();
-        cfg["inference"]["noise_scale"] = serde_json::json!(0.0);
-        cfg["inference"]["noise_w"] = serde_json::json!(0.0);
-        let path = std::env::temp_dir().join(format!("skald-test-caller-voice-{}.onnx.json", std::process::id()));
-        std::fs::write(&path, cfg.to_string()).unwrap();
-        Piper::load(&paths.piper_model, &path).unwrap()
-    });
-    let pcm = voice.synthesize_sentence(text).unwrap();
-    let pcm8 = skald::rtp::codec::resample::resample_all(&pcm, voice.sample_rate(), 8000).unwrap();
-    let mut ulaw = Vec::new();
-    skald::rtp::codec::g711::Law::Mu.encode(&pcm8, &mut ulaw);
-    ulaw
-}
-
-/// Transcribes what the peer heard with skald's own local STT.
-fn transcribe_heard(frames: &[(Instant, Vec<i16>)]) -> String {
-    use skald::providers::local::{models::ModelPaths, moonshine::Moonshine, onnx};
-    let paths = ModelPaths::in_dir(&ModelPaths::default_dir());
-    onnx::init_runtime(&paths.onnxruntime).expect("models (run `skald models fetch`)");
-    let model = Moonshine::load(&paths.moonshine_encoder, &paths.moonshine_decoder, &paths.moonshine_tokenizer).unwrap();
-    let pcm8: Vec<i16> = frames.iter().flat_map(|(_, f)| f.iter().copied()).collect();
-    let pcm16 = skald::rtp::codec::resample::resample_all(&pcm8, 8000, 16000).unwrap();
-    model.transcribe(&pcm16).unwrap()
-}
-
 #[test]
 fn caller_speech_is_transcribed_and_the_agent_answers_with_speech() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,12 +105,7 @@ fn caller_speech_is_transcribed_and_the_agent_answers_with_speech() {
     // (8 kHz µ-law), each followed by the agent's answer.
     let ids = ["sense_and_sensibility_01_austen_64kb-0880", "sense_and_sensibility_01_austen_64kb-0890"];
     for id in ids {
-        let ulaw = Command::new("sox")
-            .arg(format!("/usr/share/pocketsphinx/test/data/librivox/{id}.wav"))
-            .args(["-r", "8000", "-c", "1", "-t", "ul", "-"])
-            .output()
-            .unwrap()
-            .stdout;
+        let ulaw = librivox_ulaw(id);
         peer.say(&ulaw);
         let t1 = Instant::now();
         peer.wait_agent_turn(t1, Duration::from_millis(800), Duration::from_secs(30));

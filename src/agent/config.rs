@@ -109,6 +109,7 @@ struct IntentFile {
     phrases: Vec<String>,
     #[serde(default)]
     patterns: Vec<String>,
+    dtmf: Option<String>,
     confirm: Option<ConfirmFile>,
     #[serde(default)]
     slots: Vec<String>,
@@ -219,6 +220,8 @@ pub(crate) struct Intent {
     pub(crate) phrases: Vec<Vec<String>>,
     /// Regexes over the normalized utterance text.
     pub(crate) patterns: Vec<Regex>,
+    /// A DTMF key that selects it (`0-9`, `*`, `#`), e.g. "press 0 for a person".
+    pub(crate) dtmf: Option<char>,
     /// Matches a yes (`Some(true)`) or no (`Some(false)`) answer.
     pub(crate) confirm: Option<bool>,
     /// Slots to collect, in asking order (indexes into `AgentDef::slots`).
@@ -480,10 +483,21 @@ impl Compiler<'_> {
             })?;
             patterns.push(re);
         }
-        if phrases.is_empty() && patterns.is_empty() && f.confirm.is_none() {
-            return Err(
-                self.err(path, format!("intent `{}` never matches: give it phrases, patterns or confirm", f.name))
-            );
+        let dtmf = match f.dtmf.as_deref() {
+            None => None,
+            Some(d) => {
+                let mut chars = d.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if "0123456789*#".contains(c) => Some(c),
+                    _ => return Err(self.err(&format!("{path}.dtmf"), format!("`{d}` is not one DTMF key (0-9, *, #)"))),
+                }
+            }
+        };
+        if phrases.is_empty() && patterns.is_empty() && f.confirm.is_none() && dtmf.is_none() {
+            return Err(self.err(
+                path,
+                format!("intent `{}` never matches: give it phrases, patterns, dtmf or confirm", f.name),
+            ));
         }
         let action = match (f.action, &f.target) {
             (Some(ActionFile::Transfer), t) => {
@@ -507,6 +521,7 @@ impl Compiler<'_> {
             name: f.name.clone(),
             phrases,
             patterns,
+            dtmf,
             confirm: f.confirm.map(|c| c == ConfirmFile::Yes),
             slots: self.slot_refs(&format!("{path}.slots"), &f.slots)?,
             reuse: self.slot_refs(&format!("{path}.reuse"), &f.reuse)?,

@@ -265,6 +265,32 @@ impl FlowAgent {
         self.finish(turn)
     }
 
+    /// The caller pressed a DTMF key (RFC 4733 or a transport's DTMF event):
+    /// an intent with that `dtmf:` key runs (this node's first, then the
+    /// global ones); otherwise the key is read as the digit said aloud (so
+    /// number slots can be keyed in).
+    pub fn on_dtmf(&mut self, digit: char) -> Vec<AgentAction> {
+        if self.finished {
+            return Vec::new();
+        }
+        let def = Arc::clone(&self.def);
+        let node = self.node;
+        let keyed = def.nodes[node]
+            .intents
+            .iter()
+            .position(|i| i.dtmf == Some(digit))
+            .map(|i| IntentRef::Node(node, i))
+            .or_else(|| def.global_intents.iter().position(|i| i.dtmf == Some(digit)).map(IntentRef::Global));
+        let Some(r) = keyed else {
+            return self.on_user_turn(&digit.to_string());
+        };
+        self.silence_count = 0;
+        self.no_match_count = 0;
+        let mut turn = Turn::default();
+        self.run_intent(r, &Utterance::new(""), &mut turn);
+        self.finish(turn)
+    }
+
     /// The caller said nothing for [`FlowAgent::silence_timeout`] after the
     /// agent finished speaking.
     pub fn on_silence(&mut self) -> Vec<AgentAction> {

@@ -50,6 +50,24 @@ fn slot<'a>(agent: &'a FlowAgent, name: &str) -> Option<&'a str> {
 
 // ------------------------------------------------------------------ dialogues
 
+/// A keyed intent runs on its DTMF key; other keys are read as digits.
+#[test]
+fn dtmf_keys_select_intents() {
+    let mut a = dental();
+    a.start();
+    let out = a.on_dtmf('9');
+    assert!(said(&out).contains("Monday to Friday"), "{out:?}");
+    let out = a.on_dtmf('0');
+    assert!(
+        out.iter().any(|x| matches!(x, AgentAction::Transfer { .. })),
+        "0 asks for a person: {out:?}"
+    );
+    let mut b = dental();
+    b.start();
+    let out = b.on_dtmf('5');
+    assert!(said(&out).contains("Sorry"), "an unkeyed digit is no match here: {out:?}");
+}
+
 #[test]
 fn complete_booking_dialogue() {
     let mut a = dental();

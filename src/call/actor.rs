@@ -16,7 +16,6 @@ use super::apps::{self, AppAction, AppContext, AppInput, Application};
 use super::command::CallCommand;
 use super::service::{CallServices, now_ms};
 use super::voice::{AudioOut, VoiceAction, VoiceAgent, VoiceConfig, VoiceEvent};
-use crate::config::AppConfig;
 use crate::pipeline::recorder::StereoRecorder;
 use super::state::CallState;
 use crate::pipeline::wav::{self, WavRecorder};
@@ -449,6 +448,11 @@ impl CallActor {
                 tracing::info!(%digit, duration_ms, "DTMF");
                 self.record.dtmf.push(digit);
                 self.save(false).await;
+                if let (Some(v), Some(m)) = (self.voice.as_mut(), self.media.as_mut()) {
+                    let now_ms = self.answered_at.map(|a| a.elapsed().as_millis() as i64).unwrap_or(0);
+                    let actions = v.on_dtmf(digit, m, now_ms).await;
+                    return self.voice_actions(actions).await;
+                }
                 self.app_input(AppInput::Dtmf(digit)).await
             }
             RtpEvent::Latched(addr) => {
@@ -521,25 +525,11 @@ impl CallActor {
 
     /// Builds what runs the call from the configured application.
     fn build_brain(&self, name: &str) -> Result<Brain, String> {
-        if let Some(AppConfig::VoiceAgent { agent, record, turn, barge_in_min_ms, fallback_prompt }) =
-            self.svc.config.applications.get(name)
-        {
+        if let Some((cfg, record)) = VoiceConfig::for_app(&self.svc.config, name)? {
             if self.svc.voice.is_none() {
                 return Err("voice-unavailable".into());
             }
-            let fallback_audio = match fallback_prompt {
-                Some(p) => Some(Arc::new(
-                    wav::load_prompt(&self.svc.config.resolve(p)).map_err(|e| format!("fallback prompt: {e}"))?,
-                )),
-                None => None,
-            };
-            let cfg = VoiceConfig {
-                agent: agent.clone(),
-                turn: turn.clone(),
-                barge_in_min: Duration::from_millis(*barge_in_min_ms),
-                fallback_audio,
-            };
-            return Ok(Brain::Voice { cfg, record: *record });
+            return Ok(Brain::Voice { cfg, record });
         }
         self.build_app(name).map(Brain::App)
     }
@@ -865,14 +855,16 @@ async fn next_media(media: &mut Option<Media>) -> RtpEvent {
     }
 }
 
-async fn next_voice(voice: &mut Option<VoiceAgent>) -> VoiceEvent {
+/// The voice agent's next event; pending forever without one.
+pub(super) async fn next_voice(voice: &mut Option<VoiceAgent>) -> VoiceEvent {
     match voice {
         Some(v) => v.next_event().await,
         None => std::future::pending().await,
     }
 }
 
-async fn sleep_opt(at: Option<Instant>) {
+/// Sleeps until `at`; pending forever when `None`.
+pub(super) async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,

@@ -1,7 +1,8 @@
 //! Calls: one actor task per call ([`actor`]), one command type
 //! ([`command::CallCommand`]), the registry of live calls ([`registry`]),
 //! state derived from the legs ([`state`]) and the built-in applications
-//! ([`apps`]).
+//! ([`apps`]); calls that arrive as Twilio Media Streams run in
+//! [`stream`].
 
 pub mod actor;
 pub mod apps;
@@ -9,4 +10,5 @@ pub mod command;
 pub mod registry;
 pub mod service;
 pub mod state;
+pub mod stream;
 pub mod voice;

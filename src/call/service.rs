@@ -141,6 +141,19 @@ impl CallServices {
         Ok(id)
     }
 
+    /// Runs a call that arrived as a Twilio Media Stream on an accepted
+    /// WebSocket (`rx`: its frames, `tx`: text frames out) from `remote`,
+    /// tracked for graceful shutdown; returns when the call has ended.
+    pub async fn run_stream<R, T, E>(self: &Arc<Self>, remote: String, rx: R, tx: T)
+    where
+        R: futures_util::Stream<Item = Result<super::stream::WsInput, E>> + Unpin + Send,
+        T: futures_util::Sink<String> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let call = super::stream::StreamCall::new(self.clone(), remote);
+        self.tracker.track_future(call.run(rx, tx)).await;
+    }
+
     /// skald's side of the SDP for a call whose RTP socket is on `port`.
     pub fn local_media(&self, port: u16) -> LocalMedia {
         let codecs = self

@@ -78,14 +78,47 @@ pub struct VoiceConfig {
     pub fallback_audio: Option<Arc<Vec<i16>>>,
 }
 
+impl VoiceConfig {
+    /// The voice settings of application `name` and whether to record it;
+    /// `Ok(None)` when `name` is not a voice agent. Errors: the fallback
+    /// prompt cannot be read.
+    pub fn for_app(config: &crate::config::Config, name: &str) -> Result<Option<(VoiceConfig, bool)>, String> {
+        let Some(crate::config::AppConfig::VoiceAgent { agent, record, turn, barge_in_min_ms, fallback_prompt }) =
+            config.applications.get(name)
+        else {
+            return Ok(None);
+        };
+        let fallback_audio = match fallback_prompt {
+            Some(p) => Some(Arc::new(
+                crate::pipeline::wav::load_prompt(&config.resolve(p)).map_err(|e| format!("fallback prompt: {e}"))?,
+            )),
+            None => None,
+        };
+        let cfg = VoiceConfig {
+            agent: agent.clone(),
+            turn: turn.clone(),
+            barge_in_min: Duration::from_millis(*barge_in_min_ms),
+            fallback_audio,
+        };
+        Ok(Some((cfg, *record)))
+    }
+}
+
 /// Where the agent's audio goes: the call's RTP session, seen as a queue of
 /// ptime frames (implemented by the call actor).
 pub trait AudioOut: Send {
     /// Queues 16 kHz mono audio after what is queued; returns the number of
     /// ptime frames it became.
     fn play(&mut self, pcm16k: &[i16]) -> usize;
-    /// Frames queued and not yet sent.
+    /// Frames queued and not yet heard: for RTP, not yet sent; for a
+    /// transport that acknowledges playout (Twilio marks), not yet
+    /// acknowledged as played. What was heard is what the transcript keeps.
     fn queued(&self) -> usize;
+    /// Frames not yet on the wire (for the first-packet latency); the same
+    /// as [`AudioOut::queued`] unless the transport buffers beyond the wire.
+    fn unsent(&self) -> usize {
+        self.queued()
+    }
     /// Stops sending now; returns the unsent frames (already encoded).
     fn pause(&mut self) -> Vec<Vec<u8>>;
     /// Puts paused frames back at the head of the queue.
@@ -145,6 +178,8 @@ struct Reply {
     eos: Option<Instant>,
     /// First RTP frame of this reply already sent.
     first_sent: bool,
+    /// Index (in frames pushed) of its first frame, once queued.
+    first_frame: Option<u64>,
 }
 
 /// The voice agent of one call.
@@ -397,13 +432,19 @@ impl VoiceAgent {
     /// Moves frames the RTP session has sent since the last call from the
     /// ledger to "sent"; returns their 16 kHz audio.
     fn account(&mut self, out: &dyn AudioOut) -> Vec<i16> {
+        let on_wire = self.frames_pushed.saturating_sub(out.unsent() as u64);
+        for r in self.replies.iter_mut().filter(|r| !r.first_sent) {
+            if r.first_frame.is_some_and(|f| on_wire > f) {
+                r.first_sent = true;
+                r.latency.first_packet_ms = r.eos.map(|e| e.elapsed().as_millis() as u32);
+            }
+        }
         let sent_total = self.frames_pushed.saturating_sub(out.queued() as u64);
         let mut newly = sent_total.saturating_sub(self.frames_sent);
         self.frames_sent = self.frames_sent.max(sent_total);
         let mut audio = Vec::new();
         while newly > 0 {
-            let Some((ctx, frames)) = self.ledger.front_mut() else { break };
-            let ctx = *ctx;
+            let Some((_, frames)) = self.ledger.front_mut() else { break };
             let take = (*frames as u64).min(newly) as usize;
             *frames -= take;
             newly -= take as u64;
@@ -412,11 +453,6 @@ impl VoiceAgent {
                     audio.extend_from_slice(&f);
                 }
             }
-            if let Some(r) = self.replies.iter_mut().find(|r| r.ctx == ctx)
-                && !r.first_sent {
-                    r.first_sent = true;
-                    r.latency.first_packet_ms = r.eos.map(|e| e.elapsed().as_millis() as u32);
-                }
             if self.ledger.front().is_some_and(|(_, f)| *f == 0) {
                 self.ledger.pop_front();
             }
@@ -463,31 +499,53 @@ impl VoiceAgent {
             self.interrupted = None;
             return Vec::new();
         }
-        let mut actions = Vec::new();
         let stt_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
-        if let Some(ctx) = self.interrupted.take() {
-            // Drop the rest of the interrupted reply and everything after it:
-            // the paused frames, what is still being synthesized, and record
-            // each reply as what the caller heard.
-            self.paused = None;
-            self.pending.clear();
-            let replies: Vec<Reply> = self.replies.drain(..).collect();
-            for r in replies {
-                let total: usize = r.sentences.iter().map(|(_, f)| f).sum();
-                let unsent: usize = self.ledger.iter().filter(|(c, _)| *c == r.ctx).map(|(_, f)| f).sum();
-                let heard = if r.ctx >= ctx { Some(total.saturating_sub(unsent)) } else { None };
-                actions.push(self.agent_turn(&r, heard, now_ms));
-            }
-            self.ledger.clear();
-            self.frames_pushed = self.frames_sent;
-            self.after_playout = None;
-        }
+        let mut actions = self.drop_interrupted(now_ms);
         tracing::info!(transcript = %text, "caller said");
         actions.push(self.caller_turn(&text, now_ms));
         let replies = self.agent.on_user_turn(&text);
         let mut latency = TurnLatency { stt_ms, ..Default::default() };
         latency.agent_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
         actions.extend(self.apply(replies, Some(latency)).await);
+        actions
+    }
+
+    /// A DTMF key from the caller: stops the agent at once if it is
+    /// speaking (a key press is never a false interruption), is recorded as
+    /// a caller turn `[DTMF 9]`, and goes to the agent.
+    pub async fn on_dtmf(&mut self, digit: char, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
+        if self.interrupted.is_none() && self.agent_speaking(out) {
+            self.barge_in(out);
+        }
+        let mut actions = self.drop_interrupted(now_ms);
+        tracing::info!(%digit, "caller pressed a key");
+        self.silence_at = None;
+        self.turn_start_ms = now_ms;
+        actions.push(self.caller_turn(&format!("[DTMF {digit}]"), now_ms));
+        let replies = self.agent.on_dtmf(digit);
+        actions.extend(self.apply(replies, None).await);
+        actions
+    }
+
+    /// After an interruption, once the caller's input is known: drops the
+    /// rest of the interrupted reply and everything after it (the paused
+    /// frames, what is still being synthesized) and records each reply as
+    /// what the caller heard.
+    fn drop_interrupted(&mut self, now_ms: i64) -> Vec<VoiceAction> {
+        let mut actions = Vec::new();
+        let Some(ctx) = self.interrupted.take() else { return actions };
+        self.paused = None;
+        self.pending.clear();
+        let replies: Vec<Reply> = self.replies.drain(..).collect();
+        for r in replies {
+            let total: usize = r.sentences.iter().map(|(_, f)| f).sum();
+            let unsent: usize = self.ledger.iter().filter(|(c, _)| *c == r.ctx).map(|(_, f)| f).sum();
+            let heard = if r.ctx >= ctx { Some(total.saturating_sub(unsent)) } else { None };
+            actions.push(self.agent_turn(&r, heard, now_ms));
+        }
+        self.ledger.clear();
+        self.frames_pushed = self.frames_sent;
+        self.after_playout = None;
         actions
     }
 
@@ -527,6 +585,7 @@ impl VoiceAgent {
             latency,
             eos: self.eos,
             first_sent: false,
+            first_frame: None,
         });
         for s in sentences {
             match self.svc.tts.synthesize(&s).await {
@@ -558,6 +617,7 @@ impl VoiceAgent {
             }
         };
         let text = self.pending.front().map(|p| p.text.clone()).unwrap_or_default();
+        let first_frame = self.frames_pushed;
         let frames = out.play(&pcm);
         self.frames_pushed += frames as u64;
         for chunk in pcm.chunks(self.frame_16k.max(1)) {
@@ -575,6 +635,7 @@ impl VoiceAgent {
         if let Some(r) = self.replies.iter_mut().find(|r| r.ctx == ctx) {
             if r.start_ms.is_none() {
                 r.start_ms = Some(now_ms);
+                r.first_frame = Some(first_frame);
                 r.latency.tts_ms = r.eos.map(|e| e.elapsed().as_millis() as u32);
             }
             match r.sentences.last_mut() {

@@ -13,6 +13,10 @@ pub enum ApiError {
     /// 400 `bad_request`: malformed path or query (the text says what).
     #[error("{0}")]
     BadRequest(String),
+    /// 403 `forbidden`: the request is not allowed (e.g. a bad Twilio
+    /// signature); the text says what, never why in detail.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404 `not_found`: no such call or route.
     #[error("{0}")]
     NotFound(String),
@@ -37,6 +41,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
@@ -48,6 +53,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",

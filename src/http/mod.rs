@@ -10,6 +10,7 @@
 //! | `GET /api/v1/calls?limit=N` | [`api::calls::list`] |
 //! | `GET /api/v1/calls/{id}` | [`api::calls::get`] |
 //! | `POST /api/v1/calls/{id}/hangup` | [`api::calls::hangup`] |
+//! | `GET /api/v1/twilio/media-stream` (WebSocket) | [`media_ws::media_stream`] |
 //!
 //! Errors are JSON `{"error": {"code", "message"}}` ([`error::ApiError`]),
 //! also for unknown routes (404). Every request is traced (`tower-http`
@@ -20,6 +21,8 @@
 pub mod api;
 pub mod error;
 pub mod health;
+pub mod media_ws;
+pub mod twilio;
 
 use crate::call::registry::CallRegistry;
 use crate::observability::Metrics;
@@ -73,6 +76,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/calls/{id}", get(api::calls::get))
         .route("/api/v1/calls/{id}/hangup", post(api::calls::hangup));
     Router::new()
+        .route("/api/v1/twilio/media-stream", get(media_ws::media_stream))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

@@ -519,3 +519,51 @@ pub fn librivox_reference(file_id: &str) -> String {
         .map(|l| l.split(" (").next().unwrap_or("").replace("<s>", "").replace("</s>", "").trim().to_string())
         .unwrap_or_else(|| panic!("no reference for {file_id}"))
 }
+
+/// A caller phrase spoken by Piper (the local TTS, used here as a second
+/// voice), as 8 kHz µ-law.
+pub fn piper_ulaw(text: &str) -> Vec<u8> {
+    use skald::providers::local::{models::ModelPaths, onnx, piper::Piper};
+    use std::sync::{Arc, OnceLock};
+    static VOICE: OnceLock<Arc<Piper>> = OnceLock::new();
+    let voice = VOICE.get_or_init(|| {
+        let paths = ModelPaths::in_dir(&ModelPaths::default_dir());
+        onnx::init_runtime(&paths.onnxruntime).expect("models (run `skald models fetch`)");
+        // The caller's voice without VITS noise sampling: the same audio on
+        // every run, so the dialogue does not depend on luck.
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&paths.piper_config).unwrap()).unwrap();
+        cfg["inference"]["noise_scale"] = serde_json::json!(0.0);
+        cfg["inference"]["noise_w"] = serde_json::json!(0.0);
+        let path = std::env::temp_dir().join(format!("skald-test-caller-voice-{}.onnx.json", std::process::id()));
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        Piper::load(&paths.piper_model, &path).unwrap()
+    });
+    let pcm = voice.synthesize_sentence(text).unwrap();
+    let pcm8 = skald::rtp::codec::resample::resample_all(&pcm, voice.sample_rate(), 8000).unwrap();
+    let mut ulaw = Vec::new();
+    skald::rtp::codec::g711::Law::Mu.encode(&pcm8, &mut ulaw);
+    ulaw
+}
+
+/// Transcribes what the peer heard with skald's own local STT.
+pub fn transcribe_heard(frames: &[(Instant, Vec<i16>)]) -> String {
+    use skald::providers::local::{models::ModelPaths, moonshine::Moonshine, onnx};
+    let paths = ModelPaths::in_dir(&ModelPaths::default_dir());
+    onnx::init_runtime(&paths.onnxruntime).expect("models (run `skald models fetch`)");
+    let model = Moonshine::load(&paths.moonshine_encoder, &paths.moonshine_decoder, &paths.moonshine_tokenizer).unwrap();
+    let pcm8: Vec<i16> = frames.iter().flat_map(|(_, f)| f.iter().copied()).collect();
+    let pcm16 = skald::rtp::codec::resample::resample_all(&pcm8, 8000, 16000).unwrap();
+    model.transcribe(&pcm16).unwrap()
+}
+
+/// A LibriVox recording from `pocketsphinx-testdata` as 8 kHz µ-law (sox).
+pub fn librivox_ulaw(file_id: &str) -> Vec<u8> {
+    let out = Command::new("sox")
+        .arg(format!("/usr/share/pocketsphinx/test/data/librivox/{file_id}.wav"))
+        .args(["-r", "8000", "-c", "1", "-t", "ul", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sox failed on {file_id}");
+    out.stdout
+}

@@ -1,0 +1,462 @@
+//! End to end: a call through Twilio Media Streams. The test plays Twilio:
+//! a WebSocket client written from Twilio's "Media Streams - WebSocket
+//! Messages" reference (not from skald's code) opens the stream the way
+//! Twilio does for `<Connect><Stream>` (signed upgrade, `connected`,
+//! `start` with custom parameters, 20 ms `media` in real time, `dtmf`,
+//! `stop`), plays skald's `media` back in real time from a playout buffer,
+//! echoes each `mark` when the audio before it has played, and on `clear`
+//! drops its buffer and echoes the pending marks at once.
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const TOKEN: &str = "test-auth-token-0123456789abcdef";
+const STREAM_PATH: &str = "/api/v1/twilio/media-stream";
+
+/// The example config (voice agent on every number) with Twilio set up.
+fn config() -> String {
+    format!("{}\ntwilio:\n  auth_token: {TOKEN}\n  account_sid: AC0123456789abcdef0123456789abcdef\n", example_config())
+}
+
+/// Twilio's signature of a request with no POST parameters: base64
+/// HMAC-SHA1 of the URL, keyed with the Auth Token.
+fn sign(url: &str) -> String {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(TOKEN.as_bytes()).unwrap();
+    mac.update(url.as_bytes());
+    B64.encode(mac.finalize().into_bytes())
+}
+
+/// One item of Twilio's playout buffer.
+enum Play {
+    Frame(Vec<u8>),
+    Mark(String),
+}
+
+/// What the simulated Twilio saw and did.
+#[derive(Default)]
+struct State {
+    /// Caller audio (µ-law) waiting to be sent, one frame per 20 ms.
+    to_say: VecDeque<u8>,
+    /// Send time of each loud caller frame.
+    caller_loud: Vec<Instant>,
+    /// skald's audio as played to the caller, with play time.
+    heard: Vec<(Instant, Vec<i16>)>,
+    /// Playout buffer.
+    playout: VecDeque<Play>,
+    /// Deepest the buffer got, in frames.
+    max_depth: usize,
+    /// `media` messages received from skald.
+    media_in: usize,
+    /// Marks received, in order.
+    marks_in: Vec<String>,
+    /// Marks echoed after playing, and after a clear.
+    marks_played: Vec<String>,
+    marks_cleared: Vec<String>,
+    /// When each `clear` arrived.
+    clears: Vec<Instant>,
+    /// Anything skald sent that breaks the protocol.
+    violations: Vec<String>,
+    /// The socket closed (by skald or after our stop).
+    closed: bool,
+}
+
+/// A simulated Twilio Media Stream.
+struct Twilio {
+    state: Arc<Mutex<State>>,
+    out: tokio::sync::mpsc::UnboundedSender<String>,
+    seq: Arc<Mutex<u64>>,
+    /// Closes the socket (the network going away: no `stop`).
+    closer: Arc<tokio::sync::Notify>,
+}
+
+const SID: &str = "MZ00000000000000000000000000000001";
+
+impl Twilio {
+    /// Opens the stream to skald as Twilio would for `<Connect><Stream>`.
+    async fn connect(skald: &Skald, call_sid: &str, params: Value) -> Twilio {
+        // Twilio reaches skald through a TLS-terminating proxy: it signs the
+        // wss:// URL from the TwiML; the proxy forwards the scheme.
+        let host = format!("127.0.0.1:{}", skald.http_port);
+        let mut req = format!("ws://{host}{STREAM_PATH}").into_client_request().unwrap();
+        req.headers_mut().insert("X-Twilio-Signature", sign(&format!("wss://{host}{STREAM_PATH}")).parse().unwrap());
+        req.headers_mut().insert("X-Forwarded-Proto", "https".parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("upgrade accepted");
+        let (mut sink, mut stream) = ws.split();
+        let state = Arc::new(Mutex::new(State::default()));
+        let (out, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let seq = Arc::new(Mutex::new(0u64));
+        let closer = Arc::new(tokio::sync::Notify::new());
+        let close = closer.clone();
+        tokio::spawn(async move {
+            loop {
+                let t = tokio::select! {
+                    t = out_rx.recv() => t,
+                    _ = close.notified() => None,
+                };
+                let Some(t) = t else { break };
+                if sink.send(Message::Text(t.into())).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        // Reader: skald → Twilio.
+        let st = state.clone();
+        let echo = out.clone();
+        let sq = seq.clone();
+        tokio::spawn(async move {
+            while let Some(m) = stream.next().await {
+                let Ok(Message::Text(t)) = m else { continue };
+                let v: Value = match serde_json::from_str(&t) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        st.lock().unwrap().violations.push(format!("not JSON: {e}"));
+                        continue;
+                    }
+                };
+                let mut s = st.lock().unwrap();
+                if v["streamSid"] != SID {
+                    s.violations.push(format!("wrong streamSid in {v}"));
+                }
+                match v["event"].as_str() {
+                    Some("media") => {
+                        s.media_in += 1;
+                        match v["media"]["payload"].as_str().map(|p| B64.decode(p)) {
+                            Some(Ok(b)) if b.len() == 160 => {
+                                s.playout.push_back(Play::Frame(b));
+                                let depth = s.playout.iter().filter(|p| matches!(p, Play::Frame(_))).count();
+                                s.max_depth = s.max_depth.max(depth);
+                            }
+                            other => s.violations.push(format!("media payload not 160 bytes of base64: {other:?}")),
+                        }
+                    }
+                    Some("mark") => {
+                        let name = v["mark"]["name"].as_str().unwrap_or_default().to_string();
+                        s.marks_in.push(name.clone());
+                        s.playout.push_back(Play::Mark(name));
+                    }
+                    Some("clear") => {
+                        s.clears.push(Instant::now());
+                        // Twilio empties its buffer and sends back the marks in it.
+                        let pending: Vec<String> = s
+                            .playout
+                            .drain(..)
+                            .filter_map(|p| match p {
+                                Play::Mark(n) => Some(n),
+                                Play::Frame(_) => None,
+                            })
+                            .collect();
+                        for n in pending {
+                            let _ = echo.send(mark_msg(&sq, &n));
+                            s.marks_cleared.push(n);
+                        }
+                    }
+                    other => s.violations.push(format!("unexpected event {other:?}")),
+                }
+            }
+            st.lock().unwrap().closed = true;
+        });
+        let t = Twilio { state: state.clone(), out: out.clone(), seq: seq.clone(), closer };
+        t.send(json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}));
+        let n = t.next_seq();
+        t.send(json!({
+            "event": "start", "sequenceNumber": n.to_string(), "streamSid": SID,
+            "start": {
+                "accountSid": "AC0123456789abcdef0123456789abcdef", "streamSid": SID, "callSid": call_sid,
+                "tracks": ["inbound"], "customParameters": params,
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+            }
+        }));
+        // The media clock: one caller frame out and one frame of skald's
+        // audio played every 20 ms.
+        let (st, tx, sq) = (state, out, seq);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut chunk = 0u64;
+            loop {
+                tick.tick().await;
+                let mut s = st.lock().unwrap();
+                if s.closed {
+                    break;
+                }
+                let frame: Vec<u8> = (0..160).map(|_| s.to_say.pop_front().unwrap_or(0xFF)).collect();
+                let pcm: Vec<i16> = frame.iter().map(|&b| mulaw_to_linear(b)).collect();
+                if is_loud(&pcm) {
+                    s.caller_loud.push(Instant::now());
+                }
+                chunk += 1;
+                let n = { let mut q = sq.lock().unwrap(); *q += 1; *q };
+                let msg = json!({
+                    "event": "media", "sequenceNumber": n.to_string(), "streamSid": SID,
+                    "media": {"track": "inbound", "chunk": chunk.to_string(),
+                              "timestamp": ((chunk - 1) * 20).to_string(), "payload": B64.encode(&frame)}
+                });
+                let _ = tx.send(msg.to_string());
+                // Play: marks at the head were reached; then one frame.
+                let mut played_frame = false;
+                while let Some(p) = s.playout.pop_front() {
+                    match p {
+                        Play::Mark(name) => {
+                            let _ = tx.send(mark_msg(&sq, &name));
+                            s.marks_played.push(name);
+                        }
+                        Play::Frame(f) if !played_frame => {
+                            s.heard.push((Instant::now(), f.iter().map(|&b| mulaw_to_linear(b)).collect()));
+                            played_frame = true;
+                        }
+                        Play::Frame(f) => {
+                            s.playout.push_front(Play::Frame(f));
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        t
+    }
+
+    fn next_seq(&self) -> u64 {
+        let mut q = self.seq.lock().unwrap();
+        *q += 1;
+        *q
+    }
+
+    fn send(&self, v: Value) {
+        let _ = self.out.send(v.to_string());
+    }
+
+    fn say(&self, ulaw: &[u8]) {
+        self.state.lock().unwrap().to_say.extend(ulaw.iter().copied());
+    }
+
+    fn dtmf(&self, digit: &str) {
+        let n = self.next_seq();
+        self.send(json!({"event": "dtmf", "streamSid": SID, "sequenceNumber": n.to_string(),
+                         "dtmf": {"track": "inbound_track", "digit": digit}}));
+    }
+
+    fn stop(&self, call_sid: &str) {
+        let n = self.next_seq();
+        self.send(json!({"event": "stop", "sequenceNumber": n.to_string(), "streamSid": SID,
+                         "stop": {"accountSid": "AC0123456789abcdef0123456789abcdef", "callSid": call_sid}}));
+    }
+
+    /// The socket goes away without `stop`.
+    fn drop_socket(&self) {
+        self.closer.notify_one();
+    }
+
+    fn heard(&self) -> Vec<(Instant, Vec<i16>)> {
+        self.state.lock().unwrap().heard.clone()
+    }
+
+    /// Waits until skald's audio was played after `since` and then was
+    /// quiet for `quiet`; returns the end of that speech.
+    async fn wait_agent_turn(&self, since: Instant, quiet: Duration, timeout: Duration) -> Instant {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = self.heard().iter().filter(|(t, f)| *t >= since && is_loud(f)).map(|(t, _)| *t).last();
+            if let Some(last) = last
+                && last.elapsed() >= quiet
+            {
+                return last;
+            }
+            assert!(Instant::now() < deadline, "skald did not finish speaking within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until all queued caller audio has been sent.
+    async fn said(&self) {
+        while !self.state.lock().unwrap().to_say.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn mark_msg(seq: &Mutex<u64>, name: &str) -> String {
+    let n = {
+        let mut q = seq.lock().unwrap();
+        *q += 1;
+        *q
+    };
+    json!({"event": "mark", "sequenceNumber": n.to_string(), "streamSid": SID, "mark": {"name": name}}).to_string()
+}
+
+fn turns(detail: &Value) -> Vec<(String, String, bool)> {
+    detail["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (t["speaker"].as_str().unwrap().to_string(), t["text"].as_str().unwrap().to_string(), t["interrupted"] == true)
+        })
+        .collect()
+}
+
+/// Waits for the call with this CallSid to be ended; returns its detail.
+async fn ended_call(skald: &Skald, call_sid: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = skald.calls().into_iter().find(|c| c["twilio_call_sid"] == call_sid && c["state"] == "ended");
+        if let Some(c) = found {
+            return skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()));
+        }
+        assert!(Instant::now() < deadline, "call {call_sid} did not end:\n{}", skald.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The whole conversation over a Media Stream: greeting, barge-in with
+/// `clear`, real speech transcribed, DTMF to the agent, a clean `stop`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_stream_call_talks_barges_in_takes_dtmf_and_stops_cleanly() {
+    // The caller's phrases, made before the call (model loading blocks).
+    let hold_on = piper_ulaw("Hold on, what are your opening hours?");
+    let id = "sense_and_sensibility_01_austen_64kb-0880";
+    let book = librivox_ulaw(id);
+    let skald = Skald::start_with(&config());
+    let call_sid = "CA11111111111111111111111111111111";
+    let tw = Twilio::connect(
+        &skald,
+        call_sid,
+        json!({"app": "front-desk", "did": "+15550123", "from": "+15557654321", "direction": "inbound"}),
+    )
+    .await;
+
+    // The greeting starts; the caller talks over it.
+    let t0 = Instant::now();
+    while !tw.heard().iter().any(|(_, f)| is_loud(f)) {
+        assert!(t0.elapsed() < Duration::from_secs(15), "no greeting:\n{}", skald.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    tw.say(&hold_on);
+    let barge = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (speech_start, clear_at) = {
+        let s = tw.state.lock().unwrap();
+        let start = *s.caller_loud.iter().find(|t| **t >= barge).expect("caller speech sent");
+        (start, s.clears.first().copied().expect("skald sent `clear` on barge-in"))
+    };
+    let after = clear_at.duration_since(speech_start).as_millis() as i64;
+    // barge_in_min_ms (250) of speech must pass before skald may decide;
+    // from then, `clear` must arrive within 200 ms.
+    eprintln!("clear {after} ms after the caller started talking over the greeting");
+    assert!(after - 250 <= 200, "clear came {} ms after the barge-in threshold", after - 250);
+    // The agent answers the question.
+    tw.said().await;
+    tw.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20)).await;
+
+    // Real speech (LibriVox) is transcribed.
+    tw.say(&book);
+    tw.said().await;
+    tw.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(30)).await;
+
+    // A DTMF key reaches the agent: 9 is the opening-hours shortcut.
+    tw.dtmf("9");
+    let since = Instant::now();
+    let end = tw.wait_agent_turn(since, Duration::from_millis(900), Duration::from_secs(20)).await;
+    let reply: Vec<_> = tw.heard().into_iter().filter(|(t, _)| *t >= since && *t <= end).collect();
+    let reply_text = tokio::task::spawn_blocking(move || transcribe_heard(&reply)).await.unwrap().to_lowercase();
+    eprintln!("after DTMF 9 skald said: {reply_text}");
+    assert!(reply_text.contains("monday") || reply_text.contains("friday"), "{reply_text}");
+
+    tw.stop(call_sid);
+    let detail = ended_call(&skald, call_sid).await;
+    let s = tw.state.lock().unwrap();
+    assert!(s.violations.is_empty(), "protocol violations: {:?}", s.violations);
+    assert!(s.media_in > 200, "skald's speech came back as media ({} frames)", s.media_in);
+    assert!(!s.marks_in.is_empty() && !s.marks_played.is_empty(), "marks sent and acknowledged");
+    assert!(s.max_depth <= 8, "skald ran {} frames ahead of playout", s.max_depth);
+    eprintln!(
+        "media in {}, marks {} (played {}, cleared {}), deepest playout buffer {} frames",
+        s.media_in,
+        s.marks_in.len(),
+        s.marks_played.len(),
+        s.marks_cleared.len(),
+        s.max_depth
+    );
+    drop(s);
+
+    assert_eq!(detail["transport"], "twilio-stream");
+    assert_eq!(detail["twilio_call_sid"], call_sid);
+    assert_eq!(detail["did"], "+15550123");
+    assert_eq!(detail["end_reason"], "remote-stop", "{detail:#}");
+    assert_eq!(detail["dtmf"], "9");
+    let t = turns(&detail);
+    eprintln!("turns: {t:#?}");
+    // The greeting was cut: its turn holds only what was played.
+    let (who, greeting, interrupted) = &t[0];
+    assert_eq!(who, "agent");
+    assert!(*interrupted, "greeting marked interrupted");
+    assert!(greeting.len() < "Thanks for calling Bright Smile Dental. How can I help you today?".len(), "{greeting}");
+    assert!(t.iter().any(|(w, x, _)| w == "caller" && x.to_lowercase().contains("hours")), "{t:?}");
+    let caller: Vec<&str> = t.iter().filter(|(w, _, _)| w == "caller").map(|(_, x, _)| x.as_str()).collect();
+    let heard_book = caller.iter().map(|x| wer(&librivox_reference(id), x)).fold(f64::MAX, f64::min);
+    eprintln!("LibriVox WER {:.1} %", heard_book * 100.0);
+    assert!(heard_book <= 0.15, "real speech transcribed: {caller:?}");
+    let dtmf_at = t.iter().position(|(w, x, _)| w == "caller" && x == "[DTMF 9]").expect("DTMF turn");
+    assert!(
+        t[dtmf_at..].iter().any(|(w, x, _)| w == "agent" && x.contains("Monday to Friday")),
+        "the agent answered the key: {t:?}"
+    );
+    let (_, metrics) = skald.try_http("GET", "/metrics").unwrap();
+    assert!(metrics.contains("skald_barge_ins_total 1") || metrics.contains("skald_barge_ins_total{"), "{metrics}");
+}
+
+/// Bad input on one stream is dropped and logged, a stream that dies ends
+/// with the reason recorded, and another call is untouched; an unsigned
+/// upgrade is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_stream_ends_cleanly_and_other_calls_go_on() {
+    let hours = piper_ulaw("What are your opening hours?");
+    let skald = Skald::start_with(&config());
+    // Unsigned: 403 before any upgrade.
+    let req = format!("ws://127.0.0.1:{}{STREAM_PATH}", skald.http_port).into_client_request().unwrap();
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("unsigned upgrade accepted: {:?}", other.map(|_| ())),
+    }
+    let good = Twilio::connect(&skald, "CA22222222222222222222222222222222", json!({"app": "front-desk", "did": "+15550123"})).await;
+    let bad = Twilio::connect(&skald, "CA33333333333333333333333333333333", json!({"app": "front-desk", "did": "+15550199"})).await;
+    // Garbage, a wrong stream, bad base64 and a short frame: dropped.
+    bad.send(json!({"event": "media", "streamSid": "MZnot-this-one", "media": {"payload": B64.encode([0xFFu8; 160])}}));
+    bad.send(json!({"event": "media", "streamSid": SID, "media": {"payload": "***"}}));
+    bad.send(json!({"event": "media", "streamSid": SID, "media": {"payload": B64.encode([0xFFu8; 80])}}));
+    let _ = bad.out.send("{not json".into());
+    // Both streams still get their greeting.
+    for tw in [&good, &bad] {
+        tw.wait_agent_turn(Instant::now() - Duration::from_secs(5), Duration::from_millis(700), Duration::from_secs(20)).await;
+    }
+    // The bad stream's socket goes away without `stop`.
+    bad.drop_socket();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let detail = ended_call(&skald, "CA33333333333333333333333333333333").await;
+    assert_eq!(detail["end_reason"], "stream-closed", "{detail:#}");
+    let errors = detail["errors"].to_string();
+    for what in ["unknown streamSid", "not base64", "80 bytes", "malformed"] {
+        assert!(errors.contains(what), "record says `{what}`: {errors}");
+    }
+    // The good call is still live and hears its agent.
+    let live = skald.calls().into_iter().find(|c| c["twilio_call_sid"] == "CA22222222222222222222222222222222").unwrap();
+    assert_eq!(live["state"], "answered");
+    good.say(&hours);
+    good.said().await;
+    good.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20)).await;
+    good.stop("CA22222222222222222222222222222222");
+    let detail = ended_call(&skald, "CA22222222222222222222222222222222").await;
+    assert_eq!(detail["end_reason"], "remote-stop");
+    assert!(turns(&detail).iter().any(|(w, x, _)| w == "agent" && x.contains("Monday")), "{detail:#}");
+}
