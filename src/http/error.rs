@@ -13,6 +13,10 @@ pub enum ApiError {
     /// 400 `bad_request`: malformed path or query (the text says what).
     #[error("{0}")]
     BadRequest(String),
+    /// 403 `forbidden`: the request is not authorized (a bad webhook
+    /// signature, a wrong token). The text says which, never a secret.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404 `not_found`: no such call or route.
     #[error("{0}")]
     NotFound(String),
@@ -37,6 +41,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
@@ -48,6 +53,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
@@ -103,6 +109,7 @@ mod tests {
     async fn each_variant_maps_to_its_status_and_code() {
         for (e, status, code) in [
             (ApiError::BadRequest("x".into()), 400, "bad_request"),
+            (ApiError::Forbidden("x".into()), 403, "forbidden"),
             (ApiError::NotFound("x".into()), 404, "not_found"),
             (ApiError::Conflict("x".into()), 409, "conflict"),
             (ApiError::Unavailable("x".into()), 503, "unavailable"),
