@@ -253,7 +253,9 @@ impl Store {
         }
         pool.execute(CREATE_INDEX).await?;
         pool.execute(turns::CREATE_TURNS).await?;
-        for sql in events::CREATE_EVENTS { pool.execute(sql).await?; }
+        for sql in events::CREATE_EVENTS {
+            pool.execute(sql).await?;
+        }
         Ok(Store { pool })
     }
 
