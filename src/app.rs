@@ -109,6 +109,7 @@ impl App {
                 ready: readiness.clone(),
                 config: config.clone(),
                 calls: Some(services.clone()),
+                contexts: crate::agent::context::ContextStore::new(),
             });
             let token = shutdown.clone();
             tracker.spawn(async move {

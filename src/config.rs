@@ -3,7 +3,8 @@
 //! Owns parsing and validation. Every error names the file, the line and what
 //! is wrong, so `skald check-config` and `skald serve` fail at start instead
 //! of mid-call. Unknown keys are errors (a typo must not be silently ignored).
-//! Secrets (none yet) are resolved only here, from the environment.
+//! Secrets (Twilio credentials, the call-context key) are resolved only here,
+//! from the environment.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -52,7 +53,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration of one skald instance.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// SIP signaling settings.
@@ -83,6 +84,51 @@ pub struct Config {
     /// config (prompts) resolve against it. Not read from YAML.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// HMAC key signing call contexts in SIP headers (`X-Skald-Context`),
+    /// from `SKALD_CONTEXT_KEY` only (never the file, never printed). When
+    /// that is unset, [`Config::load`] puts a random per-process key here, so
+    /// contexts from other instances are not trusted. `None` only in a
+    /// config not made by `load` (tests).
+    #[serde(skip)]
+    pub context_key: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so a new field cannot be forgotten here.
+        let Config {
+            sip,
+            rtp,
+            http,
+            store,
+            data_dir,
+            logging,
+            routes,
+            applications,
+            shutdown,
+            agents_dir,
+            models_dir,
+            twilio,
+            base_dir,
+            context_key,
+        } = self;
+        f.debug_struct("Config")
+            .field("sip", sip)
+            .field("rtp", rtp)
+            .field("http", http)
+            .field("store", store)
+            .field("data_dir", data_dir)
+            .field("logging", logging)
+            .field("routes", routes)
+            .field("applications", applications)
+            .field("shutdown", shutdown)
+            .field("agents_dir", agents_dir)
+            .field("models_dir", models_dir)
+            .field("twilio", twilio)
+            .field("base_dir", base_dir)
+            .field("context_key", &context_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 /// SIP signaling (RFC 3261).
@@ -429,6 +475,7 @@ impl Default for Config {
             models_dir: None,
             twilio: TwilioConfig::default(),
             base_dir: PathBuf::from("."),
+            context_key: None,
         }
     }
 }
@@ -447,6 +494,7 @@ impl Config {
             cfg.base_dir = PathBuf::from(".");
         }
         cfg.twilio.resolve_env();
+        cfg.context_key = Some(context_key_from_env());
         cfg.validate(&text, path)?;
         Ok(cfg)
     }
@@ -560,6 +608,31 @@ impl Config {
         if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
             return Err(invalid("sip.t1_ms", "t1_ms:", "need 0 < T1 <= T2".into()));
         }
+        self.validate_twilio(&invalid)
+    }
+
+    /// The `twilio:` section: `public_url` is an http(s) URL, each
+    /// `dial_sip` target a `sip:`/`sips:` URI.
+    fn validate_twilio(&self, invalid: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<(), ConfigError> {
+        if let Some(url) = &self.twilio.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "twilio.public_url",
+                "public_url:",
+                format!("`{url}` must start with http:// or https://"),
+            ));
+        }
+        for (did, uri) in &self.twilio.dial_sip {
+            let lower = uri.to_ascii_lowercase();
+            if !(lower.starts_with("sip:") || lower.starts_with("sips:")) {
+                return Err(invalid(
+                    &format!("twilio.dial_sip.{did}"),
+                    uri,
+                    format!("`{uri}` is not a sip: or sips: URI"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -620,6 +693,21 @@ impl Config {
     }
 }
 
+/// `SKALD_CONTEXT_KEY`, or a random key for this process only (logged: call
+/// contexts signed by other instances will not verify).
+fn context_key_from_env() -> String {
+    match std::env::var("SKALD_CONTEXT_KEY") {
+        Ok(k) if !k.is_empty() => k,
+        _ => {
+            tracing::warn!(
+                "SKALD_CONTEXT_KEY is not set: call contexts are signed with a random per-process key \
+                 and contexts from other instances (or from before a restart) will not be trusted"
+            );
+            hex::encode(rand::random::<[u8; 32]>())
+        }
+    }
+}
+
 /// 1-based line of the first line containing `needle` (0 when absent).
 fn find_line(text: &str, needle: &str) -> usize {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(0)
@@ -662,6 +750,31 @@ mod tests {
     fn bad_port_range() {
         let err = parse("rtp:\n  ports: 3000-2000\n").unwrap_err().to_string();
         assert!(err.starts_with("test.yaml:2:"), "{err}");
+    }
+
+    #[test]
+    fn twilio_section_is_validated() {
+        let ok = "twilio:\n  public_url: https://voice.example.com\n  dial_sip:\n    \"+15550199\": sips:agent@sip.example.com\n";
+        let c = parse(ok).unwrap();
+        assert_eq!(c.twilio.dial_sip["+15550199"], "sips:agent@sip.example.com");
+        let bad_uri = "twilio:\n  dial_sip:\n    \"+15550199\": agent@sip.example.com\n";
+        assert_eq!(
+            parse(bad_uri).unwrap_err().to_string(),
+            "test.yaml:3: twilio.dial_sip.+15550199: `agent@sip.example.com` is not a sip: or sips: URI"
+        );
+        let bad_url = "http:\n  listen: 127.0.0.1:8080\ntwilio:\n  public_url: voice.example.com\n";
+        assert_eq!(
+            parse(bad_url).unwrap_err().to_string(),
+            "test.yaml:4: twilio.public_url: `voice.example.com` must start with http:// or https://"
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_context_key() {
+        let c = Config { context_key: Some("very-secret-key".into()), ..Config::default() };
+        let text = format!("{c:?}");
+        assert!(!text.contains("very-secret-key"), "{text}");
+        assert!(text.contains("context_key: Some(\"<set>\")"), "{text}");
     }
 
     #[test]

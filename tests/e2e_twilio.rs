@@ -26,7 +26,7 @@ const STREAM_PATH: &str = "/api/v1/twilio/media-stream";
 
 /// The example config (voice agent on every number) with Twilio set up.
 fn config() -> String {
-    format!("{}\ntwilio:\n  auth_token: {TOKEN}\n  account_sid: AC0123456789abcdef0123456789abcdef\n", example_config())
+    example_config().replace("twilio:\n", &format!("twilio:\n  auth_token: {TOKEN}\n  account_sid: {ACCOUNT}\n"))
 }
 
 /// Twilio's signature of a request with no POST parameters: base64
@@ -35,6 +35,63 @@ fn sign(url: &str) -> String {
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(TOKEN.as_bytes()).unwrap();
     mac.update(url.as_bytes());
     B64.encode(mac.finalize().into_bytes())
+}
+
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+
+/// Twilio's voice webhook for an incoming call to `to`, signed as Twilio
+/// documents (URL + parameters sorted by name); returns the `<Stream url>`
+/// and the `<Parameter>`s of the TwiML answer.
+async fn webhook(skald: &Skald, call_sid: &str, from: &str, to: &str) -> (String, Value) {
+    let host = format!("127.0.0.1:{}", skald.http_port);
+    let mut params = vec![
+        ("AccountSid", ACCOUNT),
+        ("CallSid", call_sid),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", from),
+        ("To", to),
+    ];
+    params.sort();
+    let mut signed = format!("https://{host}/api/v1/sip/inbound/webhook");
+    for (k, v) in &params {
+        signed.push_str(k);
+        signed.push_str(v);
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("http://{host}/api/v1/sip/inbound/webhook"))
+        .header("X-Twilio-Signature", sign(&signed))
+        .header("X-Forwarded-Proto", "https")
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let xml = resp.text().await.unwrap();
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut url, mut custom, mut path) = (String::new(), serde_json::Map::new(), Vec::new());
+    loop {
+        match reader.read_event().unwrap() {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+                let attr = |k: &str| {
+                    e.try_get_attribute(k).unwrap().map(|a| a.unescape_value().unwrap().to_string()).unwrap_or_default()
+                };
+                match name.as_str() {
+                    "Stream" => url = attr("url"),
+                    "Parameter" => {
+                        custom.insert(attr("name"), Value::String(attr("value")));
+                    }
+                    _ => {}
+                }
+                path.push(name);
+            }
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert!(path.starts_with(&["Response".into(), "Connect".into(), "Stream".into()]), "{xml}");
+    (url, Value::Object(custom))
 }
 
 /// One item of Twilio's playout buffer.
@@ -328,12 +385,13 @@ async fn a_media_stream_call_talks_barges_in_takes_dtmf_and_stops_cleanly() {
     let book = librivox_ulaw(id);
     let skald = Skald::start_with(&config());
     let call_sid = "CA11111111111111111111111111111111";
-    let tw = Twilio::connect(
-        &skald,
-        call_sid,
-        json!({"app": "front-desk", "did": "+15550123", "from": "+15557654321", "direction": "inbound"}),
-    )
-    .await;
+    // Twilio asks the webhook what to do, and connects the stream it names.
+    let (url, params) = webhook(&skald, call_sid, "+15557654321", "+15550123").await;
+    assert_eq!(url, format!("wss://127.0.0.1:{}{STREAM_PATH}", skald.http_port));
+    assert_eq!(params["app"], "front-desk");
+    assert_eq!(params["did"], "+15550123");
+    assert_eq!(params["direction"], "inbound");
+    let tw = Twilio::connect(&skald, call_sid, params).await;
 
     // The greeting starts; the caller talks over it.
     let t0 = Instant::now();

@@ -9,7 +9,8 @@
 //! Decisions are pure values ([`flow::AgentAction`]): no IO, no clock (today's
 //! date comes in as an argument); the call actor carries them out.
 //!
-//! Submodules: [`flow`] (the public API and the turn logic); private `config`
+//! Submodules: [`flow`] (the public API and the turn logic); [`context`]
+//! (the call context handed between agents and its SIP header codec); private `config`
 //! (schema, loading, validation with file:line errors), `slots` (typed slot
 //! extraction and spoken rendering), `template` (`{slot}` templates), `text`
 //! (transcript normalization and phrase matching).
@@ -136,6 +137,7 @@
 //! target, a node with no way out (no intent with `next` or a hangup/transfer
 //! action, no `on_no_match.next`, not `end`, no `transfer`).
 
+pub mod context;
 pub mod flow;
 
 mod config;

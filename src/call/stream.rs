@@ -250,12 +250,38 @@ impl StreamCall {
         if let Err(e) = self.svc.store.insert_call(&self.record).await {
             tracing::error!(error = %e, "cannot write call record");
         }
+        self.context_in(p.get("context").map(String::as_str)).await;
         tracing::info!(
             did = %crate::observability::Pii(&self.record.did),
             app = ?self.record.app,
             stream_sid = %start.stream_sid,
             "Twilio media stream started"
         );
+    }
+
+    /// The call's context from the `context` stream parameter (signed by
+    /// the webhook): kept as a `context.received` event on the call; one
+    /// that does not verify is ignored with a warning (the call goes on as a
+    /// fresh call).
+    async fn context_in(&mut self, value: Option<&str>) {
+        let (Some(value), Some(key)) = (value, self.svc.config.context_key.as_deref()) else { return };
+        let ctx = match crate::agent::context::CallContext::decode_signed(value, key.as_bytes()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "stream context ignored");
+                return;
+            }
+        };
+        let event = crate::store::events::CallEvent {
+            call_id: Some(self.record.id),
+            twilio_call_sid: self.record.twilio_call_sid.clone(),
+            kind: "context.received".into(),
+            at: now_ms(),
+            data: serde_json::from_str(&ctx.to_json()).unwrap_or_default(),
+        };
+        if let Err(e) = self.svc.store.add_event(&event).await {
+            tracing::error!(error = %e, "cannot store the call's context");
+        }
     }
 
     /// Starts the voice agent and its greeting; an exit when it cannot run.

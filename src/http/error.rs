@@ -13,8 +13,8 @@ pub enum ApiError {
     /// 400 `bad_request`: malformed path or query (the text says what).
     #[error("{0}")]
     BadRequest(String),
-    /// 403 `forbidden`: the request is not allowed (e.g. a bad Twilio
-    /// signature); the text says what, never why in detail.
+    /// 403 `forbidden`: the request is not authorized (a bad webhook
+    /// signature, a wrong token). The text says which, never a secret.
     #[error("{0}")]
     Forbidden(String),
     /// 404 `not_found`: no such call or route.
@@ -109,6 +109,7 @@ mod tests {
     async fn each_variant_maps_to_its_status_and_code() {
         for (e, status, code) in [
             (ApiError::BadRequest("x".into()), 400, "bad_request"),
+            (ApiError::Forbidden("x".into()), 403, "forbidden"),
             (ApiError::NotFound("x".into()), 404, "not_found"),
             (ApiError::Conflict("x".into()), 409, "conflict"),
             (ApiError::Unavailable("x".into()), 503, "unavailable"),

@@ -11,6 +11,9 @@
 //! | `GET /api/v1/calls/{id}` | [`api::calls::get`] |
 //! | `POST /api/v1/calls/{id}/hangup` | [`api::calls::hangup`] |
 //! | `GET /api/v1/twilio/media-stream` (WebSocket) | [`media_ws::media_stream`] |
+//! | `GET /api/v1/context/{ref}?token=…` | [`api::context::get`] |
+//! | `POST /api/v1/sip/inbound/webhook` (Twilio, signed) | [`twilio::inbound_webhook`] |
+//! | `POST /api/v1/twilio/status` (Twilio, signed) | [`twilio::status_callback`] |
 //!
 //! Errors are JSON `{"error": {"code", "message"}}` ([`error::ApiError`]),
 //! also for unknown routes (404). Every request is traced (`tower-http`
@@ -64,6 +67,9 @@ pub struct HttpState {
     /// Call services, to hand accepted Media Streams sockets to a new call
     /// (`None` in socket-free router tests: media streams answer 503).
     pub calls: Option<Arc<crate::call::service::CallServices>>,
+    /// By-reference call contexts (`X-Skald-Context-Ref`) stored by the
+    /// Twilio webhook and served by `GET /api/v1/context/{ref}`.
+    pub contexts: crate::agent::context::ContextStore,
 }
 
 /// Time limit of one `/api` request.
@@ -74,7 +80,10 @@ pub fn router(state: HttpState) -> Router {
     let api = Router::new()
         .route("/api/v1/calls", get(api::calls::list))
         .route("/api/v1/calls/{id}", get(api::calls::get))
-        .route("/api/v1/calls/{id}/hangup", post(api::calls::hangup));
+        .route("/api/v1/calls/{id}/hangup", post(api::calls::hangup))
+        .route("/api/v1/context/{reference}", get(api::context::get))
+        .route("/api/v1/sip/inbound/webhook", post(twilio::inbound_webhook))
+        .route("/api/v1/twilio/status", post(twilio::status_callback));
     Router::new()
         .route("/api/v1/twilio/media-stream", get(media_ws::media_stream))
         .route("/health/live", get(health::live))

@@ -17,6 +17,7 @@
 //! An in-memory database (`sqlite::memory:`) uses a single connection, since
 //! each connection would otherwise see its own empty database.
 
+pub mod events;
 pub mod turns;
 
 use crate::ids::CallId;
@@ -252,6 +253,9 @@ impl Store {
         }
         pool.execute(CREATE_INDEX).await?;
         pool.execute(turns::CREATE_TURNS).await?;
+        for sql in events::CREATE_EVENTS {
+            pool.execute(sql).await?;
+        }
         Ok(Store { pool })
     }
 

@@ -13,6 +13,7 @@ use crate::http::HttpState;
 use crate::http::error::ApiError;
 use crate::ids::CallId;
 use crate::store::CallRecord;
+use crate::store::events::CallEvent;
 use crate::store::turns::TurnRecord;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -36,6 +37,10 @@ pub struct CallView {
     /// The transcript, turn by turn with timings (only in `GET /api/v1/calls/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub turns: Option<Vec<TurnRecord>>,
+    /// Events of the call (e.g. Twilio status changes), oldest first (only
+    /// in `GET /api/v1/calls/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<CallEvent>>,
 }
 
 /// Query of `GET /api/v1/calls`.
@@ -78,6 +83,7 @@ pub async fn list(
                 live: live_state.is_some(),
                 live_state,
                 turns: None,
+                events: None,
             }
         })
         .collect();
@@ -87,7 +93,8 @@ pub async fn list(
 /// `GET /api/v1/calls/{id}`: one call.
 ///
 /// Inputs: `id`, a call id (UUID). Output: `200` with a [`CallView`]
-/// including `turns`, the transcript with per-turn timings.
+/// including `turns`, the transcript with per-turn timings, and `events`
+/// (by call id or by the record's Twilio CallSid).
 /// Status: 400 when `id` is not a UUID, 404 when neither the store nor the
 /// registry knows it, 500 when the store fails.
 pub async fn get(
@@ -103,11 +110,13 @@ pub async fn get(
     };
     let live_state = live.map(|s| s.state);
     let turns = st.store.list_turns(id).await?;
+    let events = st.store.events_for_call(Some(id), record.twilio_call_sid.as_deref()).await?;
     Ok(Json(CallView {
         record,
         live: live_state.is_some(),
         live_state,
         turns: Some(turns),
+        events: Some(events),
     }))
 }
 

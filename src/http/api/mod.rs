@@ -1,3 +1,4 @@
 //! The versioned JSON API under `/api/v1`.
 
 pub mod calls;
+pub mod context;
