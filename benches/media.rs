@@ -79,11 +79,64 @@ fn resample(c: &mut Criterion) {
     group.finish();
 }
 
+/// One 20 ms frame through a Twilio Media Stream: inbound (JSON parse,
+/// base64, µ-law decode, 8→16 kHz) and outbound (16→8 kHz, µ-law encode,
+/// base64, JSON), as a stream call does per frame.
+fn twilio_stream(c: &mut Criterion) {
+    use base64::Engine;
+    use skald::rtp::codec::frames::G711Frames;
+    use skald::transports::twilio::media::{MediaStreamSession, StreamEvent};
+    let start = r#"{"event":"start","streamSid":"MZ1","start":{"streamSid":"MZ1","callSid":"CA1","mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+    let payload = base64::engine::general_purpose::STANDARD.encode([0x55u8; 160]);
+    let media = format!(
+        r#"{{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{{"track":"inbound","chunk":"1","timestamp":"0","payload":"{payload}"}}}}"#
+    );
+    let agent = signal(16000, 320);
+    let mut group = c.benchmark_group("twilio_stream_20ms");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("inbound_frame", |b| {
+        let now = std::time::Instant::now();
+        let mut s = MediaStreamSession::new();
+        s.handle_text(start, now).expect("start");
+        s.poll_event();
+        let mut codec = G711Frames::new(skald::rtp::codec::g711::Law::Mu, 20);
+        let mut pcm = Vec::with_capacity(320);
+        b.iter(|| {
+            s.handle_text(black_box(&media), now).expect("valid media");
+            if let Some(StreamEvent::Audio(p)) = s.poll_event() {
+                codec.decode(p.as_deref(), &mut pcm);
+            }
+            black_box(&pcm);
+        });
+    });
+    group.bench_function("outbound_frame", |b| {
+        let mut now = std::time::Instant::now();
+        let mut s = MediaStreamSession::new();
+        s.handle_text(start, now).expect("start");
+        s.poll_event();
+        let mut codec = G711Frames::new(skald::rtp::codec::g711::Law::Mu, 20);
+        b.iter(|| {
+            let mut frames = Vec::with_capacity(1);
+            codec.encode(black_box(&agent), |f| frames.push(f));
+            s.play(frames);
+            now += std::time::Duration::from_millis(20);
+            while let Some(t) = s.poll_transmit(now) {
+                black_box(t);
+            }
+            s.pause(now);
+            while let Some(t) = s.poll_transmit(now) {
+                black_box(t);
+            }
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = g711, resample
+    targets = g711, resample, twilio_stream
 }
 criterion_main!(benches);

@@ -213,3 +213,19 @@ fn pause_clears_twilio_and_returns_unplayed_frames() {
     let out = drain(&mut s, now);
     assert_eq!(out.iter().filter(|m| m["event"] == "media").count(), 6, "resumed at the real-time pace");
 }
+
+proptest::proptest! {
+    /// Any text, or any media payload, is handled without a panic; bad
+    /// input only counts as dropped.
+    #[test]
+    fn any_message_is_handled_without_panic(text in ".{0,400}", payload in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+        let t0 = Instant::now();
+        let mut s = started(t0);
+        let before = s.dropped;
+        let r = s.handle_text(&text, t0);
+        proptest::prop_assert_eq!(r.is_err(), s.dropped == before + 1);
+        let r = s.handle_text(&media_msg(2, 0, &payload), t0);
+        proptest::prop_assert_eq!(r.is_ok(), payload.len() == FRAME_BYTES);
+        while s.poll_event().is_some() {}
+    }
+}
