@@ -29,7 +29,8 @@ const API_VERSION: &str = "2010-04-01";
 /// Whole-request timeout (connect, send, read the answer).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Errors of the REST client.
+/// Errors of the REST client. `Transport` and `Decode` carry their cause
+/// as the error source (print with `{:#}` through anyhow for the chain).
 #[derive(Debug, thiserror::Error)]
 pub enum RestError {
     /// No account SID in the config or the environment.
@@ -69,10 +70,10 @@ pub enum RestError {
     #[error("Twilio API did not answer within {}s", REQUEST_TIMEOUT.as_secs())]
     Timeout,
     /// Connecting, sending or reading failed (DNS, TLS, reset).
-    #[error("cannot reach the Twilio API: {0}")]
+    #[error("cannot reach the Twilio API")]
     Transport(#[source] reqwest::Error),
     /// A 2xx answer whose JSON is not shaped as documented.
-    #[error("unexpected answer from the Twilio API: {0}")]
+    #[error("unexpected answer from the Twilio API")]
     Decode(#[source] serde_json::Error),
 }
 
