@@ -177,6 +177,9 @@ async fn handle(
         content_type,
         form,
     };
+    if req.path == "/slow/2010-04-01/Accounts/AC1/IncomingPhoneNumbers.json" {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
     let mut a = state.lock().unwrap();
     a.requests.push(req.clone());
 
@@ -591,4 +594,14 @@ fn library_client_types_twilio_errors() {
     let gone = TwilioClient::new(&format!("http://127.0.0.1:{port}"), SID, Auth::AuthToken(TOKEN.into())).unwrap();
     let err = rt.block_on(gone.list_numbers(5)).unwrap_err();
     assert!(matches!(err, RestError::Transport(_)), "{err:?}");
+
+    // A server that does not answer in time: a timeout, after the timeout.
+    let slow = TwilioClient::new(&format!("{}/slow", tw.base_url()), "AC1", Auth::AuthToken(TOKEN.into()))
+        .unwrap()
+        .with_timeout(std::time::Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    let err = rt.block_on(slow.list_numbers(5)).unwrap_err();
+    assert!(matches!(err, RestError::Timeout(_)), "{err:?}");
+    let waited = t0.elapsed();
+    assert!(waited >= std::time::Duration::from_millis(300) && waited < std::time::Duration::from_secs(3), "{waited:?}");
 }

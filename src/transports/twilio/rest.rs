@@ -66,9 +66,9 @@ pub enum RestError {
         /// Link to Twilio's page for the code.
         more_info: Option<String>,
     },
-    /// No complete answer within [`REQUEST_TIMEOUT`].
-    #[error("Twilio API did not answer within {}s", REQUEST_TIMEOUT.as_secs())]
-    Timeout,
+    /// No complete answer within the request timeout (this long).
+    #[error("Twilio API did not answer within {0:?}")]
+    Timeout(Duration),
     /// Connecting, sending or reading failed (DNS, TLS, reset).
     #[error("cannot reach the Twilio API")]
     Transport(#[source] reqwest::Error),
@@ -183,8 +183,11 @@ struct CallPage {
 /// A Twilio REST client for one account.
 #[derive(Debug, Clone)]
 pub struct TwilioClient {
-    /// Shared connection pool, with [`REQUEST_TIMEOUT`].
+    /// Shared connection pool.
     http: reqwest::Client,
+    /// Whole-request timeout; [`REQUEST_TIMEOUT`] unless set by
+    /// [`TwilioClient::with_timeout`].
+    timeout: Duration,
     /// `https://api.twilio.com` or a test server, without a trailing `/`.
     base_url: String,
     /// `AC…`: the account in every path.
@@ -200,7 +203,6 @@ impl TwilioClient {
     pub fn new(base_url: &str, account_sid: &str, auth: Auth) -> Result<TwilioClient, RestError> {
         check_sid(account_sid)?;
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("skald/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(RestError::Transport)?;
@@ -209,7 +211,13 @@ impl TwilioClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             account_sid: account_sid.to_string(),
             auth,
+            timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// The same client with another whole-request timeout.
+    pub fn with_timeout(self, timeout: Duration) -> TwilioClient {
+        TwilioClient { timeout, ..self }
     }
 
     /// A client from the `twilio:` config section (environment already
@@ -342,7 +350,10 @@ impl TwilioClient {
 
     /// Sends, then decodes a 2xx JSON answer or turns the rest into errors.
     async fn send<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, RestError> {
-        let resp = req.send().await.map_err(transport)?;
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() { RestError::Timeout(self.timeout) } else { RestError::Transport(e) }
+        };
+        let resp = req.timeout(self.timeout).send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(transport)?;
         if !(200..300).contains(&status) {
@@ -350,11 +361,6 @@ impl TwilioClient {
         }
         serde_json::from_slice(&body).map_err(RestError::Decode)
     }
-}
-
-/// Maps a reqwest error, keeping timeouts apart.
-fn transport(e: reqwest::Error) -> RestError {
-    if e.is_timeout() { RestError::Timeout } else { RestError::Transport(e) }
 }
 
 /// The error for a non-2xx answer: Twilio's error document when the body is
@@ -410,7 +416,7 @@ fn merge_calls(a: Vec<CallResource>, b: Vec<CallResource>, limit: usize) -> Vec<
         (start.is_none(), start.or(created))
     };
     // Stable: equal keys keep Twilio's order.
-    all.sort_by(|x, y| key(y).cmp(&key(x)));
+    all.sort_by_key(|c| std::cmp::Reverse(key(c)));
     all.truncate(limit);
     all
 }
