@@ -11,7 +11,7 @@ APT_GET := $(shell if [ "$$(id -u)" = 0 ]; then echo apt-get; else echo sudo apt
 BUILD_PKGS := pkg-config gcc espeak-ng
 TEST_PKGS := sip-tester baresip-core pocketsphinx-testdata sox curl bc
 
-.PHONY: run build test deps test-deps check bench bench-load clean-data fuzz
+.PHONY: run build test deps test-deps check bench bench-load clean-data fuzz help twilio-update-webhook twilio-status twilio-need-number
 
 ## make run: install what is missing, build, start `skald serve` with the example config.
 run: deps build models-prereqs
@@ -65,3 +65,22 @@ models-prereqs: deps
 	@command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 \
 	  || scripts/install-debs.sh python3 python3-pip
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || scripts/install-debs.sh python3-venv
+
+## make twilio-update-webhook NUMBER=+15551234567 [PUBLIC_URL=https://…]: point a Twilio
+## number's voice webhook and status callback at this server (twilio.public_url
+## or PUBLIC_URL). Credentials: TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN, or
+## TWILIO_API_KEY and TWILIO_API_SECRET.
+twilio-update-webhook: twilio-need-number deps build
+	./target/release/skald twilio update-webhook --config $(CONFIG) --number '$(NUMBER)' $(if $(PUBLIC_URL),--public-url '$(PUBLIC_URL)')
+
+## make twilio-status [NUMBER=+15551234567]: a Twilio number's (or every number's)
+## voice configuration and its recent calls.
+twilio-status: deps build
+	./target/release/skald twilio status --config $(CONFIG) $(if $(NUMBER),--number '$(NUMBER)') $(if $(PUBLIC_URL),--public-url '$(PUBLIC_URL)')
+
+twilio-need-number:
+	@test -n "$(NUMBER)" || { echo "usage: make twilio-update-webhook NUMBER=+15551234567 [CONFIG=$(CONFIG)] [PUBLIC_URL=https://…]" >&2; exit 2; }
+
+## make help: this list.
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)

@@ -1,7 +1,8 @@
-//! The `skald` command line: `serve`, `check-config`, `call`.
+//! The `skald` command line: `serve`, `check-config`, `models`, `call`,
+//! `twilio {update-webhook,status}`.
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use skald::config::{Config, PortRange};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,16 +31,31 @@ enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
-    /// Place an outbound test call to a SIP URI and run an application on it.
+    /// Place an outbound call and run an application on it: to a SIP URI
+    /// (default), or to a phone number through Twilio (`--via twilio`).
     Call {
-        /// Target, e.g. `sip:echo@127.0.0.1:5070`.
-        uri: String,
-        /// Application to run once answered.
-        #[arg(long, default_value = "echo")]
-        app: String,
-        /// Caller id (From user part).
-        #[arg(long, default_value = "skald")]
-        from: String,
+        /// Target SIP URI, e.g. `sip:echo@127.0.0.1:5070` (SIP calls only).
+        uri: Option<String>,
+        /// How to place the call: `sip` from this process, or `twilio`
+        /// through the REST API, its TwiML connecting the callee to this
+        /// server's Media Streams endpoint (where `skald serve` runs the app).
+        #[arg(long, value_enum, default_value_t = Via::Sip)]
+        via: Via,
+        /// Callee phone number, E.164 (`--via twilio`).
+        #[arg(long)]
+        to: Option<String>,
+        /// Application to run once answered [SIP default: echo; Twilio
+        /// default: the config's routes.default].
+        #[arg(long)]
+        app: Option<String>,
+        /// Caller id: the From user part for SIP [default: skald]; for
+        /// Twilio a number of the account (E.164).
+        #[arg(long)]
+        from: Option<String>,
+        /// Public base URL of this server for `--via twilio`
+        /// [default: twilio.public_url].
+        #[arg(long)]
+        public_url: Option<String>,
         /// Give up (CANCEL) when not answered within this many seconds.
         #[arg(long, default_value_t = 30)]
         ring_timeout: u64,
@@ -55,6 +71,56 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Twilio account tools (credentials from TWILIO_ACCOUNT_SID with
+    /// TWILIO_AUTH_TOKEN, or TWILIO_API_KEY and TWILIO_API_SECRET).
+    Twilio {
+        #[command(subcommand)]
+        action: TwilioAction,
+    },
+}
+
+/// How `skald call` places its call.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Via {
+    /// SIP INVITE from this process.
+    Sip,
+    /// Twilio REST API (Calls resource).
+    Twilio,
+}
+
+#[derive(Subcommand)]
+enum TwilioAction {
+    /// Point a number's voice webhook and status callback at this server.
+    UpdateWebhook {
+        /// The Twilio number, E.164 (e.g. +15551234567).
+        #[arg(long)]
+        number: String,
+        #[command(flatten)]
+        target: TwilioTarget,
+    },
+    /// Show a number's (or every number's) voice configuration and recent calls.
+    Status {
+        /// The Twilio number, E.164; all of the account's numbers when absent.
+        #[arg(long)]
+        number: Option<String>,
+        /// How many recent calls to list.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        #[command(flatten)]
+        target: TwilioTarget,
+    },
+}
+
+/// Where the Twilio commands find the account and this server.
+#[derive(Args)]
+struct TwilioTarget {
+    /// Config file (its `twilio:` section).
+    #[arg(long, short, default_value = "sip-config/skald.yaml")]
+    config: PathBuf,
+    /// Public base URL Twilio reaches this server at, e.g.
+    /// https://voice.example.com [default: twilio.public_url].
+    #[arg(long)]
+    public_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -156,7 +222,38 @@ fn main() -> anyhow::Result<()> {
                 app.run_until_signal().await
             })
         }
-        Command::Call { uri, app, from, ring_timeout, duration, auth_user, auth_password, mut overrides } => {
+        Command::Twilio { action } => {
+            let res = runtime.block_on(async {
+                match action {
+                    TwilioAction::UpdateWebhook { number, target } => twilio::update_webhook(&number, &target).await,
+                    TwilioAction::Status { number, limit, target } => {
+                        twilio::status(number.as_deref(), limit, &target).await
+                    }
+                }
+            });
+            exit_on_error(res)
+        }
+        Command::Call { via: Via::Twilio, uri, to, app, from, public_url, overrides, .. } => {
+            let res = (|| {
+                anyhow::ensure!(uri.is_none(), "--via twilio calls a phone number: give --to +1…, not a SIP URI");
+                let to = to.context("--via twilio needs --to (the callee, E.164)")?;
+                let from = from.context("--via twilio needs --from (a number of the Twilio account, E.164)")?;
+                let cfg = overrides.load()?;
+                runtime.block_on(twilio::call(&to, &from, app, public_url.as_deref(), &cfg))
+            })();
+            exit_on_error(res)
+        }
+        Command::Call { via: Via::Sip, uri, to, app, from, public_url, ring_timeout, duration, auth_user, auth_password, mut overrides } => {
+            if to.is_some() || public_url.is_some() {
+                eprintln!("skald: --to and --public-url are for --via twilio; a SIP call takes a URI");
+                std::process::exit(2);
+            }
+            let Some(uri) = uri else {
+                eprintln!("skald: give the SIP URI to call, e.g. `skald call sip:echo@127.0.0.1:5070`");
+                std::process::exit(2);
+            };
+            let app = app.unwrap_or_else(|| "echo".into());
+            let from = from.unwrap_or_else(|| "skald".into());
             let credentials = auth_user.map(|username| skald::sip::driver::Credentials {
                 username,
                 password: auth_password.unwrap_or_default(),
@@ -198,6 +295,15 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Prints the error chain as `skald: …` and exits 1.
+fn exit_on_error(res: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Err(e) = res {
+        eprintln!("skald: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 fn load_or_exit(o: &Overrides) -> Config {
     match o.load() {
         Ok(c) => c,
@@ -211,4 +317,179 @@ fn load_or_exit(o: &Overrides) -> Config {
 fn init(cfg: &Config) {
     skald::observability::init_tracing(&cfg.logging);
     skald::observability::set_redaction(cfg.logging.redact_pii);
+}
+
+/// The Twilio commands: REST calls through
+/// [`skald::transports::twilio::rest::TwilioClient`], plain text on stdout
+/// (the user's own numbers shown as they are; secrets never printed).
+mod twilio {
+    use super::TwilioTarget;
+    use anyhow::Context;
+    use skald::config::{Config, TwilioConfig};
+    use skald::transports::twilio::rest::{self, IncomingPhoneNumber, TwilioClient};
+    use skald::transports::twilio::twiml;
+
+    /// Voice webhook path of `skald serve` (TwiML for inbound calls).
+    const WEBHOOK_PATH: &str = "/api/v1/sip/inbound/webhook";
+    /// Call status callback path.
+    const STATUS_PATH: &str = "/api/v1/twilio/status";
+    /// Media Streams WebSocket path.
+    const STREAM_PATH: &str = "/api/v1/twilio/media-stream";
+
+    /// `skald twilio update-webhook`.
+    pub(super) async fn update_webhook(number: &str, target: &TwilioTarget) -> anyhow::Result<()> {
+        let cfg = load(target)?;
+        let public = public_url(target.public_url.as_deref(), &cfg.twilio)?;
+        let client = TwilioClient::from_config(&cfg.twilio)?;
+        let found = client.find_number(number).await?;
+        let voice_url = format!("{public}{WEBHOOK_PATH}");
+        let status_url = format!("{public}{STATUS_PATH}");
+        let updated = client.update_voice_webhook(&found.sid, &voice_url, &status_url).await?;
+        println!("updated {} ({})", updated.phone_number, updated.sid);
+        print_number(&updated);
+        if !points_here(&updated, Some(&public)) {
+            eprintln!("warning: Twilio did not store the requested voice URL {voice_url}");
+        }
+        Ok(())
+    }
+
+    /// `skald twilio status`.
+    pub(super) async fn status(number: Option<&str>, limit: u32, target: &TwilioTarget) -> anyhow::Result<()> {
+        let cfg = load(target)?;
+        let public = target.public_url.as_deref().or(cfg.twilio.public_url.as_deref());
+        let public = public.map(|p| public_url(Some(p), &cfg.twilio)).transpose()?;
+        let client = TwilioClient::from_config(&cfg.twilio)?;
+        let numbers = match number {
+            Some(n) => vec![client.find_number(n).await?],
+            None => client.list_numbers(50).await?,
+        };
+        println!("account {}", client.account_sid());
+        if numbers.is_empty() {
+            println!("no phone numbers");
+        }
+        for n in &numbers {
+            println!("number {} ({})", n.phone_number, n.sid);
+            print_number(n);
+            if !points_here(n, public.as_deref()) {
+                let expected = match &public {
+                    Some(p) => format!("{p}{WEBHOOK_PATH} (POST)"),
+                    None => format!("…{WEBHOOK_PATH} (POST)"),
+                };
+                eprintln!(
+                    "warning: {} does not point at this server: voice URL {} ({}), expected {expected}; \
+                     run `skald twilio update-webhook --number {}`",
+                    n.phone_number,
+                    n.voice_url.as_deref().unwrap_or("(none)"),
+                    n.voice_method.as_deref().unwrap_or("-"),
+                    n.phone_number
+                );
+            }
+        }
+        let calls = client.recent_calls(number, limit).await?;
+        match number {
+            Some(n) => println!("recent calls to or from {n}:"),
+            None => println!("recent calls:"),
+        }
+        if calls.is_empty() {
+            println!("  none");
+            return Ok(());
+        }
+        println!("  {:<34}  {:<16}  {:<16}  {:<11}  {:>8}  STARTED", "SID", "FROM", "TO", "STATUS", "DURATION");
+        for c in &calls {
+            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            println!(
+                "  {:<34}  {:<16}  {:<16}  {:<11}  {:>8}  {}",
+                c.sid,
+                dash(&c.from),
+                dash(&c.to),
+                dash(&c.status),
+                c.duration.as_deref().map(|d| format!("{d}s")).unwrap_or_else(|| "-".into()),
+                dash(&c.start_time)
+            );
+        }
+        Ok(())
+    }
+
+    /// `skald call --via twilio`: the callee, when answered, is connected
+    /// by TwiML `<Connect><Stream>` to this server, which runs `app`.
+    pub(super) async fn call(
+        to: &str,
+        from: &str,
+        app: Option<String>,
+        public_flag: Option<&str>,
+        cfg: &Config,
+    ) -> anyhow::Result<()> {
+        rest::check_e164(to).context("--to")?;
+        rest::check_e164(from).context("--from")?;
+        let app = app
+            .or_else(|| cfg.routes.default.clone())
+            .context("no --app given and no routes.default in the config")?;
+        anyhow::ensure!(cfg.applications.contains_key(&app), "unknown application `{app}`");
+        let public = public_url(public_flag, &cfg.twilio)?;
+        let stream_url = websocket_url(&public) + STREAM_PATH;
+        // The parameter names are the stream handler's contract: `did` is
+        // our number, `from` the other party.
+        let xml = twiml::connect_stream(
+            &stream_url,
+            &[("app", &app), ("did", from), ("from", to), ("direction", "outbound")],
+        );
+        let client = TwilioClient::from_config(&cfg.twilio)?;
+        let created = client.create_call(to, from, &xml, &format!("{public}{STATUS_PATH}")).await?;
+        println!(
+            "call {} {}: {from} -> {to}, app {app}",
+            created.sid,
+            created.status.as_deref().unwrap_or("queued")
+        );
+        Ok(())
+    }
+
+    /// Loads the config file named by `--config`.
+    fn load(target: &TwilioTarget) -> anyhow::Result<Config> {
+        Config::load(&target.config).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The public base URL (flag, else config), without a trailing `/`.
+    fn public_url(flag: Option<&str>, cfg: &TwilioConfig) -> anyhow::Result<String> {
+        let url = flag.or(cfg.public_url.as_deref()).filter(|u| !u.is_empty()).context(
+            "no public URL for this server: pass --public-url https://… or set twilio.public_url in the config",
+        )?;
+        anyhow::ensure!(
+            url.starts_with("https://") || url.starts_with("http://"),
+            "public URL `{url}` must start with https:// (or http://)"
+        );
+        Ok(url.trim_end_matches('/').to_string())
+    }
+
+    /// `https://…` → `wss://…`, `http://…` → `ws://…`.
+    fn websocket_url(public: &str) -> String {
+        match public.strip_prefix("https://") {
+            Some(rest) => format!("wss://{rest}"),
+            None => format!("ws://{}", public.trim_start_matches("http://")),
+        }
+    }
+
+    /// True when the number's voice webhook is this server's (POST). Without
+    /// a known public URL, any skald webhook path counts.
+    fn points_here(n: &IncomingPhoneNumber, public: Option<&str>) -> bool {
+        let url_ok = match (n.voice_url.as_deref(), public) {
+            (Some(url), Some(p)) => url == format!("{p}{WEBHOOK_PATH}"),
+            (Some(url), None) => url.ends_with(WEBHOOK_PATH),
+            (None, _) => false,
+        };
+        url_ok && n.voice_method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case("POST"))
+    }
+
+    /// The number's voice configuration, indented.
+    fn print_number(n: &IncomingPhoneNumber) {
+        let or_none = |v: &Option<String>| v.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "(none)".into());
+        if let Some(name) = n.friendly_name.as_deref().filter(|s| !s.is_empty()) {
+            println!("  friendly name:    {name}");
+        }
+        println!("  voice url:        {} ({})", or_none(&n.voice_url), or_none(&n.voice_method));
+        println!(
+            "  status callback:  {} ({})",
+            or_none(&n.status_callback),
+            or_none(&n.status_callback_method)
+        );
+    }
 }
