@@ -329,12 +329,7 @@ mod twilio {
     use skald::transports::twilio::rest::{self, IncomingPhoneNumber, TwilioClient};
     use skald::transports::twilio::twiml;
 
-    /// Voice webhook path of `skald serve` (TwiML for inbound calls).
-    const WEBHOOK_PATH: &str = "/api/v1/sip/inbound/webhook";
-    /// Call status callback path.
-    const STATUS_PATH: &str = "/api/v1/twilio/status";
-    /// Media Streams WebSocket path.
-    const STREAM_PATH: &str = "/api/v1/twilio/media-stream";
+    use skald::http::twilio::{MEDIA_STREAM_PATH as STREAM_PATH, STATUS_PATH, WEBHOOK_PATH};
 
     /// `skald twilio update-webhook`.
     pub(super) async fn update_webhook(number: &str, target: &TwilioTarget) -> anyhow::Result<()> {

@@ -323,7 +323,7 @@ impl Twilio {
     async fn wait_agent_turn(&self, since: Instant, quiet: Duration, timeout: Duration) -> Instant {
         let deadline = Instant::now() + timeout;
         loop {
-            let last = self.heard().iter().filter(|(t, f)| *t >= since && is_loud(f)).map(|(t, _)| *t).last();
+            let last = self.heard().iter().filter(|(t, f)| *t >= since && is_loud(f)).map(|(t, _)| *t).next_back();
             if let Some(last) = last
                 && last.elapsed() >= quiet
             {

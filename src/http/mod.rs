@@ -82,10 +82,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/calls/{id}", get(api::calls::get))
         .route("/api/v1/calls/{id}/hangup", post(api::calls::hangup))
         .route("/api/v1/context/{reference}", get(api::context::get))
-        .route("/api/v1/sip/inbound/webhook", post(twilio::inbound_webhook))
-        .route("/api/v1/twilio/status", post(twilio::status_callback));
+        .route(twilio::WEBHOOK_PATH, post(twilio::inbound_webhook))
+        .route(twilio::STATUS_PATH, post(twilio::status_callback));
     Router::new()
-        .route("/api/v1/twilio/media-stream", get(media_ws::media_stream))
+        .route(twilio::MEDIA_STREAM_PATH, get(media_ws::media_stream))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

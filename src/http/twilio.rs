@@ -46,6 +46,10 @@ use std::sync::OnceLock;
 
 /// Path of the Media Streams WebSocket that `<Connect><Stream>` points at.
 pub const MEDIA_STREAM_PATH: &str = "/api/v1/twilio/media-stream";
+/// Path of the voice webhook (a number's Voice URL).
+pub const WEBHOOK_PATH: &str = "/api/v1/sip/inbound/webhook";
+/// Path of the call status callback.
+pub const STATUS_PATH: &str = "/api/v1/twilio/status";
 
 /// What an unrouted number hears before the hang-up.
 pub const UNKNOWN_NUMBER_TEXT: &str =

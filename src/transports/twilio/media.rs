@@ -478,7 +478,7 @@ impl MediaStreamSession {
         let Some(pos) = self.marks.iter().position(|m| m.name == name) else {
             return;
         };
-        let mark = self.marks.drain(..=pos).last().expect("pos is in range");
+        let mark = self.marks.drain(..=pos).next_back().expect("pos is in range");
         let newly = mark.frames.saturating_sub(self.frames_played);
         for _ in 0..newly {
             self.unacked.pop_front();
