@@ -21,7 +21,7 @@
 //!
 //! ## Module map
 //! Imports run one way, top to bottom:
-//! `main`/[`app`] → [`http`] → [`call`] → ([`agent`], [`pipeline`]) →
+//! `main`/[`app`] → [`http`] → [`call`] → ([`transports`], [`agent`], [`pipeline`]) →
 //! ([`sip`], [`rtp`], [`providers`], [`store`]), with [`config`], [`ids`] and
 //! [`observability`] usable everywhere.
 //!
@@ -29,14 +29,15 @@
 //! |---|---|
 //! | [`app`] | start order, the root cancellation token, graceful shutdown |
 //! | [`config`] | `sip-config/skald.yaml`, validated with file:line errors |
-//! | [`http`] | health, metrics, `/api/v1/calls` (axum) |
-//! | [`call`] | one actor per call, [`call::command::CallCommand`], the live-call registry, DID routing, the built-in applications, the voice agent's turn-taking ([`call::voice`]) |
-//! | [`agent`] | the YAML flow agent: intents, slots, templates, transitions (pure) |
+//! | [`http`] | health, metrics, `/api/v1/calls`, the Twilio webhook and status callback, the Media Streams WebSocket, `/api/v1/context` (axum) |
+//! | [`call`] | one actor per call (SIP: [`call::actor`]; Twilio Media Streams: [`call::stream`]), [`call::command::CallCommand`], the live-call registry, DID routing, the built-in applications, the voice agent's turn-taking ([`call::voice`]) |
+//! | [`transports`] | provider call protocols as sans-IO cores: Twilio webhook signatures, TwiML, Media Streams, the Twilio REST client |
+//! | [`agent`] | the YAML flow agent: intents, slots, templates, transitions (pure); the call context and its SIP header codec |
 //! | [`pipeline`] | the internal audio format (16 kHz mono PCM16), frames, Silero VAD, turn detection, sentence aggregation, WAV prompts and recordings |
 //! | [`providers`] | STT/LLM/TTS traits and the local models (Moonshine, Piper, ONNX Runtime, `skald models fetch`) |
 //! | [`sip`] | SIP messages (own RFC 3261 parser), SDP offer/answer, transactions, dialogs, digest auth, UDP/TCP |
 //! | [`rtp`] | RTP/RTCP session, jitter buffer, RFC 4733 DTMF, G.711, resampling, port pairs |
-//! | [`store`] | call records (SQLite by default, PostgreSQL by URL) |
+//! | [`store`] | call records, transcript turns, call events (SQLite by default, PostgreSQL by URL) |
 //! | [`observability`] | tracing, Prometheus metrics, PII redaction |
 //!
 //! ## The run-loop contract (sans-IO cores)

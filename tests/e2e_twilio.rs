@@ -475,8 +475,8 @@ async fn a_media_stream_call_talks_barges_in_takes_dtmf_and_stops_cleanly() {
 }
 
 /// Bad input on one stream is dropped and logged, a stream that dies ends
-/// with the reason recorded, and another call is untouched; an unsigned
-/// upgrade is refused.
+/// with the reason recorded, and another call is untouched (and ended by
+/// the hangup API); an unsigned upgrade is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_misbehaving_stream_ends_cleanly_and_other_calls_go_on() {
     let hours = piper_ulaw("What are your opening hours?");
@@ -513,8 +513,17 @@ async fn a_misbehaving_stream_ends_cleanly_and_other_calls_go_on() {
     good.say(&hours);
     good.said().await;
     good.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20)).await;
-    good.stop("CA22222222222222222222222222222222");
+    // The hangup API ends a stream call as it ends a SIP call: skald closes
+    // the socket (Twilio then ends `<Connect>` and the call).
+    let id = live["id"].as_str().unwrap();
+    let (status, _) = skald.try_http("POST", &format!("/api/v1/calls/{id}/hangup")).unwrap();
+    assert_eq!(status, 202);
     let detail = ended_call(&skald, "CA22222222222222222222222222222222").await;
-    assert_eq!(detail["end_reason"], "remote-stop");
+    assert_eq!(detail["end_reason"], "api");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !good.state.lock().unwrap().closed {
+        assert!(Instant::now() < deadline, "skald did not close the socket");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(turns(&detail).iter().any(|(w, x, _)| w == "agent" && x.contains("Monday")), "{detail:#}");
 }
