@@ -100,6 +100,7 @@ enum Command {
     Hangup(DialogId),
     AcceptReinvite(DialogId, String),
     RejectReinvite(DialogId, u16),
+    Refer(DialogId, String),
     Invite(Box<InviteParams>, oneshot::Sender<Result<OutboundCall, SipError>>),
     Options(String, SocketAddr, Transport, oneshot::Sender<Result<u16, SipError>>),
     Draining(Duration),
@@ -139,6 +140,11 @@ impl DialogHandle {
     /// Rejects a pending re-INVITE (e.g. 488).
     pub fn reject_reinvite(&self, status: u16) {
         self.send(Command::RejectReinvite(self.id, status));
+    }
+    /// Asks the peer to call `refer_to` (REFER, RFC 3515); the outcome comes
+    /// as `ReferAccepted`/`ReferFailed`, then `ReferProgress` events.
+    pub fn refer(&self, refer_to: String) {
+        self.send(Command::Refer(self.id, refer_to));
     }
 
     fn send(&self, cmd: Command) {
@@ -444,6 +450,7 @@ impl Driver {
             Command::Hangup(id) => self.endpoint.hangup(id, now),
             Command::AcceptReinvite(id, sdp) => self.endpoint.accept_reinvite(id, &sdp, now),
             Command::RejectReinvite(id, status) => self.endpoint.reject_reinvite(id, status, now),
+            Command::Refer(id, target) => self.endpoint.refer(id, &target, now),
             Command::Draining(retry) => {
                 self.endpoint.set_draining(Some(retry));
                 Ok(())

@@ -19,6 +19,8 @@
 //! exactly one final event: `Bye`, `Cancelled`, `Rejected` or `Terminated`
 //! (none after the application's own `reject`).
 
+mod refer;
+pub(crate) use refer::sipfrag_status;
 mod uac;
 mod uas;
 
@@ -37,7 +39,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Methods skald implements, for Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY";
 
 /// How long `poll_output` reports as the next timeout when nothing is
 /// scheduled.
@@ -163,6 +165,23 @@ pub enum DialogEvent {
         status: u16,
         /// Reason phrase.
         reason: String,
+    },
+    /// The peer accepted skald's REFER (2xx, normally 202): it is calling
+    /// the target and reports with NOTIFYs (RFC 3515 §2.4.4).
+    ReferAccepted,
+    /// The peer refused skald's REFER (or it timed out: 408).
+    ReferFailed {
+        /// Final status of the REFER.
+        status: u16,
+    },
+    /// A NOTIFY about the transfer: the status of the transferee's call to
+    /// the target (the sipfrag status line); `done` when the subscription
+    /// ended or the status is final.
+    ReferProgress {
+        /// Status of the new call (100, 180, 200, 486…).
+        status: u16,
+        /// No more progress will come.
+        done: bool,
     },
     /// The dialog is over (after a BYE exchange, an ACK timeout or an error).
     Terminated {
@@ -302,6 +321,8 @@ enum Purpose {
     Bye { dialog: DialogId, notify: bool },
     /// OPTIONS from [`SipEndpoint::options`].
     Options(u64),
+    /// REFER in this dialog ([`SipEndpoint::refer`]).
+    Refer(DialogId),
 }
 
 /// Why a UAC call wants to CANCEL.
@@ -504,6 +525,13 @@ impl SipEndpoint {
     /// Errors: `BadUri` when the target is not a SIP/SIPS URI.
     pub fn invite(&mut self, params: InviteParams, now: Instant) -> Result<(DialogId, String), EndpointError> {
         self.uac_invite(params, now)
+    }
+
+    /// Asks the peer of dialog `id` to call `refer_to` (REFER, RFC 3515):
+    /// see [`DialogEvent::ReferAccepted`] and the progress events.
+    /// Errors: unknown dialog, a dialog not confirmed, a bad URI.
+    pub fn refer(&mut self, id: DialogId, refer_to: &str, now: Instant) -> Result<(), EndpointError> {
+        self.do_refer(id, refer_to, now)
     }
 
     /// Sends an out-of-dialog OPTIONS to `target` at `dest`; the result

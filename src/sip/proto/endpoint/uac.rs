@@ -102,7 +102,7 @@ impl SipEndpoint {
 
     /// Creates and starts a client transaction for `req` (branch taken from
     /// its top Via).
-    fn start_client_tx(&mut self, req: Request, dest: SocketAddr, transport: Transport, purpose: Purpose, now: Instant) {
+    pub(super) fn start_client_tx(&mut self, req: Request, dest: SocketAddr, transport: Transport, purpose: Purpose, now: Instant) {
         let branch = req.headers.top_via().ok().and_then(|v| v.branch().map(str::to_string)).unwrap_or_default();
         let key = ClientKey { branch, method: req.method.clone() };
         let reliable = transport == Transport::Tcp;
@@ -161,6 +161,7 @@ impl SipEndpoint {
                     self.emit(Event::OptionsResult { request, status: resp.status });
                 }
             }
+            Purpose::Refer(dialog) => self.refer_response(dialog, resp.status),
         }
     }
 
@@ -186,6 +187,7 @@ impl SipEndpoint {
                 }
             }
             Purpose::Options(request) => self.emit(Event::OptionsResult { request, status: 408 }),
+            Purpose::Refer(dialog) => self.refer_response(dialog, 408),
             Purpose::Cancel => {}
         }
     }

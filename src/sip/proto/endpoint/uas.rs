@@ -83,7 +83,7 @@ impl SipEndpoint {
                 self.respond(key, 501, "Not Implemented", now, |r| r.headers.push("Allow", ALLOW));
                 return;
             }
-            Method::Invite | Method::Bye | Method::Options => {}
+            Method::Invite | Method::Bye | Method::Options | Method::Notify => {}
             _ => {
                 self.respond(key, 405, "Method Not Allowed", now, |r| r.headers.push("Allow", ALLOW));
                 return;
@@ -216,6 +216,7 @@ impl SipEndpoint {
         match req.method {
             Method::Bye => self.handle_bye(key, id, now),
             Method::Invite => self.handle_reinvite(key, id, req, now),
+            Method::Notify => self.handle_notify(key, id, req, now),
             _ => self.respond_options(key, now),
         }
     }

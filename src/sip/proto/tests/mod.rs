@@ -4,6 +4,7 @@
 //! timeout or arrival.
 
 mod flows;
+mod refer;
 mod stateless;
 
 use super::{EndpointConfig, Event, InviteParams, Output, SipEndpoint, Timers, Transmit, Transport};
