@@ -46,6 +46,10 @@ struct AgentFile {
     #[serde(default)]
     give_up: GiveUpFile,
     transfer: Option<TransferFile>,
+    /// Intent name → line said after the greeting when a transferred call
+    /// brings a context with that intent (slots rendered from the context).
+    #[serde(default)]
+    resume: BTreeMap<String, String>,
     #[serde(default)]
     slots: BTreeMap<String, SlotFile>,
     #[serde(default)]
@@ -74,6 +78,8 @@ struct TransferFile {
     target: String,
     #[serde(default = "default_transfer_say")]
     say: String,
+    #[serde(default = "default_transfer_failed")]
+    failed: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +189,10 @@ fn default_give_up_no_match() -> String {
 }
 fn default_transfer_say() -> String {
     "Let me connect you with someone who can help.".into()
+}
+
+fn default_transfer_failed() -> String {
+    "I'm sorry, I couldn't connect you right now.".into()
 }
 
 // ------------------------------------------------------------ compiled form
@@ -405,6 +415,21 @@ impl Compiler<'_> {
             transfer_say: match &raw.transfer {
                 Some(t) => self.template("transfer.say", &t.say)?,
                 None => self.template("transfer", &default_transfer_say())?,
+            },
+            transfer_failed: match &raw.transfer {
+                Some(t) => self.template("transfer.failed", &t.failed)?,
+                None => self.template("transfer", &default_transfer_failed())?,
+            },
+            resume: {
+                let mut out = BTreeMap::new();
+                for (intent, text) in &raw.resume {
+                    let known = nodes.iter().any(|n| n.intents.iter().any(|i| &i.name == intent));
+                    if !known {
+                        return Err(self.err(&format!("resume.{intent}"), format!("no node intent named `{intent}`")));
+                    }
+                    out.insert(intent.clone(), self.template(&format!("resume.{intent}"), text)?);
+                }
+                out
             },
             slots,
             global_intents,

@@ -94,6 +94,11 @@ pub struct AgentDef {
     pub(crate) give_up_no_input: Template,
     pub(crate) give_up_no_match: Template,
     pub(crate) transfer_say: Template,
+    /// Said when a transfer could not be completed.
+    pub(crate) transfer_failed: Template,
+    /// Intent name → said after the greeting on a call transferred in with
+    /// a context for that intent.
+    pub(crate) resume: BTreeMap<String, Template>,
     pub(crate) slots: Vec<SlotDef>,
     pub(crate) global_intents: Vec<Intent>,
     pub(crate) nodes: Vec<Node>,
@@ -227,6 +232,60 @@ impl FlowAgent {
         turn.say(self.render(&self.def.greeting));
         self.enter(self.def.start, &mut turn);
         self.finish(turn)
+    }
+
+    /// A call transferred in with a context (the caller must not repeat
+    /// themselves): the slots this agent knows are taken over; when the
+    /// context's `intent` is one of this agent's node intents, the greeting
+    /// is followed by the `resume` line and the intent goes on (asking the
+    /// first slot still missing); otherwise it is a normal [`FlowAgent::start`].
+    pub fn resume(&mut self, intent: Option<&str>, slots: &BTreeMap<String, String>) -> Vec<AgentAction> {
+        if self.finished {
+            return Vec::new();
+        }
+        let def = Arc::clone(&self.def);
+        for (k, v) in slots {
+            if def.slots.iter().any(|s| &s.name == k) {
+                self.slots.insert(k.clone(), v.clone());
+            }
+        }
+        let found = intent.and_then(|name| {
+            def.nodes.iter().enumerate().find_map(|(n, node)| {
+                node.intents.iter().position(|i| i.name == name).map(|i| IntentRef::Node(n, i))
+            })
+        });
+        let Some(r) = found else { return self.start() };
+        let mut turn = Turn::default();
+        turn.say(self.render(&def.greeting));
+        if let Some(t) = intent.and_then(|i| def.resume.get(i)) {
+            turn.say(self.render(t));
+        }
+        if let IntentRef::Node(n, _) = r {
+            self.node = n;
+        }
+        self.last_intent = intent.map(str::to_string);
+        self.continue_intent(r, &mut turn);
+        self.finish(turn)
+    }
+
+    /// A transfer the agent asked for could not be completed (refused, not
+    /// answered): the conversation goes on with the transfer's `failed`
+    /// line and the current question.
+    pub fn on_transfer_failed(&mut self) -> Vec<AgentAction> {
+        self.finished = false;
+        let mut turn = Turn::default();
+        turn.say(self.render(&self.def.transfer_failed));
+        turn.say(self.question());
+        self.finish(turn)
+    }
+
+    /// The intent being worked on: the one collecting slots, else the last
+    /// one recognized (for the call context handed on at a transfer).
+    pub fn goal(&self) -> Option<&str> {
+        match self.pending {
+            Some(p) => Some(self.def.intent(p.intent).name.as_str()),
+            None => self.last_intent.as_deref(),
+        }
     }
 
     /// The caller said `text` (a final transcript of one turn).

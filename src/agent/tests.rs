@@ -50,6 +50,41 @@ fn slot<'a>(agent: &'a FlowAgent, name: &str) -> Option<&'a str> {
 
 // ------------------------------------------------------------------ dialogues
 
+/// A transferred call resumes the booking where the first agent left it.
+#[test]
+fn a_transferred_call_resumes_the_intent_with_its_slots() {
+    let mut a = dental();
+    a.start();
+    turn(&mut a, "I'd like to book a cleaning next Tuesday", "what time");
+    let out = a.on_user_turn("Can I talk to a person please?");
+    assert!(out.iter().any(|x| matches!(x, AgentAction::Transfer { .. })), "{out:?}");
+    assert_eq!(a.goal(), Some("book"), "the goal is the booking, not the request for a person");
+    let mut b = dental();
+    let hello = b.resume(a.goal(), a.slots());
+    let s = said(&hello);
+    assert!(s.starts_with("Thanks for calling Bright Smile Dental."), "{s}");
+    assert!(s.contains("I see you were booking a cleaning for Tuesday"), "{s}");
+    assert!(s.contains("what time on Tuesday"), "asks the next missing slot: {s}");
+    turn(&mut b, "At two thirty", "name");
+    // An unknown intent or no context: a normal start.
+    let mut c = dental();
+    let s = said(&c.resume(Some("unknown"), &Default::default())).to_string();
+    assert_eq!(s, "Thanks for calling Bright Smile Dental. How can I help you today?");
+}
+
+/// A failed transfer gives the conversation back to the agent.
+#[test]
+fn a_failed_transfer_continues_the_conversation() {
+    let mut a = dental();
+    a.start();
+    let out = a.on_user_turn("I want to speak to someone");
+    assert!(a.finished(), "{out:?}");
+    let s = said(&a.on_transfer_failed()).to_string();
+    assert!(s.contains("nobody at the front desk could take your call"), "{s}");
+    assert!(!a.finished());
+    turn(&mut a, "What are your opening hours?", "Monday to Friday");
+}
+
 /// A keyed intent runs on its DTMF key; other keys are read as digits.
 #[test]
 fn dtmf_keys_select_intents() {

@@ -20,6 +20,7 @@
 //! (none after the application's own `reject`).
 
 mod refer;
+#[cfg(test)]
 pub(crate) use refer::sipfrag_status;
 mod uac;
 mod uas;
