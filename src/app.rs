@@ -81,6 +81,7 @@ impl App {
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
             voice,
+            contexts: crate::agent::context::ContextStore::new(),
         });
 
         let svc = services.clone();
@@ -109,7 +110,7 @@ impl App {
                 ready: readiness.clone(),
                 config: config.clone(),
                 calls: Some(services.clone()),
-                contexts: crate::agent::context::ContextStore::new(),
+                contexts: services.contexts.clone(),
             });
             let token = shutdown.clone();
             tracker.spawn(async move {

@@ -27,6 +27,9 @@ use crate::rtp::proto::session::{RtpEvent, SessionConfig};
 use crate::sip::driver::{DialogEvent, DialogHandle};
 use crate::sip::sdp::{self, AudioCodec, Direction, LocalMedia, Negotiated, SdpError};
 use crate::store::CallRecord;
+use crate::store::events::CallEvent;
+use super::transfer::{ContextIn, fetch_context, refer_to};
+use crate::agent::context::CallContext;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -45,6 +48,8 @@ pub enum Leg {
     Inbound {
         /// SDP offer from the INVITE.
         offer: Option<String>,
+        /// Context headers of the INVITE (a transferred call).
+        context: ContextIn,
     },
     /// An outbound INVITE (UAC) offering `local` on `sockets`.
     Outbound {
@@ -122,7 +127,14 @@ pub struct CallActor {
     playing: bool,
     /// Next time to check whether playout drained.
     playout_check: Option<Instant>,
+    /// The context the call came with (a transfer into skald).
+    context: Option<CallContext>,
+    /// A transfer in progress: (target, give up at).
+    transfer: Option<(String, Instant)>,
 }
+
+/// How long a REFERred transfer may take to report success.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl CallActor {
     /// A new actor; nothing happens until [`CallActor::run`].
@@ -152,6 +164,8 @@ impl CallActor {
             answered_at: None,
             playing: false,
             playout_check: None,
+            context: None,
+            transfer: None,
         }
     }
 
@@ -160,7 +174,7 @@ impl CallActor {
     pub async fn run(mut self) {
         self.save(true).await;
         let exit = match self.leg.take() {
-            Some(Leg::Inbound { offer }) => match self.setup_inbound(offer).await {
+            Some(Leg::Inbound { offer, context }) => match self.context_in(context).await.setup_inbound(offer).await {
                 Ok(()) => self.event_loop().await,
                 Err(exit) => exit,
             },
@@ -341,6 +355,9 @@ impl CallActor {
                 tracing::debug!("ACK received");
                 None
             }
+            Some(ev @ (DialogEvent::ReferAccepted | DialogEvent::ReferFailed { .. } | DialogEvent::ReferProgress { .. })) => {
+                self.on_refer_event(ev).await
+            }
             Some(other) => {
                 tracing::debug!(?other, "dialog event ignored");
                 None
@@ -467,6 +484,9 @@ impl CallActor {
     }
 
     async fn on_playout_check(&mut self) -> Option<Exit> {
+        if self.transfer.as_ref().is_some_and(|(_, until)| *until <= Instant::now()) {
+            return self.transfer_failed("no answer in time").await;
+        }
         if self.voice.is_some() {
             self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
             return self.voice_tick().await;
@@ -623,10 +643,7 @@ impl CallActor {
                     self.record.errors.push(e);
                     self.save(false).await;
                 }
-                VoiceAction::Transfer(target) => {
-                    tracing::warn!(%target, "transfer requested; transfers are not supported yet: ending the call");
-                    return Some(self.hangup(&format!("transfer-requested: {target}")).await);
-                }
+                VoiceAction::Transfer(target) => self.start_transfer(&target).await,
                 VoiceAction::Hangup(reason) => return Some(self.hangup(&reason).await),
             }
         }
@@ -699,10 +716,106 @@ impl CallActor {
         tracing::info!(codec = ?self.record.codec, app = ?self.app_name, "call answered");
         let _ = self.app_input(AppInput::Started).await;
         if let Some(v) = self.voice.as_mut() {
-            let actions = v.begin().await;
+            let actions = match &self.context {
+                Some(ctx) => v.resume(ctx.intent.as_deref(), &ctx.slots).await,
+                None => v.begin().await,
+            };
             // A greeting cannot end the call before it is heard; actions here
             // are transcript rows or errors.
             let _ = self.voice_actions(actions).await;
+        }
+    }
+
+    /// Takes the context the INVITE brought (fetching one sent by
+    /// reference); keeps it as a `context.received` event. One that does
+    /// not verify is ignored with a warning: the call is a fresh call.
+    async fn context_in(&mut self, context: ContextIn) -> &mut Self {
+        let ctx = match context {
+            ContextIn::None => return self,
+            ContextIn::Inline(c) => Ok(c),
+            ContextIn::ByRef(url, token) => fetch_context(&url, &token).await,
+            ContextIn::Rejected(why) => Err(why),
+        };
+        match ctx {
+            Ok(c) => {
+                tracing::info!(intent = ?c.intent, slots = c.slots.len(), "call came with a context");
+                self.event("context.received", serde_json::to_value(&c).unwrap_or_default()).await;
+                self.context = Some(c);
+            }
+            Err(why) => {
+                tracing::warn!(%why, "context headers ignored: a fresh call");
+                self.event("context.rejected", serde_json::json!({ "why": why })).await;
+            }
+        }
+        self
+    }
+
+    /// Stores an event on the call (logged when the store fails).
+    async fn event(&mut self, kind: &str, data: serde_json::Value) {
+        let e = CallEvent { call_id: Some(self.record.id), twilio_call_sid: None, kind: kind.into(), at: now_ms(), data };
+        if let Err(err) = self.svc.store.add_event(&e).await {
+            tracing::error!(error = %err, "cannot store call event");
+        }
+    }
+
+    /// The agent asked for a transfer: REFER the caller to `target` with the
+    /// call's context in the Refer-To headers.
+    async fn start_transfer(&mut self, target: &str) {
+        let mut ctx = self.context.clone().unwrap_or_default();
+        ctx.v = crate::agent::context::CONTEXT_VERSION;
+        ctx.caller = Some(self.record.from_uri.clone());
+        ctx.did = Some(self.record.did.clone());
+        ctx.transcript_ref = Some(format!("{}/api/v1/calls/{}", self.svc.api_base(), self.record.id));
+        if let Some(v) = &self.voice {
+            ctx.intent = v.goal().map(str::to_string).or(ctx.intent);
+            ctx.slots.extend(v.slots().iter().map(|(k, v)| (k.clone(), v.clone())));
+            ctx.previous_agents.push(v.agent_name().to_string());
+        }
+        ctx.escalation_reason = Some("caller asked for a person".into());
+        let key = self.svc.config.context_key.clone().unwrap_or_default();
+        let uri = refer_to(target, &ctx, key.as_bytes(), &self.svc.contexts, &self.svc.api_base());
+        tracing::info!(%target, "transfer: sending REFER");
+        self.event("transfer.started", serde_json::json!({ "target": target, "context": ctx })).await;
+        self.set_state(CallState::Transferring).await;
+        self.dialog.refer(uri);
+        self.transfer = Some((target.to_string(), Instant::now() + TRANSFER_TIMEOUT));
+    }
+
+    /// The transfer failed: the caller is told and the agent goes on.
+    async fn transfer_failed(&mut self, why: &str) -> Option<Exit> {
+        let (target, _) = self.transfer.take()?;
+        tracing::warn!(%target, %why, "transfer failed: back to the agent");
+        self.record.errors.push(format!("transfer to {target} failed: {why}"));
+        self.event("transfer.failed", serde_json::json!({ "target": target, "why": why })).await;
+        self.set_state(CallState::Answered).await;
+        let v = self.voice.as_mut()?;
+        let actions = v.transfer_failed().await;
+        self.voice_actions(actions).await
+    }
+
+    /// REFER outcome and NOTIFY progress.
+    async fn on_refer_event(&mut self, ev: DialogEvent) -> Option<Exit> {
+        self.transfer.as_ref()?;
+        match ev {
+            DialogEvent::ReferAccepted => {
+                self.event("transfer.accepted", serde_json::json!({})).await;
+                None
+            }
+            DialogEvent::ReferFailed { status } => self.transfer_failed(&format!("REFER answered {status}")).await,
+            DialogEvent::ReferProgress { status, done } => {
+                self.event("transfer.progress", serde_json::json!({ "status": status, "done": done })).await;
+                if (200..300).contains(&status) {
+                    let (target, _) = self.transfer.take()?;
+                    tracing::info!(%target, "transfer completed: leaving the call");
+                    self.event("transfer.completed", serde_json::json!({ "target": target })).await;
+                    return Some(self.hangup("transferred").await);
+                }
+                if done {
+                    return self.transfer_failed(&format!("the target answered {status}")).await;
+                }
+                None
+            }
+            _ => None,
         }
     }
 

@@ -11,4 +11,5 @@ pub mod registry;
 pub mod service;
 pub mod state;
 pub mod stream;
+pub mod transfer;
 pub mod voice;

@@ -59,6 +59,9 @@ pub struct CallServices {
     pub tracker: TaskTracker,
     /// Local voice models and agents, when a voice-agent application is configured.
     pub voice: Option<Arc<super::voice::VoiceServices>>,
+    /// By-reference call contexts handed on at transfers (served by
+    /// `GET /api/v1/context/{ref}`).
+    pub contexts: crate::agent::context::ContextStore,
 }
 
 impl CallServices {
@@ -89,7 +92,9 @@ impl CallServices {
             ),
             ..Default::default()
         };
-        let leg = Leg::Inbound { offer: info.sdp_offer.clone() };
+        let key = self.config.context_key.clone().unwrap_or_default();
+        let context = super::transfer::context_from_headers(&info.headers, key.as_bytes());
+        let leg = Leg::Inbound { offer: info.sdp_offer.clone(), context };
         self.spawn(record, incoming.dialog, incoming.events, leg, app);
     }
 
@@ -152,6 +157,18 @@ impl CallServices {
     {
         let call = super::stream::StreamCall::new(self.clone(), remote);
         self.tracker.track_future(call.run(rx, tx)).await;
+    }
+
+    /// Base URL of this instance's HTTP API as peers reach it (for
+    /// by-reference contexts): `twilio.public_url`, else the HTTP listen
+    /// address (the media IP when listening on all interfaces).
+    pub fn api_base(&self) -> String {
+        if let Some(u) = self.config.twilio.public_url.as_deref().filter(|u| !u.is_empty()) {
+            return u.trim_end_matches('/').to_string();
+        }
+        let l = self.config.http.listen;
+        let ip = if l.ip().is_unspecified() { self.media_ip } else { l.ip() };
+        format!("http://{}", std::net::SocketAddr::new(ip, l.port()))
     }
 
     /// skald's side of the SDP for a call whose RTP socket is on `port`.

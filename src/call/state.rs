@@ -12,6 +12,9 @@ pub enum CallState {
     Answered,
     /// The far end put the call on hold (sendonly/inactive).
     OnHold,
+    /// skald asked the caller's side to call another party (REFER) and
+    /// waits for the outcome.
+    Transferring,
     /// BYE sent or received; cleaning up.
     Ending,
     /// Over.
@@ -25,6 +28,7 @@ impl CallState {
             CallState::Ringing => "ringing",
             CallState::Answered => "answered",
             CallState::OnHold => "on_hold",
+            CallState::Transferring => "transferring",
             CallState::Ending => "ending",
             CallState::Ended => "ended",
         }

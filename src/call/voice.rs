@@ -299,6 +299,30 @@ impl VoiceAgent {
         self.apply(actions, None).await
     }
 
+    /// The call was answered and came with a context (a transfer): the
+    /// greeting resumes the conversation where the last agent left it.
+    pub async fn resume(&mut self, intent: Option<&str>, slots: &BTreeMap<String, String>) -> Vec<VoiceAction> {
+        let actions = self.agent.resume(intent, slots);
+        self.apply(actions, None).await
+    }
+
+    /// The transfer the agent asked for failed: the caller is told and the
+    /// conversation goes on.
+    pub async fn transfer_failed(&mut self) -> Vec<VoiceAction> {
+        let actions = self.agent.on_transfer_failed();
+        self.apply(actions, None).await
+    }
+
+    /// What the agent is working on (for the context handed on).
+    pub fn goal(&self) -> Option<&str> {
+        self.agent.goal()
+    }
+
+    /// The agent's name.
+    pub fn agent_name(&self) -> &str {
+        &self.cfg.agent
+    }
+
     /// Waits for the next STT result, TTS audio or silence timeout.
     /// Cancel-safe.
     pub async fn next_event(&mut self) -> VoiceEvent {

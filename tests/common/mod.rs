@@ -72,6 +72,11 @@ impl Skald {
 
     /// Starts skald with this YAML config text; waits until `/health/ready`.
     pub fn start_with(yaml: &str) -> Skald {
+        Self::start_with_env(yaml, &[])
+    }
+
+    /// [`Skald::start_with`] with extra environment variables.
+    pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Skald {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("skald.yaml");
         std::fs::write(&config, yaml).unwrap();
@@ -88,6 +93,7 @@ impl Skald {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .env("RUST_LOG", "skald=debug,info")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
