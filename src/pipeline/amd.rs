@@ -18,12 +18,14 @@
 //!     if amd.is_done() { stop feeding it }
 //! }
 //! ```
-//! Events come in this order: at most one [`AmdEvent::Decided`]; then, only
-//! after a [`AmdResult::Machine`] decision, any [`AmdEvent::Beep`] and one
+//! Events come in this order: one [`AmdEvent::Decided`]; then, only after a
+//! [`AmdResult::Machine`] decision, the [`AmdEvent::Beep`] (if any) and one
 //! [`AmdEvent::ReadyForMessage`] (a beep heard *before* the decision makes the
-//! decision itself and is reported right after it). After a
-//! [`AmdResult::Human`] or [`AmdResult::Unknown`] decision, or after
-//! `ReadyForMessage`, the detector is done. The call actor maps
+//! decision itself and is reported right after it). A Human or Unknown
+//! decision can be revised once: a beep within [`AmdConfig::late_beep_ms`]
+//! brings a second `Decided` with Machine (then `Beep`, `ReadyForMessage`);
+//! without one the detector is done after that time. After
+//! `ReadyForMessage` the detector is done. The call actor maps
 //! `Machine` to [`AmdConfig::on_machine`]: hang up at once, or wait for
 //! `ReadyForMessage` and speak [`AmdConfig::message`].
 //!
@@ -62,6 +64,12 @@
 //!    `after_greeting_silence_ms` ⇒ Human ("greeting 0.6 s, then 800 ms
 //!    silence"): the person said hello and now waits for an answer.
 //! 6. **Too long**: no decision by `total_analysis_ms` ⇒ Unknown.
+//! 7. **Late beep**: a beep within `late_beep_ms` after a Human or Unknown
+//!    decision revises it to Machine ("beep 1000 Hz after the greeting"):
+//!    a short greeting ("Hey, it's Mike. Leave a message.") followed by a
+//!    pause longer than `after_greeting_silence_ms` before the beep is
+//!    indistinguishable from a person until the beep. The agent that has
+//!    started talking stops and leaves its message after the beep.
 //!
 //! A frame is *speech* when its probability is at or above
 //! `speech_threshold`, *silence* below `silence_threshold`, and between the
@@ -151,6 +159,10 @@ pub struct AmdConfig {
     /// After a Machine decision: the longest wait for a beep or silence
     /// before inviting the message anyway (20000).
     pub max_message_wait_ms: u64,
+    /// After a Human or Unknown decision: how long to keep listening for a
+    /// beep that revises it to Machine (a short greeting and a pause before
+    /// the beep look like a person who said hello); 0 turns it off (3000).
+    pub late_beep_ms: u64,
     /// `leave-message` (default) or `hangup`.
     pub on_machine: OnMachine,
     /// What to say after the beep (text for TTS).
@@ -308,6 +320,7 @@ impl Default for AmdConfig {
             energy_threshold: 256,
             message_silence_ms: 1500,
             max_message_wait_ms: 20_000,
+            late_beep_ms: 3000,
             on_machine: OnMachine::LeaveMessage,
             message: String::new(),
             beep: BeepConfig::default(),
@@ -360,10 +373,10 @@ impl AmdDetector {
         self.samples += frame.len() as u64;
         let speech = self.classify(frame, speech_prob);
         self.track(speech, frame.len() as u64);
-        if self.decision.is_none() {
-            self.decide();
-        } else {
-            self.after_machine();
+        match self.decision.as_ref().map(|d| d.result) {
+            None => self.decide(),
+            Some(AmdResult::Machine) => self.after_machine(),
+            Some(_) => self.late_beep(),
         }
     }
 
@@ -488,12 +501,27 @@ impl AmdDetector {
         }
     }
 
-    /// Records the decision; Human and Unknown end the analysis.
+    /// After a Human or Unknown decision: a beep within `late_beep_ms`
+    /// revises it to Machine; after that the analysis is over.
+    fn late_beep(&mut self) {
+        let first = self.decision.as_ref().map_or(0, |d| d.at_ms);
+        if let Some(tone) = self.beeps.tone() {
+            self.decided(AmdResult::Machine, format!("beep {:.0} Hz after the greeting", tone.freq_hz));
+        } else if let Some(b) = self.beeps.poll_beep() {
+            self.decided(AmdResult::Machine, format!("beep {:.0} Hz after the greeting", b.freq_hz));
+            self.beep_heard(b);
+        } else if self.position_ms().saturating_sub(first) >= self.cfg.late_beep_ms {
+            self.done = true;
+        }
+    }
+
+    /// Records the decision; Human and Unknown end the analysis unless a
+    /// late beep is still awaited.
     fn decided(&mut self, result: AmdResult, reason: String) {
         let d = AmdDecision { result, reason, at_ms: self.position_ms() };
         self.events.push_back(AmdEvent::Decided(d.clone()));
         self.decision = Some(d);
-        if result != AmdResult::Machine {
+        if result != AmdResult::Machine && self.cfg.late_beep_ms == 0 {
             self.done = true;
         }
     }
@@ -809,7 +837,43 @@ mod tests {
         assert_eq!(d.result, AmdResult::Human, "{d:?}");
         assert_eq!(d.at_ms, 400 + 600 + 800, "{d:?}");
         assert_eq!(d.reason, "greeting 0.6 s, then 800 ms silence");
-        assert_eq!(ev.len(), 1, "human ends the analysis: {ev:?}");
+        assert_eq!(ev.len(), 1, "nothing after the decision: {ev:?}");
+    }
+
+    #[test]
+    fn a_beep_soon_after_a_human_decision_revises_it_and_a_late_one_does_not() {
+        let frames = |d: &mut AmdDetector, pcm: &[i16], p: f32, ev: &mut Vec<AmdEvent>| {
+            for f in pcm.chunks(FRAME) {
+                d.push(f, Some(p));
+                ev.extend(std::iter::from_fn(|| d.poll_event()));
+            }
+        };
+        let cfg = AmdConfig::default();
+        let mut d = AmdDetector::new(cfg.clone());
+        let mut ev = Vec::new();
+        frames(&mut d, &vec![0; 16 * 1200], 0.9, &mut ev); // "Hey, it's Mike. Leave a message."
+        frames(&mut d, &vec![0; 16 * 1000], 0.0, &mut ev); // Human at 1200 + 800
+        frames(&mut d, &sine(1000.0, 400, 8000.0), 0.0, &mut ev);
+        frames(&mut d, &vec![0; 16 * 500], 0.0, &mut ev);
+        let decisions: Vec<_> = ev
+            .iter()
+            .filter_map(|e| if let AmdEvent::Decided(d) = e { Some((d.result, d.at_ms)) } else { None })
+            .collect();
+        assert_eq!(decisions.len(), 2, "{ev:?}");
+        assert_eq!(decisions[0], (AmdResult::Human, 2000));
+        assert_eq!(decisions[1].0, AmdResult::Machine);
+        assert!(decisions[1].1.abs_diff(2200 + 150) <= 30, "{ev:?}");
+        assert!(matches!(ev.last(), Some(AmdEvent::ReadyForMessage { after_beep: true, .. })), "{ev:?}");
+        assert!(d.is_done());
+
+        // The same beep after late_beep_ms: the person stays a person.
+        let mut d = AmdDetector::new(cfg.clone());
+        let mut ev = Vec::new();
+        frames(&mut d, &vec![0; 16 * 1200], 0.9, &mut ev);
+        frames(&mut d, &vec![0; 16 * (800 + cfg.late_beep_ms as usize)], 0.0, &mut ev);
+        assert!(d.is_done());
+        frames(&mut d, &sine(1000.0, 400, 8000.0), 0.0, &mut ev);
+        assert_eq!(ev.len(), 1, "{ev:?}");
     }
 
     #[test]
