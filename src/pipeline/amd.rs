@@ -82,13 +82,28 @@
 //! beep ends, or after `message_silence_ms` of silence once the greeting has
 //! ended without one, or `max_message_wait_ms` after the decision at the latest.
 //!
-//! # Measured (tests/amd.rs)
-//! On 41 phone-band (8 kHz µ-law) clips: 26 machine greetings (espeak-ng and
-//! Piper voices, 13 of them followed by a 350–600 Hz… 1400 Hz sox beep, plus
-//! LibriVox monologues) and 15 human answers (two synthetic voices, real
-//! LibriVox cuts of 1.2 s): see the test's printed table for accuracy and
-//! decision times; every beep is found within ±60 ms of its start and none on
-//! a human answer.
+//! # Measured (tests/amd.rs, `cargo bench --bench amd`)
+//! 38 phone-band clips (8 kHz µ-law → 16 kHz, faint line noise), fed in
+//! 20 ms frames with the real Silero VAD's probabilities: 21 machines (8
+//! voicemail texts × espeak-ng and Piper, half with a 0.25–0.6 s sox beep at
+//! 440–1400 Hz after a 0.3–0.6 s gap; the 5 LibriVox recordings, 3–7 s of
+//! real read speech, 2 with a beep) and 17 humans ("Hello?", "Hi, this is
+//! Mark.", "Yeah, hello?", "Hello, who's calling?", "Speaking.", "Hello? …
+//! Hello?" in both voices; the first 1.2 s of each LibriVox recording).
+//!
+//! * accuracy 37/38 (97.4 %); first decisions 36/38 (one short greeting,
+//!   "Hey, it's Mike. Leave a message.", was revised to Machine by its beep,
+//!   rule 7; the same greeting without a beep stays a wrong Human). With the
+//!   energy VAD instead of Silero: 36/38.
+//! * decision time from the answer (correct decisions): median 2.94 s, max
+//!   4.06 s; humans median 2.52 s (max 3.16 s), machines median 3.30 s (max
+//!   4.06 s), both including 0.3–0.9 s of silence before the first word.
+//! * beeps: all 9 found, start within 4 ms of the truth (tolerance ±60 ms),
+//!   frequency within 1 Hz; none on any human answer or beepless greeting.
+//! * cost per 20 ms frame (2 shared cores, release): 16 µs on speech (the
+//!   Goertzel bank runs on every loud 10 ms hop: 67 filters × 320 samples),
+//!   1.6 µs on silence (the energy gate skips the bank); the detector runs
+//!   only until its decision and message cue, the first seconds of a call.
 //!
 //! Network input never panics: any frame length, any sample values, NaN
 //! probabilities (silence).
