@@ -1,6 +1,7 @@
 //! The media pipeline. Internal format: mono PCM16, 16 kHz, 20 ms frames
 //! (320 samples).
 pub mod aggregator;
+pub mod amd;
 pub mod frame;
 pub mod processor;
 pub mod recorder;
