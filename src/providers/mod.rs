@@ -11,7 +11,12 @@
 //! Audio crossing these traits is mono PCM16; STT input is always 16 kHz
 //! (the pipeline's internal rate); TTS output carries its own rate.
 
+pub mod cloud;
+pub mod deepgram;
+pub mod elevenlabs;
+pub mod failover;
 pub mod local;
+pub mod openai_tts;
 pub mod wer;
 
 use async_trait::async_trait;
