@@ -66,7 +66,7 @@ fn transferee(
         ("CONNECT_MS", "4000".to_string()),
         ("FINAL_STATUS", "200 OK".to_string()),
         ("BYE_TIMEOUT", "20000".to_string()),
-        ("HANGUP_MS", "9000".to_string()),
+        ("HANGUP_MS", "25000".to_string()),
     ] {
         s = s.replace(&format!("@{k}@"), &v);
     }
@@ -170,7 +170,6 @@ fn a_cold_transfer_carries_the_context_to_the_next_skald() {
     let refer_to = wait_refer_to(&log, Duration::from_secs(30));
     eprintln!("Refer-To: {refer_to}");
     assert!(refer_to.starts_with(&format!("sip:frontdesk@127.0.0.1:{}?X-Skald-Context=", b.sip_port)), "{refer_to}");
-    assert!(refer_to.contains("&User-to-User="), "UUI for peers that read only RFC 7433: {refer_to}");
     // The transferee calls the target with the headers.
     let peer_b = RtpPeer::start();
     let sipp_b = call_target(&refer_to, dir.path(), &peer_b, 12_000);

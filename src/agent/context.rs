@@ -286,11 +286,15 @@ impl ContextStore {
 }
 
 /// `uri` with the context appended as SIP URI headers (after `?`, or after
-/// `&` when `uri` already has headers): inline `X-Skald-Context` and
-/// `User-to-User` when the whole header part stays within
-/// [`MAX_HEADER_PART`] characters, else `X-Skald-Context-Ref` and
-/// `X-Skald-Context-Token` from `by_ref` (which stores the context and
-/// returns its reference and token, e.g. [`ContextStore::put`]).
+/// `&` when `uri` already has headers), the first that keeps the whole
+/// header part within [`MAX_HEADER_PART`] characters:
+/// 1. inline `X-Skald-Context` and `User-to-User` (for peers that read only
+///    UUI);
+/// 2. inline `X-Skald-Context` alone (UUI is informative; a receiving skald
+///    reads the signed header);
+/// 3. `X-Skald-Context-Ref` and `X-Skald-Context-Token` from `by_ref`
+///    (which stores the context and returns its reference and token, e.g.
+///    [`ContextStore::put`]).
 pub fn sip_uri_with_headers(
     uri: &str,
     ctx: &CallContext,
@@ -306,8 +310,11 @@ pub fn sip_uri_with_headers(
         _ => part,
     };
     let inline = join(inline_headers(ctx, key));
+    let signed_only = || join(format!("{HEADER_CONTEXT}={}", pct(&ctx.encode_signed(key))));
     let part = if inline.len() <= MAX_HEADER_PART {
         inline
+    } else if signed_only().len() <= MAX_HEADER_PART {
+        signed_only()
     } else {
         let (reference, token) = by_ref(ctx);
         join(format!(
@@ -448,39 +455,44 @@ mod tests {
         assert_eq!(CallContext::decode_signed(&long, KEY), Err(ContextError::BadFormat));
     }
 
-    /// Grows the summary one character at a time: the header part stays
-    /// inline while it is at most 1024 characters and switches to a
-    /// reference exactly when inline would be longer.
+    /// Grows the summary one character at a time: the header part is the
+    /// full inline form while it fits 1024 characters, then the signed
+    /// header alone while that fits, then a reference, each switch exactly
+    /// when the previous form would be longer.
     #[test]
-    fn inline_until_1024_then_by_reference() {
+    fn inline_until_1024_then_signed_only_then_by_reference() {
         let uri = "sip:agent@sip.example.com";
-        let mut last_inline = None;
-        let mut first_ref = None;
+        let mut stage = 0;
+        let mut switches = Vec::new();
         for n in 0..1500 {
             let ctx = CallContext { summary: Some("s".repeat(n)), ..small() };
-            let inline_len = inline_headers(&ctx, KEY).len();
+            let full = inline_headers(&ctx, KEY);
+            let signed = format!("X-Skald-Context={}", pct(&ctx.encode_signed(KEY)));
             let mut stored = false;
             let out = sip_uri_with_headers(uri, &ctx, KEY, |_| {
                 stored = true;
                 ("r".into(), "t".into())
             });
             let part = out.strip_prefix(&format!("{uri}?")).unwrap();
-            if stored {
+            let now = if stored {
                 assert_eq!(part, "X-Skald-Context-Ref=r&X-Skald-Context-Token=t");
-                assert!(inline_len > MAX_HEADER_PART);
-                first_ref.get_or_insert(inline_len);
-            } else {
-                assert!(first_ref.is_none(), "back to inline after a reference at n={n}");
-                assert_eq!(part, inline_headers(&ctx, KEY));
+                assert!(signed.len() > MAX_HEADER_PART);
+                2
+            } else if part == full {
                 assert!(part.len() <= MAX_HEADER_PART);
-                last_inline = Some(part.len());
+                0
+            } else {
+                assert_eq!(part, signed);
+                assert!(full.len() > MAX_HEADER_PART && part.len() <= MAX_HEADER_PART);
+                1
+            };
+            assert!(now >= stage, "back to an earlier form at n={n}");
+            if now > stage {
+                switches.push((now, n));
+                stage = now;
             }
         }
-        let (last_inline, first_ref) = (last_inline.unwrap(), first_ref.unwrap());
-        // The summary grows by one base64 character every 3/4 byte and by two
-        // hex characters per byte, so the step is at most 4 characters.
-        assert!(last_inline > MAX_HEADER_PART - 4, "{last_inline}");
-        assert!(first_ref > MAX_HEADER_PART && first_ref <= MAX_HEADER_PART + 4, "{first_ref}");
+        assert_eq!(switches.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 2], "{switches:?}");
     }
 
     #[test]
