@@ -28,15 +28,25 @@ enum Reply {
     /// 200 `text/event-stream`; each chunk written after its delay; with
     /// `abort`, the connection is dropped after the last chunk instead of
     /// ending the body.
-    Sse { chunks: Vec<(Duration, String)>, abort: bool },
+    Sse {
+        chunks: Vec<(Duration, String)>,
+        abort: bool,
+    },
     /// An error status with headers and a JSON body.
-    Status { code: u16, headers: Vec<(&'static str, &'static str)>, body: String },
+    Status {
+        code: u16,
+        headers: Vec<(&'static str, &'static str)>,
+        body: String,
+    },
 }
 
 impl Reply {
     /// The whole body at once.
     fn sse(body: &str) -> Reply {
-        Reply::Sse { chunks: vec![(Duration::ZERO, body.to_owned())], abort: false }
+        Reply::Sse {
+            chunks: vec![(Duration::ZERO, body.to_owned())],
+            abort: false,
+        }
     }
     /// One chunk per event (split at blank lines), each after `gap`.
     fn trickle(body: &str, first: Duration, gap: Duration) -> Reply {
@@ -45,10 +55,17 @@ impl Reply {
             .enumerate()
             .map(|(i, c)| (if i == 0 { first } else { gap }, c.to_owned()))
             .collect();
-        Reply::Sse { chunks, abort: false }
+        Reply::Sse {
+            chunks,
+            abort: false,
+        }
     }
     fn status(code: u16, body: &str) -> Reply {
-        Reply::Status { code, headers: Vec::new(), body: body.to_owned() }
+        Reply::Status {
+            code,
+            headers: Vec::new(),
+            body: body.to_owned(),
+        }
     }
 }
 
@@ -92,12 +109,20 @@ impl Fake {
     async fn start(replies: Vec<Reply>) -> Fake {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let bodies_ended = Arc::new(Mutex::new(Vec::new()));
-        let shared = Shared { replies: Arc::new(replies), requests: requests.clone(), bodies_ended: bodies_ended.clone() };
+        let shared = Shared {
+            replies: Arc::new(replies),
+            requests: requests.clone(),
+            bodies_ended: bodies_ended.clone(),
+        };
         let app = axum::Router::new().fallback(handle).with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Fake { addr, requests, bodies_ended }
+        Fake {
+            addr,
+            requests,
+            bodies_ended,
+        }
     }
 
     fn requests(&self) -> Vec<Recorded> {
@@ -132,12 +157,22 @@ async fn handle(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Byt
     let n = {
         let mut requests = s.requests.lock().unwrap();
         let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        requests.push(Recorded { path: uri.path().to_owned(), headers, body });
+        requests.push(Recorded {
+            path: uri.path().to_owned(),
+            headers,
+            body,
+        });
         requests.len() - 1
     };
     match s.replies[n.min(s.replies.len() - 1)].clone() {
-        Reply::Status { code, headers, body } => {
-            let mut r = Response::builder().status(StatusCode::from_u16(code).unwrap()).header("content-type", "application/json");
+        Reply::Status {
+            code,
+            headers,
+            body,
+        } => {
+            let mut r = Response::builder()
+                .status(StatusCode::from_u16(code).unwrap())
+                .header("content-type", "application/json");
             for (k, v) in headers {
                 r = r.header(k, v);
             }
@@ -145,21 +180,28 @@ async fn handle(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Byt
         }
         Reply::Sse { chunks, abort } => {
             let items = chunks.into_iter().map(Some).chain(abort.then_some(None));
-            let guard = BodyGuard { sent: 0, log: s.bodies_ended.clone() };
-            let stream = futures_util::stream::unfold((items, guard), |(mut items, mut guard)| async move {
-                match items.next()? {
-                    Some((delay, chunk)) => {
-                        tokio::time::sleep(delay).await;
-                        guard.sent += 1;
-                        Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), (items, guard)))
+            let guard = BodyGuard {
+                sent: 0,
+                log: s.bodies_ended.clone(),
+            };
+            let stream =
+                futures_util::stream::unfold((items, guard), |(mut items, mut guard)| async move {
+                    match items.next()? {
+                        Some((delay, chunk)) => {
+                            tokio::time::sleep(delay).await;
+                            guard.sent += 1;
+                            Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), (items, guard)))
+                        }
+                        None => {
+                            // Let hyper flush what was sent, then break the connection.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Some((
+                                Err(std::io::Error::other("connection dropped")),
+                                (items, guard),
+                            ))
+                        }
                     }
-                    None => {
-                        // Let hyper flush what was sent, then break the connection.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Some((Err(std::io::Error::other("connection dropped")), (items, guard)))
-                    }
-                }
-            });
+                });
             Response::builder()
                 .header("content-type", "text/event-stream")
                 .header("cache-control", "no-cache")
@@ -185,7 +227,10 @@ async fn collect(mut rx: mpsc::Receiver<Result<LlmEvent, ProviderError>>) -> Eve
 }
 
 fn ok(events: Events) -> Vec<LlmEvent> {
-    events.into_iter().map(|e| e.expect("stream error")).collect()
+    events
+        .into_iter()
+        .map(|e| e.expect("stream error"))
+        .collect()
 }
 
 fn text(s: &str) -> LlmEvent {
@@ -193,11 +238,18 @@ fn text(s: &str) -> LlmEvent {
 }
 
 fn call(id: &str, name: &str, arguments: &str) -> LlmEvent {
-    LlmEvent::ToolCall { id: id.into(), name: name.into(), arguments: arguments.into() }
+    LlmEvent::ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments: arguments.into(),
+    }
 }
 
 fn user(s: &str) -> Vec<ChatMessage> {
-    vec![ChatMessage::system("You are a phone agent."), ChatMessage::user(s)]
+    vec![
+        ChatMessage::system("You are a phone agent."),
+        ChatMessage::user(s),
+    ]
 }
 
 fn order_tool() -> ToolSpec {
@@ -298,10 +350,23 @@ fn openai_reply(content: &str) -> String {
 
 #[tokio::test]
 async fn openai_text_streams_in_order() {
-    let fake = Fake::start(vec![Reply::trickle(OPENAI_TEXT, Duration::ZERO, Duration::from_millis(5))]).await;
+    let fake = Fake::start(vec![Reply::trickle(
+        OPENAI_TEXT,
+        Duration::ZERO,
+        Duration::from_millis(5),
+    )])
+    .await;
     let llm = build(&fake.openai("openai"));
     let events = collect(llm.stream(&user("Where is my order?"), &[]).await.unwrap()).await;
-    assert_eq!(ok(events), vec![text("Your order"), text(" shipped"), text(" today."), LlmEvent::Done]);
+    assert_eq!(
+        ok(events),
+        vec![
+            text("Your order"),
+            text(" shipped"),
+            text(" today."),
+            LlmEvent::Done
+        ]
+    );
     assert_eq!(fake.requests()[0].path, "/v1/chat/completions");
 }
 
@@ -314,7 +379,11 @@ async fn openai_request_carries_model_conversation_tool_round_trip_tools_and_key
         ChatMessage::user("Where is order 4217?"),
         ChatMessage::assistant_tool_calls(
             "",
-            vec![ToolCallMsg { id: "call_abc123".into(), name: "lookup_order".into(), arguments: r#"{"order":4217}"#.into() }],
+            vec![ToolCallMsg {
+                id: "call_abc123".into(),
+                name: "lookup_order".into(),
+                arguments: r#"{"order":4217}"#.into(),
+            }],
         ),
         ChatMessage::tool_result("call_abc123", r#"{"status":"shipped"}"#),
     ];
@@ -363,17 +432,38 @@ async fn openai_without_key_sends_no_authorization_and_no_tools() {
 
 #[tokio::test]
 async fn openai_tool_call_arguments_arrive_in_fragments() {
-    let fake = Fake::start(vec![Reply::trickle(OPENAI_TOOL_FRAGMENTS, Duration::ZERO, Duration::from_millis(2))]).await;
+    let fake = Fake::start(vec![Reply::trickle(
+        OPENAI_TOOL_FRAGMENTS,
+        Duration::ZERO,
+        Duration::from_millis(2),
+    )])
+    .await;
     let llm = build(&fake.openai("openai"));
-    let events = collect(llm.stream(&user("Where is order 4217?"), &[order_tool()]).await.unwrap()).await;
-    assert_eq!(ok(events), vec![call("call_abc123", "lookup_order", r#"{"order":4217}"#), LlmEvent::Done]);
+    let events = collect(
+        llm.stream(&user("Where is order 4217?"), &[order_tool()])
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        ok(events),
+        vec![
+            call("call_abc123", "lookup_order", r#"{"order":4217}"#),
+            LlmEvent::Done
+        ]
+    );
 }
 
 #[tokio::test]
 async fn openai_parallel_tool_calls_are_assembled_by_index() {
     let fake = Fake::start(vec![Reply::sse(OPENAI_PARALLEL_TOOLS)]).await;
     let llm = build(&fake.openai("openai"));
-    let events = collect(llm.stream(&user("Weather and time in Paris?"), &[]).await.unwrap()).await;
+    let events = collect(
+        llm.stream(&user("Weather and time in Paris?"), &[])
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(
         ok(events),
         vec![
@@ -388,10 +478,20 @@ async fn openai_parallel_tool_calls_are_assembled_by_index() {
 async fn openai_malformed_tool_call_is_fatal_on_the_channel() {
     let fake = Fake::start(vec![Reply::sse(OPENAI_MALFORMED_TOOL)]).await;
     let llm = build(&fake.openai("openai"));
-    let events = collect(llm.stream(&user("Order 42?"), &[order_tool()]).await.unwrap()).await;
+    let events = collect(
+        llm.stream(&user("Order 42?"), &[order_tool()])
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(events.len(), 1, "{events:?}");
-    let Err(ProviderError::Fatal(message)) = &events[0] else { panic!("{events:?}") };
-    assert!(message.contains("malformed tool call call_bad"), "{message}");
+    let Err(ProviderError::Fatal(message)) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert!(
+        message.contains("malformed tool call call_bad"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -402,15 +502,23 @@ async fn openai_401_is_auth_with_the_providers_message() {
     )])
     .await;
     let llm = build(&fake.openai("openai"));
-    let Err(ProviderError::Auth(message)) = llm.stream(&user("hi"), &[]).await else { panic!("not Auth") };
+    let Err(ProviderError::Auth(message)) = llm.stream(&user("hi"), &[]).await else {
+        panic!("not Auth")
+    };
     assert!(message.contains("Incorrect API key"), "{message}");
 }
 
 #[tokio::test]
 async fn openai_404_model_is_fatal() {
-    let fake = Fake::start(vec![Reply::status(404, r#"{"error":"model \"llama9\" not found, try pulling it first"}"#)]).await;
+    let fake = Fake::start(vec![Reply::status(
+        404,
+        r#"{"error":"model \"llama9\" not found, try pulling it first"}"#,
+    )])
+    .await;
     let llm = build(&fake.openai("ollama"));
-    let Err(ProviderError::Fatal(message)) = llm.stream(&user("hi"), &[]).await else { panic!("not Fatal") };
+    let Err(ProviderError::Fatal(message)) = llm.stream(&user("hi"), &[]).await else {
+        panic!("not Fatal")
+    };
     assert!(message.contains("llama9"), "{message}");
 }
 
@@ -424,31 +532,70 @@ async fn rate_limit_is_retried_once_after_retry_after_then_falls_back() {
     let primary = Fake::start(vec![limited]).await;
     let backup = Fake::start(vec![Reply::sse(&openai_reply("Backup here."))]).await;
 
-    let direct = build(&primary.openai("primary")).stream(&user("hi"), &[]).await;
-    assert_eq!(direct.err(), Some(ProviderError::RateLimited { retry_after: Some(Duration::from_secs(1)) }));
+    let direct = build(&primary.openai("primary"))
+        .stream(&user("hi"), &[])
+        .await;
+    assert_eq!(
+        direct.err(),
+        Some(ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(1))
+        })
+    );
 
-    let llm = FallbackLlm::new(vec![entry(&primary.openai("primary")), entry(&backup.openai("backup"))])
-        .with_max_retry_wait(Duration::from_secs(2));
+    let llm = FallbackLlm::new(vec![
+        entry(&primary.openai("primary")),
+        entry(&backup.openai("backup")),
+    ])
+    .with_max_retry_wait(Duration::from_secs(2));
     let start = Instant::now();
     let (rx, report) = llm.stream_with_report(&user("hi"), &[]).await.unwrap();
-    assert!(start.elapsed() >= Duration::from_secs(1), "did not wait Retry-After: {:?}", start.elapsed());
-    assert_eq!(ok(collect(rx).await), vec![text("Backup "), text("here."), LlmEvent::Done]);
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "did not wait Retry-After: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        ok(collect(rx).await),
+        vec![text("Backup "), text("here."), LlmEvent::Done]
+    );
     assert_eq!(report.provider, "backup");
     assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
-    assert!(report.failures.iter().all(|f| f.starts_with("primary: rate limited")), "{:?}", report.failures);
-    assert_eq!(primary.requests().len(), 1 + 2, "one direct request, then the first try and one retry");
+    assert!(
+        report
+            .failures
+            .iter()
+            .all(|f| f.starts_with("primary: rate limited")),
+        "{:?}",
+        report.failures
+    );
+    assert_eq!(
+        primary.requests().len(),
+        1 + 2,
+        "one direct request, then the first try and one retry"
+    );
     assert_eq!(backup.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn rate_limit_longer_than_the_caller_can_wait_moves_on_at_once() {
-    let limited = Reply::Status { code: 429, headers: vec![("retry-after", "30")], body: "{}".into() };
+    let limited = Reply::Status {
+        code: 429,
+        headers: vec![("retry-after", "30")],
+        body: "{}".into(),
+    };
     let primary = Fake::start(vec![limited]).await;
     let backup = Fake::start(vec![Reply::sse(&openai_reply("Backup."))]).await;
-    let llm = FallbackLlm::new(vec![entry(&primary.openai("primary")), entry(&backup.openai("backup"))]);
+    let llm = FallbackLlm::new(vec![
+        entry(&primary.openai("primary")),
+        entry(&backup.openai("backup")),
+    ]);
     let start = Instant::now();
     let (_rx, report) = llm.stream_with_report(&user("hi"), &[]).await.unwrap();
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(report.provider, "backup");
     assert_eq!(primary.requests().len(), 1);
 }
@@ -460,28 +607,50 @@ async fn server_error_then_success_one_retry_succeeds() {
         Reply::sse(&openai_reply("Second time lucky.")),
     ])
     .await;
-    let llm = FallbackLlm::new(vec![entry(&fake.openai("openai"))]).with_backoff(Duration::from_millis(20));
+    let llm = FallbackLlm::new(vec![entry(&fake.openai("openai"))])
+        .with_backoff(Duration::from_millis(20));
     let (rx, report) = llm.stream_with_report(&user("hi"), &[]).await.unwrap();
-    assert_eq!(ok(collect(rx).await), vec![text("Second "), text("time "), text("lucky."), LlmEvent::Done]);
+    assert_eq!(
+        ok(collect(rx).await),
+        vec![
+            text("Second "),
+            text("time "),
+            text("lucky."),
+            LlmEvent::Done
+        ]
+    );
     assert_eq!(report.provider, "openai");
     assert_eq!(report.failures.len(), 1);
-    assert!(report.failures[0].contains("HTTP 500"), "{:?}", report.failures);
+    assert!(
+        report.failures[0].contains("HTTP 500"),
+        "{:?}",
+        report.failures
+    );
     assert_eq!(fake.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_only_once() {
     let fake = Fake::start(vec![Reply::status(503, r#"{"error":{"message":"busy"}}"#)]).await;
-    let llm = FallbackLlm::new(vec![entry(&fake.openai("openai"))]).with_backoff(Duration::from_millis(10));
+    let llm = FallbackLlm::new(vec![entry(&fake.openai("openai"))])
+        .with_backoff(Duration::from_millis(10));
     let failure = llm.stream_with_report(&user("hi"), &[]).await.unwrap_err();
-    assert!(matches!(failure.error, ProviderError::Retryable(_)), "{failure:?}");
+    assert!(
+        matches!(failure.error, ProviderError::Retryable(_)),
+        "{failure:?}"
+    );
     assert_eq!(failure.failures.len(), 2);
     assert_eq!(fake.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn stall_before_first_token_times_out_and_the_fallback_answers() {
-    let stalled = Fake::start(vec![Reply::trickle(OPENAI_TEXT, Duration::from_secs(5), Duration::ZERO)]).await;
+    let stalled = Fake::start(vec![Reply::trickle(
+        OPENAI_TEXT,
+        Duration::from_secs(5),
+        Duration::ZERO,
+    )])
+    .await;
     let backup = Fake::start(vec![Reply::sse(&openai_reply("I can help."))]).await;
     let mut slow = stalled.openai("stalled");
     slow.first_token_timeout_ms = 300;
@@ -489,49 +658,96 @@ async fn stall_before_first_token_times_out_and_the_fallback_answers() {
     let start = Instant::now();
     let (rx, report) = llm.stream_with_report(&user("hi"), &[]).await.unwrap();
     let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(2), "{waited:?}");
-    assert_eq!(ok(collect(rx).await), vec![text("I "), text("can "), text("help."), LlmEvent::Done]);
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert_eq!(
+        ok(collect(rx).await),
+        vec![text("I "), text("can "), text("help."), LlmEvent::Done]
+    );
     assert_eq!(report.provider, "backup");
-    assert_eq!(report.failures, vec!["stalled: timeout: no first token within 300 ms".to_owned()]);
-    assert_eq!(stalled.requests().len(), 1, "a stalled provider is not retried");
+    assert_eq!(
+        report.failures,
+        vec!["stalled: timeout: no first token within 300 ms".to_owned()]
+    );
+    assert_eq!(
+        stalled.requests().len(),
+        1,
+        "a stalled provider is not retried"
+    );
 }
 
 #[tokio::test]
 async fn slow_tokens_within_the_timeout_arrive_and_past_it_end_in_an_error() {
-    let fake = Fake::start(vec![Reply::trickle(OPENAI_TEXT, Duration::from_millis(50), Duration::from_millis(150))]).await;
+    let fake = Fake::start(vec![Reply::trickle(
+        OPENAI_TEXT,
+        Duration::from_millis(50),
+        Duration::from_millis(150),
+    )])
+    .await;
     let cfg = fake.openai("openai");
     let llm = FallbackLlm::new(vec![entry(&cfg)]);
     let (rx, _) = llm.stream_with_report(&user("hi"), &[]).await.unwrap();
-    assert_eq!(ok(collect(rx).await), vec![text("Your order"), text(" shipped"), text(" today."), LlmEvent::Done]);
+    assert_eq!(
+        ok(collect(rx).await),
+        vec![
+            text("Your order"),
+            text(" shipped"),
+            text(" today."),
+            LlmEvent::Done
+        ]
+    );
 
     // FallbackLlm's overall timeout (the provider itself would wait 5 s).
-    let tight = FallbackEntry::new(build(&cfg), Duration::from_secs(2), Duration::from_millis(400));
+    let tight = FallbackEntry::new(
+        build(&cfg),
+        Duration::from_secs(2),
+        Duration::from_millis(400),
+    );
     let llm = FallbackLlm::new(vec![tight]);
     let (rx, report) = llm.stream_with_report(&user("hi"), &[]).await.unwrap();
     assert!(report.failures.is_empty());
     let events = collect(rx).await;
     let (last, first) = events.split_last().unwrap();
-    assert!(!first.is_empty() && first.iter().all(|e| matches!(e, Ok(LlmEvent::Text(_)))), "{events:?}");
-    assert_eq!(last, &Err(ProviderError::Retryable("reply not complete within 400 ms".into())));
+    assert!(
+        !first.is_empty() && first.iter().all(|e| matches!(e, Ok(LlmEvent::Text(_)))),
+        "{events:?}"
+    );
+    assert_eq!(
+        last,
+        &Err(ProviderError::Retryable(
+            "reply not complete within 400 ms".into()
+        ))
+    );
 
     // The provider's own request timeout (`timeout_ms`).
     let mut tight = cfg.clone();
     tight.timeout_ms = 400;
     let events = collect(build(&tight).stream(&user("hi"), &[]).await.unwrap()).await;
     assert!(events.len() >= 2 && events.len() < 5, "{events:?}");
-    assert!(matches!(events.last(), Some(Err(ProviderError::Retryable(m))) if m.starts_with("timed out")), "{events:?}");
+    assert!(
+        matches!(events.last(), Some(Err(ProviderError::Retryable(m))) if m.starts_with("timed out")),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
 async fn openai_disconnect_mid_stream_is_a_retryable_error_on_the_channel() {
     let first_half: String = OPENAI_TEXT.split_inclusive("\n\n").take(3).collect();
-    let fake = Fake::start(vec![Reply::Sse { chunks: vec![(Duration::ZERO, first_half)], abort: true }]).await;
+    let fake = Fake::start(vec![Reply::Sse {
+        chunks: vec![(Duration::ZERO, first_half)],
+        abort: true,
+    }])
+    .await;
     let llm = build(&fake.openai("openai"));
     let events = collect(llm.stream(&user("hi"), &[]).await.unwrap()).await;
     assert_eq!(events.len(), 3, "{events:?}");
     assert_eq!(events[0], Ok(text("Your order")));
     assert_eq!(events[1], Ok(text(" shipped")));
-    let Err(ProviderError::Retryable(m)) = &events[2] else { panic!("{events:?}") };
+    let Err(ProviderError::Retryable(m)) = &events[2] else {
+        panic!("{events:?}")
+    };
     assert!(m.contains("mid-stream"), "{m}");
 }
 
@@ -542,26 +758,48 @@ async fn openai_stream_closed_cleanly_before_done_is_retryable() {
     let llm = build(&fake.openai("openai"));
     let events = collect(llm.stream(&user("hi"), &[]).await.unwrap()).await;
     assert_eq!(events[0], Ok(text("Your order")));
-    assert!(matches!(events.last(), Some(Err(ProviderError::Retryable(_)))), "{events:?}");
+    assert!(
+        matches!(events.last(), Some(Err(ProviderError::Retryable(_)))),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
 async fn auth_failure_falls_back_without_retry_and_the_report_says_why() {
-    let bad = Fake::start(vec![Reply::status(401, r#"{"error":{"message":"Invalid key"}}"#)]).await;
+    let bad = Fake::start(vec![Reply::status(
+        401,
+        r#"{"error":{"message":"Invalid key"}}"#,
+    )])
+    .await;
     let claude = Fake::start(vec![Reply::sse(ANTHROPIC_TEXT)]).await;
-    let llm = FallbackLlm::from_configs(&[bad.openai("openai"), claude.anthropic("claude")], |_| Some("k".into())).unwrap();
+    let llm =
+        FallbackLlm::from_configs(&[bad.openai("openai"), claude.anthropic("claude")], |_| {
+            Some("k".into())
+        })
+        .unwrap();
     assert_eq!(llm.provider_names(), vec!["openai", "claude"]);
     let (rx, report) = llm.stream_with_report(&user("hi"), &[]).await.unwrap();
-    assert_eq!(ok(collect(rx).await), vec![text("Hello"), text("!"), LlmEvent::Done]);
+    assert_eq!(
+        ok(collect(rx).await),
+        vec![text("Hello"), text("!"), LlmEvent::Done]
+    );
     assert_eq!(report.provider, "claude");
-    assert_eq!(report.failures, vec!["openai: authentication: HTTP 401: Invalid key".to_owned()]);
+    assert_eq!(
+        report.failures,
+        vec!["openai: authentication: HTTP 401: Invalid key".to_owned()]
+    );
     assert_eq!(bad.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn dropping_the_receiver_closes_the_connection() {
     let chunks = OPENAI_TEXT.split_inclusive("\n\n").count();
-    let fake = Fake::start(vec![Reply::trickle(OPENAI_TEXT, Duration::ZERO, Duration::from_millis(100))]).await;
+    let fake = Fake::start(vec![Reply::trickle(
+        OPENAI_TEXT,
+        Duration::ZERO,
+        Duration::from_millis(100),
+    )])
+    .await;
     let llm = build(&fake.openai("openai"));
     let mut rx = llm.stream(&user("hi"), &[]).await.unwrap();
     assert_eq!(rx.recv().await, Some(Ok(text("Your order"))));
@@ -648,7 +886,12 @@ data: {"type":"message_stop"}
 
 #[tokio::test]
 async fn anthropic_text_streams_in_order() {
-    let fake = Fake::start(vec![Reply::trickle(ANTHROPIC_TEXT, Duration::ZERO, Duration::from_millis(5))]).await;
+    let fake = Fake::start(vec![Reply::trickle(
+        ANTHROPIC_TEXT,
+        Duration::ZERO,
+        Duration::from_millis(5),
+    )])
+    .await;
     let llm = build(&fake.anthropic("anthropic"));
     let events = collect(llm.stream(&user("hi"), &[]).await.unwrap()).await;
     assert_eq!(ok(events), vec![text("Hello"), text("!"), LlmEvent::Done]);
@@ -657,15 +900,29 @@ async fn anthropic_text_streams_in_order() {
 
 #[tokio::test]
 async fn anthropic_tool_use_input_arrives_in_fragments() {
-    let fake = Fake::start(vec![Reply::trickle(ANTHROPIC_TOOL_USE, Duration::ZERO, Duration::from_millis(2))]).await;
+    let fake = Fake::start(vec![Reply::trickle(
+        ANTHROPIC_TOOL_USE,
+        Duration::ZERO,
+        Duration::from_millis(2),
+    )])
+    .await;
     let llm = build(&fake.anthropic("anthropic"));
-    let events = collect(llm.stream(&user("Order 4217?"), &[order_tool()]).await.unwrap()).await;
+    let events = collect(
+        llm.stream(&user("Order 4217?"), &[order_tool()])
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(
         ok(events),
         vec![
             text("Let me check"),
             text(" that order."),
-            call("toolu_01T1x1fJ34qAmk2tNTrN7Up6", "lookup_order", r#"{"order": 4217}"#),
+            call(
+                "toolu_01T1x1fJ34qAmk2tNTrN7Up6",
+                "lookup_order",
+                r#"{"order": 4217}"#
+            ),
             LlmEvent::Done,
         ]
     );
@@ -680,7 +937,11 @@ async fn anthropic_request_separates_system_and_round_trips_tool_use() {
         ChatMessage::user("Where is order 4217?"),
         ChatMessage::assistant_tool_calls(
             "Let me check.",
-            vec![ToolCallMsg { id: "toolu_01".into(), name: "lookup_order".into(), arguments: r#"{"order":4217}"#.into() }],
+            vec![ToolCallMsg {
+                id: "toolu_01".into(),
+                name: "lookup_order".into(),
+                arguments: r#"{"order":4217}"#.into(),
+            }],
         ),
         ChatMessage::tool_result("toolu_01", r#"{"status":"shipped"}"#),
     ];
@@ -729,7 +990,15 @@ data: {"type": "error", "error": {"type": "overloaded_error", "message": "Overlo
     let fake = Fake::start(vec![Reply::sse(body)]).await;
     let llm = build(&fake.anthropic("anthropic"));
     let events = collect(llm.stream(&user("hi"), &[]).await.unwrap()).await;
-    assert_eq!(events, vec![Ok(text("One")), Err(ProviderError::Retryable("overloaded_error: Overloaded".into()))]);
+    assert_eq!(
+        events,
+        vec![
+            Ok(text("One")),
+            Err(ProviderError::Retryable(
+                "overloaded_error: Overloaded".into()
+            ))
+        ]
+    );
 }
 
 #[tokio::test]
@@ -746,28 +1015,58 @@ async fn anthropic_http_errors_map_to_auth_rate_limit_and_retryable() {
     ])
     .await;
     let llm = build(&fake.anthropic("anthropic"));
-    assert_eq!(llm.stream(&user("hi"), &[]).await.err(), Some(ProviderError::Auth("HTTP 401: invalid x-api-key".into())));
     assert_eq!(
         llm.stream(&user("hi"), &[]).await.err(),
-        Some(ProviderError::RateLimited { retry_after: Some(Duration::from_secs(7)) })
+        Some(ProviderError::Auth("HTTP 401: invalid x-api-key".into()))
     );
-    assert_eq!(llm.stream(&user("hi"), &[]).await.err(), Some(ProviderError::Retryable("HTTP 529: Overloaded".into())));
     assert_eq!(
         llm.stream(&user("hi"), &[]).await.err(),
-        Some(ProviderError::Fatal("HTTP 400: max_tokens: too large".into()))
+        Some(ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(7))
+        })
+    );
+    assert_eq!(
+        llm.stream(&user("hi"), &[]).await.err(),
+        Some(ProviderError::Retryable("HTTP 529: Overloaded".into()))
+    );
+    assert_eq!(
+        llm.stream(&user("hi"), &[]).await.err(),
+        Some(ProviderError::Fatal(
+            "HTTP 400: max_tokens: too large".into()
+        ))
     );
 }
 
 #[tokio::test]
 async fn anthropic_disconnect_mid_tool_use_is_a_retryable_error() {
-    let cut: String = ANTHROPIC_TOOL_USE.split_inclusive("\n\n").take(10).collect();
-    assert!(cut.contains("partial_json\":\"{\\\"order\\\"\""), "cut inside the tool input");
-    let fake = Fake::start(vec![Reply::Sse { chunks: vec![(Duration::ZERO, cut)], abort: true }]).await;
+    let cut: String = ANTHROPIC_TOOL_USE
+        .split_inclusive("\n\n")
+        .take(10)
+        .collect();
+    assert!(
+        cut.contains("partial_json\":\"{\\\"order\\\"\""),
+        "cut inside the tool input"
+    );
+    let fake = Fake::start(vec![Reply::Sse {
+        chunks: vec![(Duration::ZERO, cut)],
+        abort: true,
+    }])
+    .await;
     let llm = build(&fake.anthropic("anthropic"));
     let events = collect(llm.stream(&user("hi"), &[]).await.unwrap()).await;
-    assert_eq!(events[..2], [Ok(text("Let me check")), Ok(text(" that order."))]);
-    assert_eq!(events.len(), 3, "no tool call from a cut stream: {events:?}");
-    assert!(matches!(&events[2], Err(ProviderError::Retryable(m)) if m.contains("mid-stream")), "{events:?}");
+    assert_eq!(
+        events[..2],
+        [Ok(text("Let me check")), Ok(text(" that order."))]
+    );
+    assert_eq!(
+        events.len(),
+        3,
+        "no tool call from a cut stream: {events:?}"
+    );
+    assert!(
+        matches!(&events[2], Err(ProviderError::Retryable(m)) if m.contains("mid-stream")),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -777,7 +1076,16 @@ async fn anthropic_malformed_tool_input_is_fatal() {
     let fake = Fake::start(vec![Reply::sse(&broken)]).await;
     let llm = build(&fake.anthropic("anthropic"));
     let events = collect(llm.stream(&user("hi"), &[]).await.unwrap()).await;
-    let Some(Err(ProviderError::Fatal(m))) = events.last() else { panic!("{events:?}") };
-    assert!(m.contains("malformed tool call toolu_01T1x1fJ34qAmk2tNTrN7Up6"), "{m}");
-    assert!(!events.iter().any(|e| matches!(e, Ok(LlmEvent::ToolCall { .. }))));
+    let Some(Err(ProviderError::Fatal(m))) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert!(
+        m.contains("malformed tool call toolu_01T1x1fJ34qAmk2tNTrN7Up6"),
+        "{m}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Ok(LlmEvent::ToolCall { .. })))
+    );
 }

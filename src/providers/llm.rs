@@ -859,9 +859,7 @@ impl SentenceChunker {
             {
                 j += 1;
             }
-            let Some(&(next_i, next)) = chars.get(j) else {
-                return None;
-            };
+            let &(next_i, next) = chars.get(j)?;
             if !next.is_whitespace() {
                 continue;
             }
