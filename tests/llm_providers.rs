@@ -11,7 +11,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
-use skald::providers::llm::{FallbackEntry, FallbackLlm, LlmConfig, LlmKind};
+use skald::providers::llm::{
+    FallbackEntry, FallbackLlm, LlmConfig, LlmKind, is_malformed_tool_call,
+    malformed_tool_call_reask,
+};
 use skald::providers::{ChatMessage, LlmEvent, LlmProvider, ProviderError, ToolCallMsg, ToolSpec};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -491,6 +494,46 @@ async fn openai_malformed_tool_call_is_fatal_on_the_channel() {
     assert!(
         message.contains("malformed tool call call_bad"),
         "{message}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_tool_call_then_a_reask_gets_a_valid_one() {
+    let fake = Fake::start(vec![
+        Reply::sse(OPENAI_MALFORMED_TOOL),
+        Reply::sse(OPENAI_TOOL_FRAGMENTS),
+    ])
+    .await;
+    let llm = FallbackLlm::new(vec![entry(&fake.openai("openai"))]);
+    let mut messages = user("Order 42?");
+    let failure = llm
+        .stream_with_report(&messages, &[order_tool()])
+        .await
+        .unwrap_err();
+    assert!(is_malformed_tool_call(&failure.error), "{failure:?}");
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "a malformed call is not blindly resent"
+    );
+
+    messages.push(malformed_tool_call_reask(&failure.error).unwrap());
+    let (rx, _) = llm
+        .stream_with_report(&messages, &[order_tool()])
+        .await
+        .unwrap();
+    assert_eq!(
+        ok(collect(rx).await),
+        vec![
+            call("call_abc123", "lookup_order", r#"{"order":4217}"#),
+            LlmEvent::Done
+        ]
+    );
+    let sent = &fake.requests()[1].body["messages"];
+    assert_eq!(sent.as_array().unwrap().len(), 3);
+    assert!(
+        sent[2]["content"].as_str().unwrap().contains("call_bad"),
+        "{sent}"
     );
 }
 

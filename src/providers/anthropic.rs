@@ -248,7 +248,8 @@ impl MessagesDecoder {
                     Some("input_json_delta") => {
                         let Some(tool) = self.tool_uses.get_mut(&index) else {
                             return Err(ProviderError::Fatal(format!(
-                                "malformed tool call: input_json_delta for unknown block {index}"
+                                "{} {index}: input_json_delta for an unknown block",
+                                llm::MALFORMED_TOOL_CALL
                             )));
                         };
                         tool.json.push_str(
@@ -271,7 +272,8 @@ impl MessagesDecoder {
                     let arguments = llm::validate_tool_call(&tool.id, &tool.name, &arguments)?;
                     if tool.id.is_empty() {
                         return Err(ProviderError::Fatal(format!(
-                            "malformed tool call {}: no id",
+                            "{} {}: no id",
+                            llm::MALFORMED_TOOL_CALL,
                             tool.name
                         )));
                     }

@@ -501,6 +501,33 @@ async fn forward(
     }
 }
 
+/// How every malformed-tool-call error message starts (see
+/// [`is_malformed_tool_call`]).
+pub const MALFORMED_TOOL_CALL: &str = "malformed tool call";
+
+/// The model produced a tool call that cannot be run (no name, or arguments
+/// that are not a JSON object). The agent layer answers this with one re-ask
+/// ([`malformed_tool_call_reask`]) and then a fallback phrase; it is `Fatal`
+/// only in the sense that resending the same request will not help.
+pub fn is_malformed_tool_call(error: &ProviderError) -> bool {
+    matches!(error, ProviderError::Fatal(m) if m.starts_with(MALFORMED_TOOL_CALL))
+}
+
+/// The message to append before re-asking after a malformed tool call:
+/// tells the model what was wrong. `None` for any other error.
+pub fn malformed_tool_call_reask(error: &ProviderError) -> Option<ChatMessage> {
+    let ProviderError::Fatal(detail) = error else {
+        return None;
+    };
+    is_malformed_tool_call(error).then(|| {
+        ChatMessage::user(format!(
+            "(system note: your last tool call could not be run: {detail}. \
+             Call the tool again with arguments that are one valid JSON object \
+             matching its schema, or answer without the tool.)"
+        ))
+    })
+}
+
 /// Checks a finished tool call: a name, and arguments that are a JSON object
 /// (empty arguments mean `{}`). Returns the arguments to emit.
 pub(crate) fn validate_tool_call(
@@ -510,7 +537,7 @@ pub(crate) fn validate_tool_call(
 ) -> Result<String, ProviderError> {
     if name.trim().is_empty() {
         return Err(ProviderError::Fatal(format!(
-            "malformed tool call {id}: no tool name"
+            "{MALFORMED_TOOL_CALL} {id}: no tool name"
         )));
     }
     if arguments.trim().is_empty() {
@@ -519,10 +546,10 @@ pub(crate) fn validate_tool_call(
     match serde_json::from_str::<serde_json::Value>(arguments) {
         Ok(serde_json::Value::Object(_)) => Ok(arguments.to_owned()),
         Ok(_) => Err(ProviderError::Fatal(format!(
-            "malformed tool call {id} ({name}): arguments are not a JSON object: {arguments}"
+            "{MALFORMED_TOOL_CALL} {id} ({name}): arguments are not a JSON object: {arguments}"
         ))),
         Err(e) => Err(ProviderError::Fatal(format!(
-            "malformed tool call {id} ({name}): arguments are not valid JSON ({e}): {arguments}"
+            "{MALFORMED_TOOL_CALL} {id} ({name}): arguments are not valid JSON ({e}): {arguments}"
         ))),
     }
 }
@@ -1022,8 +1049,17 @@ mod tests {
                 panic!("{bad} accepted")
             };
             assert!(m.starts_with("malformed tool call"), "{m}");
+            let err = ProviderError::Fatal(m.clone());
+            assert!(is_malformed_tool_call(&err));
+            let reask = malformed_tool_call_reask(&err).unwrap();
+            assert_eq!(reask.role, crate::providers::Role::User);
+            assert!(reask.content.contains(&m), "{}", reask.content);
         }
         assert!(validate_tool_call("c", " ", "{}").is_err());
+        let other = ProviderError::Fatal("HTTP 400: bad".into());
+        assert!(!is_malformed_tool_call(&other));
+        assert_eq!(malformed_tool_call_reask(&other), None);
+        assert_eq!(malformed_tool_call_reask(&ProviderError::Cancelled), None);
     }
 
     #[test]

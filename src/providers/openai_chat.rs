@@ -320,7 +320,7 @@ mod tests {
         let mut d = ChatCompletionsDecoder::new();
         let first = r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"lookup","arguments":""}}]},"finish_reason":null}]}"#;
         assert!(d.handle_data(first).unwrap().is_empty());
-        for frag in [r#"{\"ord"#, r#"er\": "#, r#"42}"#] {
+        for frag in [r#"{"ord"#, r#"er": "#, r#"42}"#] {
             let chunk = json!({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":frag}}]},"finish_reason":null}]});
             assert!(d.handle_data(&chunk.to_string()).unwrap().is_empty());
         }
