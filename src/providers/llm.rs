@@ -92,7 +92,8 @@ pub struct LlmConfig {
     /// Reply length limit, tokens (required by Anthropic).
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
-    /// Sampling temperature; the provider's default when absent.
+    /// Sampling temperature (0..=2; Anthropic accepts 0..=1 and gets it
+    /// clamped); the provider's default when absent.
     #[serde(default)]
     pub temperature: Option<f32>,
 }
