@@ -732,7 +732,7 @@ impl CallActor {
     async fn context_in(&mut self, context: ContextIn) -> &mut Self {
         let ctx = match context {
             ContextIn::None => return self,
-            ContextIn::Inline(c) => Ok(c),
+            ContextIn::Inline(c) => Ok(*c),
             ContextIn::ByRef(url, token) => fetch_context(&url, &token).await,
             ContextIn::Rejected(why) => Err(why),
         };

@@ -26,7 +26,7 @@ pub enum ContextIn {
     /// No context headers.
     None,
     /// A signed inline context that verified.
-    Inline(CallContext),
+    Inline(Box<CallContext>),
     /// A context to fetch: (URL, token).
     ByRef(String, String),
     /// Context headers that failed (bad signature, bad format): ignored.
@@ -38,7 +38,7 @@ pub fn context_from_headers(headers: &[(String, String)], key: &[u8]) -> Context
     let get = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
     if let Some(v) = get(HEADER_CONTEXT) {
         return match CallContext::decode_signed(v, key) {
-            Ok(ctx) => ContextIn::Inline(ctx),
+            Ok(ctx) => ContextIn::Inline(Box::new(ctx)),
             Err(e) => ContextIn::Rejected(format!("{HEADER_CONTEXT}: {e}")),
         };
     }
@@ -89,7 +89,7 @@ mod tests {
     fn inline_context_verifies_and_a_tampered_one_is_rejected() {
         let value = ctx().encode_signed(KEY);
         let h = vec![("x-skald-context".to_string(), value.clone())];
-        assert_eq!(context_from_headers(&h, KEY), ContextIn::Inline(ctx()));
+        assert_eq!(context_from_headers(&h, KEY), ContextIn::Inline(Box::new(ctx())));
         let mut bad = value.into_bytes();
         bad[5] ^= 1;
         let h = vec![("X-Skald-Context".to_string(), String::from_utf8(bad).unwrap())];

@@ -11,11 +11,14 @@
 //! Audio crossing these traits is mono PCM16; STT input is always 16 kHz
 //! (the pipeline's internal rate); TTS output carries its own rate.
 
+pub mod anthropic;
 pub mod cloud;
 pub mod deepgram;
 pub mod elevenlabs;
 pub mod failover;
+pub mod llm;
 pub mod local;
+pub mod openai_chat;
 pub mod openai_tts;
 pub mod wer;
 
@@ -108,12 +111,80 @@ pub enum Role {
 }
 
 /// One message of a conversation.
+///
+/// Tool turns round-trip: an assistant message carries the tool calls the
+/// model made ([`ChatMessage::tool_calls`]), and each result comes back as a
+/// [`Role::Tool`] message naming the call it answers
+/// ([`ChatMessage::tool_call_id`]). Each provider translates this into its
+/// own wire shape (OpenAI `tool_calls`/`tool` messages, Anthropic
+/// `tool_use`/`tool_result` blocks).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChatMessage {
     /// Who said it.
     pub role: Role,
-    /// What was said (for the agent: what the caller actually heard).
+    /// What was said (for the agent: what the caller actually heard; for a
+    /// tool result: the result text, usually JSON).
     pub content: String,
+    /// Tool calls the assistant made in this turn (assistant messages only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallMsg>,
+    /// The call this message answers (tool results only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    /// Instructions for the model.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::plain(Role::System, content.into())
+    }
+
+    /// What the caller said.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::plain(Role::User, content.into())
+    }
+
+    /// What the agent said.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::plain(Role::Assistant, content.into())
+    }
+
+    /// An assistant turn that called tools (with any text said before them).
+    pub fn assistant_tool_calls(content: impl Into<String>, tool_calls: Vec<ToolCallMsg>) -> Self {
+        Self {
+            tool_calls,
+            ..Self::plain(Role::Assistant, content.into())
+        }
+    }
+
+    /// The result of the tool call `tool_call_id`.
+    pub fn tool_result(tool_call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(tool_call_id.into()),
+            ..Self::plain(Role::Tool, content.into())
+        }
+    }
+
+    fn plain(role: Role, content: String) -> Self {
+        Self {
+            role,
+            content,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+/// A tool call the assistant made, kept in the conversation so its result
+/// can follow it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ToolCallMsg {
+    /// Call id from the provider (`call_…`, `toolu_…`).
+    pub id: String,
+    /// Tool name.
+    pub name: String,
+    /// Arguments as JSON text.
+    pub arguments: String,
 }
 
 /// A tool the model may call (JSON Schema parameters).
