@@ -82,6 +82,7 @@ impl App {
             tracker: tracker.clone(),
             voice,
             contexts: crate::agent::context::ContextStore::new(),
+            events: crate::events::EventBus::new(),
         });
 
         let svc = services.clone();
@@ -111,6 +112,7 @@ impl App {
                 config: config.clone(),
                 calls: Some(services.clone()),
                 contexts: services.contexts.clone(),
+                events: services.events.clone(),
             });
             let token = shutdown.clone();
             tracker.spawn(async move {

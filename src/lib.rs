@@ -57,6 +57,7 @@ pub mod agent;
 pub mod app;
 pub mod call;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod ids;
 pub mod observability;

@@ -174,8 +174,9 @@ fn a_cold_transfer_carries_the_context_to_the_next_skald() {
     let peer_b = RtpPeer::start();
     let sipp_b = call_target(&refer_to, dir.path(), &peer_b, 12_000);
     let t0 = Instant::now();
-    let end = peer_b.wait_agent_turn(t0, Duration::from_millis(900), Duration::from_secs(25));
+    let end = peer_b.wait_agent_turn(t0, Duration::from_millis(1500), Duration::from_secs(25));
     let greeting: Vec<_> = peer_b.heard().into_iter().filter(|(t, _)| *t <= end).collect();
+    eprintln!("B's greeting: {} frames, {} loud", greeting.len(), greeting.iter().filter(|(_, f)| is_loud(f)).count());
     let heard = transcribe_heard(&greeting).to_lowercase();
     eprintln!("B said: {heard}");
     assert!(sipp_a.join().unwrap().status.success(), "transferee scenario:\n{}", a.log());

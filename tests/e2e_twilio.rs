@@ -384,6 +384,9 @@ async fn a_media_stream_call_talks_barges_in_takes_dtmf_and_stops_cleanly() {
     let id = "sense_and_sensibility_01_austen_64kb-0880";
     let book = librivox_ulaw(id);
     let skald = Skald::start_with(&config());
+    // The live event stream, watched from before the call.
+    let (mut events_ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/api/v1/events", skald.http_port)).await.unwrap();
     let call_sid = "CA11111111111111111111111111111111";
     // Twilio asks the webhook what to do, and connects the stream it names.
     let (url, params) = webhook(&skald, call_sid, "+15557654321", "+15550123").await;
@@ -447,6 +450,27 @@ async fn a_media_stream_call_talks_barges_in_takes_dtmf_and_stops_cleanly() {
         s.max_depth
     );
     drop(s);
+
+    // The live stream told the story: hello, the call answered, every
+    // transcript turn, the call ended; `seq` strictly increasing.
+    let mut live = Vec::new();
+    while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(500), events_ws.next()).await {
+        live.push(serde_json::from_str::<Value>(&t).unwrap());
+    }
+    assert_eq!(live[0]["type"], "hello");
+    assert_eq!(live[0]["schema"], "skald.events.v1");
+    let kinds: Vec<String> = live[1..].iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect();
+    let states: Vec<&Value> = live[1..].iter().filter(|e| e["kind"] == "call.state").map(|e| &e["data"]["state"]).collect();
+    assert_eq!(states.first().map(|s| s.as_str()), Some(Some("answered")), "{kinds:?}");
+    assert_eq!(states.last().map(|s| s.as_str()), Some(Some("ended")), "{kinds:?}");
+    let turns_live = kinds.iter().filter(|k| *k == "transcript.final").count();
+    assert_eq!(turns_live, detail["turns"].as_array().unwrap().len(), "every turn went out live: {kinds:?}");
+    assert!(live[1..].windows(2).all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()));
+    assert!(
+        live[1..].iter().all(|e| e["call_id"] == detail["id"] || e["kind"].as_str().unwrap().starts_with("twilio.")),
+        "one call's events, plus the webhook's: {kinds:?}"
+    );
+    assert!(kinds.contains(&"twilio.inbound".to_string()), "{kinds:?}");
 
     assert_eq!(detail["transport"], "twilio-stream");
     assert_eq!(detail["twilio_call_sid"], call_sid);

@@ -45,6 +45,7 @@ async fn harness() -> Harness {
         ready: ready.clone(),
         config: std::sync::Arc::new(skald::config::Config::default()),
         calls: None,
+        events: skald::events::EventBus::new(),
         contexts: skald::agent::context::ContextStore::new(),
     });
     Harness {

@@ -61,6 +61,7 @@ async fn harness(public_url: Option<&str>) -> Harness {
         ready: Readiness::default(),
         config: Arc::new(config),
         calls: None,
+        events: skald::events::EventBus::new(),
         contexts: ContextStore::new(),
     });
     Harness { app, store, _dir: dir }

@@ -635,9 +635,7 @@ impl CallActor {
         for a in actions {
             match a {
                 VoiceAction::Turn(t) => {
-                    if let Err(e) = self.svc.store.insert_turn(&t).await {
-                        tracing::error!(error = %e, "cannot store transcript turn");
-                    }
+                    self.svc.record_turn(&t).await;
                 }
                 VoiceAction::Error(e) => {
                     self.record.errors.push(e);
@@ -753,9 +751,7 @@ impl CallActor {
     /// Stores an event on the call (logged when the store fails).
     async fn event(&mut self, kind: &str, data: serde_json::Value) {
         let e = CallEvent { call_id: Some(self.record.id), twilio_call_sid: None, kind: kind.into(), at: now_ms(), data };
-        if let Err(err) = self.svc.store.add_event(&e).await {
-            tracing::error!(error = %err, "cannot store call event");
-        }
+        self.svc.record_event(e).await;
     }
 
     /// The agent asked for a transfer: REFER the caller to `target` with the
@@ -853,6 +849,7 @@ impl CallActor {
         self.record.state = state.as_str().to_string();
         self.svc.registry.set_state(self.record.id, state);
         self.save(false).await;
+        self.svc.publish_state(&self.record);
     }
 
     /// Writes the record; `insert` for the first write. Errors are logged:

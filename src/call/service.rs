@@ -62,6 +62,8 @@ pub struct CallServices {
     /// By-reference call contexts handed on at transfers (served by
     /// `GET /api/v1/context/{ref}`).
     pub contexts: crate::agent::context::ContextStore,
+    /// Live event bus (`GET /api/v1/events`).
+    pub events: crate::events::EventBus,
 }
 
 impl CallServices {
@@ -157,6 +159,37 @@ impl CallServices {
     {
         let call = super::stream::StreamCall::new(self.clone(), remote);
         self.tracker.track_future(call.run(rx, tx)).await;
+    }
+
+    /// Stores an event on the call record and publishes it live. A store
+    /// failure is logged; the call goes on.
+    pub async fn record_event(&self, event: crate::store::events::CallEvent) {
+        if let Err(e) = self.store.add_event(&event).await {
+            tracing::error!(error = %e, kind = %event.kind, "cannot store call event");
+        }
+        self.events.publish(event.call_id, &event.kind, event.at, event.data);
+    }
+
+    /// Stores a transcript turn and publishes it live (`transcript.final`).
+    pub async fn record_turn(&self, turn: &crate::store::turns::TurnRecord) {
+        if let Err(e) = self.store.insert_turn(turn).await {
+            tracing::error!(error = %e, "cannot store transcript turn");
+        }
+        let data = serde_json::to_value(turn).unwrap_or_default();
+        self.events.publish(Some(turn.call_id), "transcript.final", now_ms(), data);
+    }
+
+    /// Publishes a call's state change live (`call.state`).
+    pub fn publish_state(&self, record: &CallRecord) {
+        let data = serde_json::json!({
+            "state": record.state,
+            "did": record.did,
+            "from": record.from_uri,
+            "app": record.app,
+            "transport": record.transport,
+            "end_reason": record.end_reason,
+        });
+        self.events.publish(Some(record.id), "call.state", now_ms(), data);
     }
 
     /// Base URL of this instance's HTTP API as peers reach it (for

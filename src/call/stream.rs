@@ -250,6 +250,7 @@ impl StreamCall {
         if let Err(e) = self.svc.store.insert_call(&self.record).await {
             tracing::error!(error = %e, "cannot write call record");
         }
+        self.svc.publish_state(&self.record);
         self.context_in(p.get("context").map(String::as_str)).await;
         tracing::info!(
             did = %crate::observability::Pii(&self.record.did),
@@ -279,9 +280,7 @@ impl StreamCall {
             at: now_ms(),
             data: serde_json::from_str(&ctx.to_json()).unwrap_or_default(),
         };
-        if let Err(e) = self.svc.store.add_event(&event).await {
-            tracing::error!(error = %e, "cannot store the call's context");
-        }
+        self.svc.record_event(event).await;
     }
 
     /// Starts the voice agent and its greeting; an exit when it cannot run.
@@ -492,9 +491,7 @@ impl StreamCall {
         for a in actions {
             match a {
                 VoiceAction::Turn(t) => {
-                    if let Err(e) = self.svc.store.insert_turn(&t).await {
-                        tracing::error!(error = %e, "cannot store transcript turn");
-                    }
+                    self.svc.record_turn(&t).await;
                 }
                 VoiceAction::Error(e) => {
                     self.record.errors.push(e);
@@ -529,6 +526,7 @@ impl StreamCall {
         self.record.ended_at = Some(now_ms());
         self.record.state = CallState::Ended.as_str().into();
         self.save().await;
+        self.svc.publish_state(&self.record);
         self.svc.metrics.call_ended("completed");
         self.svc.registry.remove(self.record.id);
         tracing::info!(%reason, dropped, "media stream call ended");

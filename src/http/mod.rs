@@ -11,6 +11,7 @@
 //! | `GET /api/v1/calls/{id}` | [`api::calls::get`] |
 //! | `POST /api/v1/calls/{id}/hangup` | [`api::calls::hangup`] |
 //! | `GET /api/v1/twilio/media-stream` (WebSocket) | [`media_ws::media_stream`] |
+//! | `GET /api/v1/events[?call_id=ID]` (WebSocket) | [`events_ws::events`] |
 //! | `GET /api/v1/context/{ref}?token=…` | [`api::context::get`] |
 //! | `POST /api/v1/sip/inbound/webhook` (Twilio, signed) | [`twilio::inbound_webhook`] |
 //! | `POST /api/v1/twilio/status` (Twilio, signed) | [`twilio::status_callback`] |
@@ -23,6 +24,7 @@
 
 pub mod api;
 pub mod error;
+pub mod events_ws;
 pub mod health;
 pub mod media_ws;
 pub mod twilio;
@@ -70,6 +72,8 @@ pub struct HttpState {
     /// By-reference call contexts (`X-Skald-Context-Ref`) stored by the
     /// Twilio webhook and served by `GET /api/v1/context/{ref}`.
     pub contexts: crate::agent::context::ContextStore,
+    /// Live event bus (`GET /api/v1/events`).
+    pub events: crate::events::EventBus,
 }
 
 /// Time limit of one `/api` request.
@@ -86,6 +90,7 @@ pub fn router(state: HttpState) -> Router {
         .route(twilio::STATUS_PATH, post(twilio::status_callback));
     Router::new()
         .route(twilio::MEDIA_STREAM_PATH, get(media_ws::media_stream))
+        .route("/api/v1/events", get(events_ws::events))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

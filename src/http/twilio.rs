@@ -35,6 +35,7 @@ use crate::agent::context::{
 use crate::config::{Config, TwilioConfig};
 use crate::http::HttpState;
 use crate::http::error::ApiError;
+use crate::call::service::now_ms;
 use crate::observability::Pii;
 use crate::store::events::CallEvent;
 use crate::transports::twilio::{signature, twiml};
@@ -185,15 +186,15 @@ pub async fn status_callback(
     let data: serde_json::Map<String, serde_json::Value> =
         params.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
     tracing::debug!(call_sid, status = param(&params, "CallStatus").unwrap_or_default(), "Twilio call status");
-    st.store
-        .add_event(&CallEvent {
-            call_id: None,
-            twilio_call_sid: Some(call_sid.to_owned()),
-            kind: "twilio.status".into(),
-            at: now_ms(),
-            data: data.into(),
-        })
-        .await?;
+    let event = CallEvent {
+        call_id: None,
+        twilio_call_sid: Some(call_sid.to_owned()),
+        kind: "twilio.status".into(),
+        at: now_ms(),
+        data: data.into(),
+    };
+    st.store.add_event(&event).await?;
+    st.events.publish(None, &event.kind, event.at, event.data);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -328,14 +329,9 @@ async fn record(st: &HttpState, call_sid: &str, kind: &str, data: serde_json::Va
     if let Err(e) = st.store.add_event(&event).await {
         tracing::warn!(error = %e, kind, "could not store a call event");
     }
+    st.events.publish(None, &event.kind, event.at, event.data);
 }
 
-/// Now, Unix ms.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 #[cfg(test)]
 mod tests {

@@ -558,7 +558,11 @@ pub fn transcribe_heard(frames: &[(Instant, Vec<i16>)]) -> String {
     let paths = ModelPaths::in_dir(&ModelPaths::default_dir());
     onnx::init_runtime(&paths.onnxruntime).expect("models (run `skald models fetch`)");
     let model = Moonshine::load(&paths.moonshine_encoder, &paths.moonshine_decoder, &paths.moonshine_tokenizer).unwrap();
-    let pcm8: Vec<i16> = frames.iter().flat_map(|(_, f)| f.iter().copied()).collect();
+    // Only the stretch with speech (and 100 ms around it): long silences
+    // around an utterance only give the model room to stop early.
+    let first = frames.iter().position(|(_, f)| is_loud(f)).unwrap_or(0).saturating_sub(5);
+    let last = frames.iter().rposition(|(_, f)| is_loud(f)).map_or(frames.len(), |i| (i + 6).min(frames.len()));
+    let pcm8: Vec<i16> = frames[first..last.max(first)].iter().flat_map(|(_, f)| f.iter().copied()).collect();
     let pcm16 = skald::rtp::codec::resample::resample_all(&pcm8, 8000, 16000).unwrap();
     model.transcribe(&pcm16).unwrap()
 }
