@@ -436,8 +436,9 @@ async fn a_media_stream_call_talks_barges_in_takes_dtmf_and_stops_cleanly() {
 
     tw.stop(call_sid);
     let detail = ended_call(&skald, call_sid).await;
-    let s = tw.state.lock().unwrap();
-    assert!(s.violations.is_empty(), "protocol violations: {:?}", s.violations);
+    {
+        let s = tw.state.lock().unwrap();
+        assert!(s.violations.is_empty(), "protocol violations: {:?}", s.violations);
     assert!(s.media_in > 200, "skald's speech came back as media ({} frames)", s.media_in);
     assert!(!s.marks_in.is_empty() && !s.marks_played.is_empty(), "marks sent and acknowledged");
     assert!(s.max_depth <= 8, "skald ran {} frames ahead of playout", s.max_depth);
@@ -449,7 +450,7 @@ async fn a_media_stream_call_talks_barges_in_takes_dtmf_and_stops_cleanly() {
         s.marks_cleared.len(),
         s.max_depth
     );
-    drop(s);
+    }
 
     // The live stream told the story: hello, the call answered, every
     // transcript turn, the call ended; `seq` strictly increasing.
