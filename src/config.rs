@@ -355,7 +355,34 @@ pub enum AppConfig {
         /// config directory.
         #[serde(default)]
         fallback_prompt: Option<PathBuf>,
+        /// Cloud speech recognition (`deepgram: {…}`); the local model takes
+        /// over when it fails, and the call record says so. Default: local.
+        #[serde(default)]
+        stt: Option<CloudStt>,
+        /// Cloud speech synthesis (`elevenlabs: {…}` or `openai: {…}`); the
+        /// local voice takes over when it fails. Default: local.
+        #[serde(default)]
+        tts: Option<CloudTts>,
     },
+}
+
+/// A cloud STT provider for a voice agent (keys from the environment only:
+/// `api_key_env` names the variable).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum CloudStt {
+    /// Deepgram streaming (WebSocket).
+    Deepgram(crate::providers::deepgram::DeepgramConfig),
+}
+
+/// A cloud TTS provider for a voice agent.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum CloudTts {
+    /// ElevenLabs WebSocket input streaming.
+    Elevenlabs(crate::providers::elevenlabs::ElevenLabsConfig),
+    /// OpenAI `audio/speech`, streamed PCM.
+    Openai(crate::providers::openai_tts::OpenAiTtsConfig),
 }
 
 fn default_barge_in() -> u64 {

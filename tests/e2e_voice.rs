@@ -232,3 +232,32 @@ fn silence_gets_reprompts_then_a_polite_hangup() {
     assert!(agent.len() >= 3, "greeting, re-prompts and goodbye: {agent:?}");
     assert!(turns(&detail, "caller").is_empty(), "silence never became a caller turn");
 }
+
+/// Cloud STT and TTS that cannot be reached: the call goes on with the
+/// local models, and the call record says what failed and what took over.
+#[test]
+fn cloud_provider_outages_fall_back_to_local_and_are_recorded() {
+    let hours = piper_ulaw("What are your opening hours?");
+    let dir = tempfile::tempdir().unwrap();
+    let dead = free_port();
+    let yaml = voice_config(dir.path(), None).replace(
+        "    barge_in_min_ms: 250",
+        &format!(
+            "    barge_in_min_ms: 250\n    stt:\n      deepgram:\n        base_url: ws://127.0.0.1:{dead}/v1/listen\n        api_key_env: SKALD_TEST_DEEPGRAM_KEY\n    tts:\n      openai:\n        base_url: http://127.0.0.1:{dead}/v1\n        api_key_env: SKALD_TEST_OPENAI_KEY"
+        ),
+    );
+    assert!(yaml.contains("deepgram:"), "the example config changed: {yaml}");
+    let skald = Skald::start_with_env(&yaml, &[("SKALD_TEST_DEEPGRAM_KEY", "dg-test"), ("SKALD_TEST_OPENAI_KEY", "sk-test")]);
+    let (peer, sipp_t) = call(&skald, "+15550123", dir.path(), false, 20_000);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    peer.say(&hours);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, &skald);
+    let detail = call_detail(&skald);
+    let agent = turns(&detail, "agent").join(" | ");
+    assert!(agent.contains("Monday to Friday"), "the local models served the call: {agent}");
+    let errors = detail["errors"].to_string();
+    assert!(errors.contains("stt: deepgram failed") && errors.contains("fell back to moonshine"), "{errors}");
+    assert!(errors.contains("tts: openai") && errors.contains("fell back to piper"), "{errors}");
+}

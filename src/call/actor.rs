@@ -871,10 +871,12 @@ impl CallActor {
             && let Err(e) = r.finalize() {
                 tracing::warn!(error = %e, "recording not finalized");
             }
-        if let Some(v) = &self.voice
-            && !v.slots().is_empty() {
+        if let Some(v) = &self.voice {
+            if !v.slots().is_empty() {
                 tracing::info!(slots = ?v.slots(), "agent slots");
             }
+            self.record.errors.extend(v.provider_failures());
+        }
         self.voice = None;
         self.record.end_reason = Some(reason.to_string());
         self.record.sip_status = status.or(self.record.sip_status);

@@ -520,7 +520,9 @@ impl StreamCall {
         {
             tracing::warn!(error = %e, "recording not finalized");
         }
-        self.voice = None;
+        if let Some(v) = self.voice.take() {
+            self.record.errors.extend(v.provider_failures());
+        }
         let dropped = self.out.session.dropped;
         self.record.end_reason = Some(reason.to_string());
         self.record.ended_at = Some(now_ms());

@@ -35,6 +35,7 @@ use crate::observability::Metrics;
 use crate::pipeline::aggregator::SentenceAggregator;
 use crate::pipeline::turn::{TurnConfig, TurnDetector, TurnEvent};
 use crate::pipeline::vad::silero::{SileroVad, VadStream, WINDOW};
+use crate::providers::failover::FallbackLog;
 use crate::providers::{ProviderError, SttEvent, SttProvider, SttStream, TtsAudio, TtsProvider};
 use crate::rtp::codec::resample::resample_all;
 use crate::store::turns::{TurnLatency, TurnRecord};
@@ -76,6 +77,10 @@ pub struct VoiceConfig {
     pub barge_in_min: Duration,
     /// Fallback prompt when TTS fails: 16 kHz mono samples.
     pub fallback_audio: Option<Arc<Vec<i16>>>,
+    /// Cloud STT in front of the local model (None: local only).
+    pub stt: Option<crate::config::CloudStt>,
+    /// Cloud TTS in front of the local voice (None: local only).
+    pub tts: Option<crate::config::CloudTts>,
 }
 
 impl VoiceConfig {
@@ -83,7 +88,7 @@ impl VoiceConfig {
     /// `Ok(None)` when `name` is not a voice agent. Errors: the fallback
     /// prompt cannot be read.
     pub fn for_app(config: &crate::config::Config, name: &str) -> Result<Option<(VoiceConfig, bool)>, String> {
-        let Some(crate::config::AppConfig::VoiceAgent { agent, record, turn, barge_in_min_ms, fallback_prompt }) =
+        let Some(crate::config::AppConfig::VoiceAgent { agent, record, turn, barge_in_min_ms, fallback_prompt, stt, tts }) =
             config.applications.get(name)
         else {
             return Ok(None);
@@ -99,6 +104,8 @@ impl VoiceConfig {
             turn: turn.clone(),
             barge_in_min: Duration::from_millis(*barge_in_min_ms),
             fallback_audio,
+            stt: stt.clone(),
+            tts: tts.clone(),
         };
         Ok(Some((cfg, *record)))
     }
@@ -196,6 +203,12 @@ pub struct VoiceAgent {
     turn: TurnDetector,
     /// STT stream.
     stt: Box<dyn SttStream>,
+    /// This call's STT provider (cloud with local failover, or local).
+    stt_provider: Arc<dyn SttProvider>,
+    /// This call's TTS provider (cloud with local failover, or local).
+    tts: Arc<dyn TtsProvider>,
+    /// Provider failovers during this call (for the call record).
+    fallbacks: FallbackLog,
     /// The conversation.
     agent: FlowAgent,
     /// Recent caller audio (pre-roll), 16 kHz.
@@ -257,7 +270,10 @@ impl VoiceAgent {
         ptime: Duration,
     ) -> Result<VoiceAgent, String> {
         let def = svc.agents.get(&cfg.agent).cloned().ok_or_else(|| format!("unknown agent `{}`", cfg.agent))?;
-        let stt = svc.stt.open().await.map_err(|e| format!("stt: {e}"))?;
+        let fallbacks = FallbackLog::new();
+        let stt_provider = call_stt(&svc, cfg.stt.as_ref(), &fallbacks);
+        let tts = call_tts(&svc, cfg.tts.as_ref(), &fallbacks);
+        let stt = stt_provider.open().await.map_err(|e| format!("stt: {e}"))?;
         let vad = svc.vad.stream();
         let turn = TurnDetector::new(cfg.turn.clone());
         Ok(VoiceAgent {
@@ -268,6 +284,9 @@ impl VoiceAgent {
             call_id,
             vad,
             stt,
+            stt_provider,
+            tts,
+            fallbacks,
             recent: VecDeque::new(),
             vad_time: Duration::ZERO,
             in_turn: false,
@@ -311,6 +330,12 @@ impl VoiceAgent {
     pub async fn transfer_failed(&mut self) -> Vec<VoiceAction> {
         let actions = self.agent.on_transfer_failed();
         self.apply(actions, None).await
+    }
+
+    /// Cloud providers that failed during the call and what took over, in
+    /// order (for the call record's `errors`).
+    pub fn provider_failures(&self) -> Vec<String> {
+        self.fallbacks.failures()
     }
 
     /// What the agent is working on (for the context handed on).
@@ -612,7 +637,7 @@ impl VoiceAgent {
             first_frame: None,
         });
         for s in sentences {
-            match self.svc.tts.synthesize(&s).await {
+            match self.tts.synthesize(&s).await {
                 Ok(rx) => self.pending.push_back(Pending { ctx, text: s, rx }),
                 Err(e) => {
                     tracing::warn!(error = %e, "TTS failed");
@@ -680,7 +705,7 @@ impl VoiceAgent {
             actions.push(VoiceAction::Hangup("stt-failed".into()));
             return actions;
         }
-        if let Ok(s) = self.svc.stt.open().await {
+        if let Ok(s) = self.stt_provider.open().await {
             self.stt = s;
         }
         let ctx = self.next_ctx;
@@ -781,6 +806,36 @@ impl VoiceAgent {
     pub fn slots(&self) -> &BTreeMap<String, String> {
         self.agent.slots()
     }
+}
+
+/// The call's STT: the configured cloud provider in front of the local
+/// model (failing over to it), or the local model.
+fn call_stt(svc: &VoiceServices, cloud: Option<&crate::config::CloudStt>, log: &FallbackLog) -> Arc<dyn SttProvider> {
+    use crate::providers::{deepgram::DeepgramStt, failover::FailoverStt};
+    match cloud {
+        Some(crate::config::CloudStt::Deepgram(c)) => {
+            Arc::new(FailoverStt::new(Arc::new(DeepgramStt::new(c.clone())), svc.stt.clone()).with_log(log.clone()))
+        }
+        None => svc.stt.clone(),
+    }
+}
+
+/// The call's TTS: the configured cloud voice in front of the local one
+/// (failing over to it), or the local voice.
+fn call_tts(svc: &VoiceServices, cloud: Option<&crate::config::CloudTts>, log: &FallbackLog) -> Arc<dyn TtsProvider> {
+    use crate::providers::{elevenlabs::ElevenLabsTts, failover::FailoverTts, openai_tts::OpenAiTts};
+    let primary: Arc<dyn TtsProvider> = match cloud {
+        Some(crate::config::CloudTts::Elevenlabs(c)) => Arc::new(ElevenLabsTts::new(c.clone())),
+        Some(crate::config::CloudTts::Openai(c)) => match OpenAiTts::new(c.clone()) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "OpenAI TTS unavailable: local voice");
+                return svc.tts.clone();
+            }
+        },
+        None => return svc.tts.clone(),
+    };
+    Arc::new(FailoverTts::new(primary, svc.tts.clone()).with_log(log.clone()))
 }
 
 async fn recv_head(head: Option<&mut Pending>) -> Option<Result<TtsAudio, ProviderError>> {
@@ -923,6 +978,8 @@ mod tests {
             turn: TurnConfig::default(),
             barge_in_min: Duration::from_millis(250),
             fallback_audio: fallback.map(Arc::new),
+            stt: None,
+            tts: None,
         };
         let today = time::macros::date!(2026 - 11 - 23);
         let v = VoiceAgent::start(svc, cfg, CallId::new(), today, Duration::from_millis(20)).await.unwrap();
