@@ -358,11 +358,11 @@ pub enum AppConfig {
         /// Cloud speech recognition (`deepgram: {…}`); the local model takes
         /// over when it fails, and the call record says so. Default: local.
         #[serde(default)]
-        stt: Option<CloudStt>,
+        stt: Option<Box<CloudStt>>,
         /// Cloud speech synthesis (`elevenlabs: {…}` or `openai: {…}`); the
         /// local voice takes over when it fails. Default: local.
         #[serde(default)]
-        tts: Option<CloudTts>,
+        tts: Option<Box<CloudTts>>,
     },
 }
 

@@ -78,9 +78,9 @@ pub struct VoiceConfig {
     /// Fallback prompt when TTS fails: 16 kHz mono samples.
     pub fallback_audio: Option<Arc<Vec<i16>>>,
     /// Cloud STT in front of the local model (None: local only).
-    pub stt: Option<crate::config::CloudStt>,
+    pub stt: Option<Box<crate::config::CloudStt>>,
     /// Cloud TTS in front of the local voice (None: local only).
-    pub tts: Option<crate::config::CloudTts>,
+    pub tts: Option<Box<crate::config::CloudTts>>,
 }
 
 impl VoiceConfig {
@@ -271,8 +271,8 @@ impl VoiceAgent {
     ) -> Result<VoiceAgent, String> {
         let def = svc.agents.get(&cfg.agent).cloned().ok_or_else(|| format!("unknown agent `{}`", cfg.agent))?;
         let fallbacks = FallbackLog::new();
-        let stt_provider = call_stt(&svc, cfg.stt.as_ref(), &fallbacks);
-        let tts = call_tts(&svc, cfg.tts.as_ref(), &fallbacks);
+        let stt_provider = call_stt(&svc, cfg.stt.as_deref(), &fallbacks);
+        let tts = call_tts(&svc, cfg.tts.as_deref(), &fallbacks);
         let stt = stt_provider.open().await.map_err(|e| format!("stt: {e}"))?;
         let vad = svc.vad.stream();
         let turn = TurnDetector::new(cfg.turn.clone());
