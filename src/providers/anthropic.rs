@@ -24,7 +24,6 @@ use super::{ChatMessage, LlmEvent, LlmProvider, ProviderError, Role, ToolSpec};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The API version skald speaks.
@@ -32,38 +31,15 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// An Anthropic Messages endpoint.
 pub struct AnthropicMessages {
-    /// Name for records (`anthropic`, `claude`).
-    name: String,
-    /// `{base_url}/v1/messages`.
-    url: String,
-    /// Model id.
-    model: String,
-    /// `x-api-key`; `None` only for test servers and proxies.
-    api_key: Option<String>,
-    /// Reply length limit (required by the API).
-    max_tokens: u32,
-    /// Sampling temperature, when configured.
-    temperature: Option<f32>,
-    /// Bound on one request.
-    timeout: Duration,
-    /// Shared connection pool.
-    client: reqwest::Client,
+    /// Where and how to ask.
+    ep: llm::Endpoint,
 }
 
 impl AnthropicMessages {
     /// A provider for `cfg` with the resolved key (see
     /// [`LlmConfig::resolve_api_key`]).
     pub fn new(cfg: &LlmConfig, api_key: Option<String>) -> Result<Self, LlmConfigError> {
-        Ok(Self {
-            name: cfg.display_name().to_owned(),
-            url: format!("{}/v1/messages", cfg.base_url()),
-            model: cfg.model.clone(),
-            api_key,
-            max_tokens: cfg.max_tokens,
-            temperature: cfg.temperature,
-            timeout: cfg.timeout(),
-            client: llm::http_client(cfg)?,
-        })
+        Ok(Self { ep: llm::Endpoint::new(cfg, api_key, "/v1/messages")? })
     }
 
     /// The JSON request body for `messages` and `tools`.
@@ -74,15 +50,15 @@ impl AnthropicMessages {
             .map(|m| m.content.as_str())
             .collect();
         let mut body = json!({
-            "model": self.model,
-            "max_tokens": self.max_tokens,
+            "model": self.ep.model,
+            "max_tokens": self.ep.max_tokens,
             "messages": wire_messages(messages),
             "stream": true,
         });
         if !system.is_empty() {
             body["system"] = json!(system.join("\n\n"));
         }
-        if let Some(t) = self.temperature {
+        if let Some(t) = self.ep.temperature {
             body["temperature"] = json!(t.min(1.0));
         }
         if !tools.is_empty() {
@@ -98,7 +74,7 @@ impl AnthropicMessages {
 #[async_trait]
 impl LlmProvider for AnthropicMessages {
     fn name(&self) -> &str {
-        &self.name
+        &self.ep.name
     }
 
     async fn stream(
@@ -107,13 +83,14 @@ impl LlmProvider for AnthropicMessages {
         tools: &[ToolSpec],
     ) -> Result<mpsc::Receiver<Result<LlmEvent, ProviderError>>, ProviderError> {
         let mut request = self
+            .ep
             .client
-            .post(&self.url)
-            .timeout(self.timeout)
+            .post(&self.ep.url)
+            .timeout(self.ep.timeout)
             .header("anthropic-version", ANTHROPIC_VERSION)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&self.request_body(messages, tools));
-        if let Some(key) = &self.api_key {
+        if let Some(key) = &self.ep.api_key {
             request = request.header("x-api-key", key);
         }
         let response = llm::send(request).await?;

@@ -916,6 +916,44 @@ impl SentenceChunker {
     }
 }
 
+/// One configured LLM endpoint, as both wire protocols use it: name,
+/// request URL, model, key, limits and the shared HTTP client.
+pub(crate) struct Endpoint {
+    /// Name for records (`openai`, `ollama`, `anthropic`).
+    pub(crate) name: String,
+    /// `{base_url}{path}`.
+    pub(crate) url: String,
+    /// Model id.
+    pub(crate) model: String,
+    /// The key; `None` for servers that need none.
+    pub(crate) api_key: Option<String>,
+    /// Reply length limit, tokens.
+    pub(crate) max_tokens: u32,
+    /// Sampling temperature, when configured.
+    pub(crate) temperature: Option<f32>,
+    /// Bound on one request.
+    pub(crate) timeout: Duration,
+    /// Shared connection pool.
+    pub(crate) client: reqwest::Client,
+}
+
+impl Endpoint {
+    /// The endpoint of `cfg` at `path` (e.g. `/chat/completions`) with the
+    /// resolved key. Errors: the HTTP client cannot be built.
+    pub(crate) fn new(cfg: &LlmConfig, api_key: Option<String>, path: &str) -> Result<Self, LlmConfigError> {
+        Ok(Endpoint {
+            name: cfg.display_name().to_owned(),
+            url: format!("{}{path}", cfg.base_url()),
+            model: cfg.model.clone(),
+            api_key,
+            max_tokens: cfg.max_tokens,
+            temperature: cfg.temperature,
+            timeout: cfg.timeout(),
+            client: http_client(cfg)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,54 +19,30 @@ use super::{ChatMessage, LlmEvent, LlmProvider, ProviderError, Role, ToolSpec};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// An OpenAI-compatible chat-completions endpoint.
 pub struct OpenAiChat {
-    /// Name for records (`openai`, `ollama`).
-    name: String,
-    /// `{base_url}/chat/completions`.
-    url: String,
-    /// Model id.
-    model: String,
-    /// Bearer token; `None` for servers that need none.
-    api_key: Option<String>,
-    /// Reply length limit.
-    max_tokens: u32,
-    /// Sampling temperature, when configured.
-    temperature: Option<f32>,
-    /// Bound on one request.
-    timeout: Duration,
-    /// Shared connection pool.
-    client: reqwest::Client,
+    /// Where and how to ask.
+    ep: llm::Endpoint,
 }
 
 impl OpenAiChat {
     /// A provider for `cfg` with the resolved key (see
     /// [`LlmConfig::resolve_api_key`]).
     pub fn new(cfg: &LlmConfig, api_key: Option<String>) -> Result<Self, LlmConfigError> {
-        Ok(Self {
-            name: cfg.display_name().to_owned(),
-            url: format!("{}/chat/completions", cfg.base_url()),
-            model: cfg.model.clone(),
-            api_key,
-            max_tokens: cfg.max_tokens,
-            temperature: cfg.temperature,
-            timeout: cfg.timeout(),
-            client: llm::http_client(cfg)?,
-        })
+        Ok(Self { ep: llm::Endpoint::new(cfg, api_key, "/chat/completions")? })
     }
 
     /// The JSON request body for `messages` and `tools`.
     pub fn request_body(&self, messages: &[ChatMessage], tools: &[ToolSpec]) -> Value {
         let mut body = json!({
-            "model": self.model,
+            "model": self.ep.model,
             "messages": messages.iter().map(wire_message).collect::<Vec<_>>(),
             "stream": true,
-            "max_tokens": self.max_tokens,
+            "max_tokens": self.ep.max_tokens,
         });
-        if let Some(t) = self.temperature {
+        if let Some(t) = self.ep.temperature {
             body["temperature"] = json!(t);
         }
         if !tools.is_empty() {
@@ -87,7 +63,7 @@ impl OpenAiChat {
 #[async_trait]
 impl LlmProvider for OpenAiChat {
     fn name(&self) -> &str {
-        &self.name
+        &self.ep.name
     }
 
     async fn stream(
@@ -96,12 +72,13 @@ impl LlmProvider for OpenAiChat {
         tools: &[ToolSpec],
     ) -> Result<mpsc::Receiver<Result<LlmEvent, ProviderError>>, ProviderError> {
         let mut request = self
+            .ep
             .client
-            .post(&self.url)
-            .timeout(self.timeout)
+            .post(&self.ep.url)
+            .timeout(self.ep.timeout)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&self.request_body(messages, tools));
-        if let Some(key) = &self.api_key {
+        if let Some(key) = &self.ep.api_key {
             request = request.bearer_auth(key);
         }
         let response = llm::send(request).await?;
