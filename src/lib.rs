@@ -22,20 +22,21 @@
 //! ## Module map
 //! Imports run one way, top to bottom:
 //! `main`/[`app`] → [`http`] → [`call`] → ([`transports`], [`agent`], [`pipeline`]) →
-//! ([`sip`], [`rtp`], [`providers`], [`store`]), with [`config`], [`ids`] and
+//! ([`sip`], [`rtp`], [`providers`], [`store`], [`events`]), with [`config`], [`ids`] and
 //! [`observability`] usable everywhere.
 //!
 //! | module | owns |
 //! |---|---|
 //! | [`app`] | start order, the root cancellation token, graceful shutdown |
 //! | [`config`] | `sip-config/skald.yaml`, validated with file:line errors |
-//! | [`http`] | health, metrics, `/api/v1/calls`, the Twilio webhook and status callback, the Media Streams WebSocket, `/api/v1/context` (axum) |
-//! | [`call`] | one actor per call (SIP: [`call::actor`]; Twilio Media Streams: [`call::stream`]), [`call::command::CallCommand`], the live-call registry, DID routing, the built-in applications, the voice agent's turn-taking ([`call::voice`]) |
+//! | [`http`] | health, metrics, `/api/v1/calls`, the live event stream `/api/v1/events`, the Twilio webhook and status callback, the Media Streams WebSocket, `/api/v1/context` (axum) |
+//! | [`call`] | one actor per call (SIP: [`call::actor`]; Twilio Media Streams: [`call::stream`]), [`call::command::CallCommand`], the live-call registry, DID routing, the built-in applications, the voice agent's turn-taking ([`call::voice`]), transfers with the call context ([`call::transfer`]) |
 //! | [`transports`] | provider call protocols as sans-IO cores: Twilio webhook signatures, TwiML, Media Streams, the Twilio REST client |
 //! | [`agent`] | the YAML flow agent: intents, slots, templates, transitions (pure); the call context and its SIP header codec |
-//! | [`pipeline`] | the internal audio format (16 kHz mono PCM16), frames, Silero VAD, turn detection, sentence aggregation, WAV prompts and recordings |
-//! | [`providers`] | STT/LLM/TTS traits and the local models (Moonshine, Piper, ONNX Runtime, `skald models fetch`) |
-//! | [`sip`] | SIP messages (own RFC 3261 parser), SDP offer/answer, transactions, dialogs, digest auth, UDP/TCP |
+//! | [`pipeline`] | the internal audio format (16 kHz mono PCM16), frames, Silero VAD, turn detection, answering-machine detection, sentence aggregation, WAV prompts and recordings |
+//! | [`providers`] | STT/LLM/TTS traits; the local models (Moonshine, Piper, ONNX Runtime, `skald models fetch`); cloud providers (Deepgram, ElevenLabs, OpenAI TTS, OpenAI-compatible and Anthropic LLMs) with failover |
+//! | [`events`] | the in-process bus of live call events (`skald.events.v1`) |
+//! | [`sip`] | SIP messages (own RFC 3261 parser), SDP offer/answer, transactions, dialogs, REFER/NOTIFY (RFC 3515), digest auth, UDP/TCP |
 //! | [`rtp`] | RTP/RTCP session, jitter buffer, RFC 4733 DTMF, G.711, resampling, port pairs |
 //! | [`store`] | call records, transcript turns, call events (SQLite by default, PostgreSQL by URL) |
 //! | [`observability`] | tracing, Prometheus metrics, PII redaction |
