@@ -138,7 +138,11 @@
 //! action, no `on_no_match.next`, not `end`, no `transfer`).
 
 pub mod context;
+pub mod escalation;
 pub mod flow;
+pub mod graph;
+pub mod llm_agent;
+pub mod tools;
 
 mod config;
 mod slots;
