@@ -95,7 +95,7 @@ impl std::fmt::Display for EscalationTarget {
 
 /// What triggers an edge (`when:` in YAML; exactly one key).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "ConditionFile")]
 pub enum Condition {
     /// The model called this tool (built-in or HTTP).
     Tool(String),
@@ -110,6 +110,48 @@ pub enum Condition {
     Keywords(Vec<String>),
     /// The caller's utterance scored this sentiment.
     Sentiment(SentimentKind),
+}
+
+/// The YAML shape of a condition: exactly one key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConditionFile {
+    tool: Option<String>,
+    intent: Option<String>,
+    human_request: Option<bool>,
+    failures: Option<u32>,
+    keywords: Option<Vec<String>>,
+    sentiment: Option<SentimentKind>,
+}
+
+impl TryFrom<ConditionFile> for Condition {
+    type Error = String;
+
+    fn try_from(f: ConditionFile) -> Result<Self, String> {
+        let mut found = Vec::new();
+        if let Some(t) = f.tool {
+            found.push(Condition::Tool(t));
+        }
+        if let Some(i) = f.intent {
+            found.push(Condition::Intent(i));
+        }
+        if let Some(h) = f.human_request {
+            found.push(Condition::HumanRequest(h));
+        }
+        if let Some(n) = f.failures {
+            found.push(Condition::Failures(n));
+        }
+        if let Some(k) = f.keywords {
+            found.push(Condition::Keywords(k));
+        }
+        if let Some(s) = f.sentiment {
+            found.push(Condition::Sentiment(s));
+        }
+        match (found.pop(), found.is_empty()) {
+            (Some(c), true) => Ok(c),
+            _ => Err("a condition is exactly one of `tool`, `intent`, `human_request`, `failures`, `keywords`, `sentiment`".into()),
+        }
+    }
 }
 
 /// Sentiment classes a condition can name.

@@ -504,7 +504,12 @@ fn parse_llm_agent(text: &str, file: &Path) -> Result<(LlmAgentDef, Locator), Ag
         let field = e.path().to_string();
         let inner = e.into_inner();
         let line = inner.location().map(|l| l.line()).unwrap_or_else(|| loc.line(&field));
-        let message = if field.is_empty() || field == "." { inner.to_string() } else { format!("{field}: {inner}") };
+        let text = inner.to_string();
+        let message = if field.is_empty() || field == "." || text.starts_with(&field) {
+            text
+        } else {
+            format!("{field}: {text}")
+        };
         AgentConfigError { file: file.to_path_buf(), line, message }
     })?;
     let err = |path: &str, message: String| AgentConfigError {
