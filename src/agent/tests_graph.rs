@@ -527,3 +527,19 @@ fn confirm_appointment_runs_as_a_tool_and_fills_slots() {
     assert_eq!(cancelled.tool_call_id.as_deref(), Some("a2"));
     assert_eq!(a.on_tool_result("a2", Ok(json!({}))), vec![], "stale");
 }
+
+#[test]
+fn module_doc_llm_example_is_a_valid_agent() {
+    let src = include_str!("mod.rs");
+    let doc: Vec<&str> =
+        src.lines().filter_map(|l| l.strip_prefix("//!")).map(|l| l.strip_prefix(' ').unwrap_or(l)).collect();
+    let start = doc.iter().position(|l| *l == "kind: llm                        # required for an LLM agent (flow files: none, or `kind: flow`)");
+    let yaml: String =
+        doc[start.expect("example not found")..].iter().take_while(|l| **l != "```").map(|l| format!("{l}\n")).collect();
+    let billing = TIER2.replace("name: tier2", "name: billing");
+    let s = vec![(PathBuf::from("d/support.yaml"), yaml), (PathBuf::from("d/billing.yaml"), billing)];
+    let g = graph_from_sources(Path::new("d"), &s, &["support".to_string()]).unwrap_or_else(|e| panic!("{e}"));
+    let def = g.llm_agent("support").unwrap();
+    assert_eq!(def.escalations.len(), 5);
+    assert_eq!(def.http_tool("lookup_order").unwrap().timeout, Duration::from_millis(3000));
+}
