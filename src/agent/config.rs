@@ -25,6 +25,10 @@ use std::time::Duration;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AgentFile {
+    /// `flow` (the default); `kind: llm` files are LLM agents (`super::graph`).
+    #[serde(default)]
+    #[allow(dead_code)]
+    kind: Option<FlowKind>,
     name: String,
     #[serde(default = "default_language")]
     language: String,
@@ -55,6 +59,13 @@ struct AgentFile {
     #[serde(default)]
     global_intents: Vec<IntentFile>,
     nodes: BTreeMap<String, NodeFile>,
+}
+
+/// The only `kind` a flow agent file may declare.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FlowKind {
+    Flow,
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,6 +300,9 @@ pub(crate) fn load_dir(dir: &Path) -> Result<BTreeMap<String, Arc<AgentDef>>, Ag
     let mut out = BTreeMap::new();
     for file in files {
         let text = std::fs::read_to_string(&file).map_err(|e| io_err(&file, e))?;
+        if peek_kind(&text).as_deref() == Some("llm") {
+            continue; // an LLM agent: loaded by `super::graph::load_graph`
+        }
         let def = parse_agent(&text, &file)?;
         if out.contains_key(&def.name) {
             return Err(AgentConfigError {
@@ -300,6 +314,16 @@ pub(crate) fn load_dir(dir: &Path) -> Result<BTreeMap<String, Arc<AgentDef>>, Ag
         out.insert(def.name.clone(), Arc::new(def));
     }
     Ok(out)
+}
+
+/// The top-level `kind:` of an agent file, when it is a string (`None` when
+/// absent or when the YAML does not parse: the full parse reports that).
+pub(crate) fn peek_kind(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Kind {
+        kind: Option<String>,
+    }
+    serde_yaml_ng::from_str::<Kind>(text).ok().and_then(|k| k.kind)
 }
 
 /// Parses, validates and compiles one agent file's text (`file` names it in errors).

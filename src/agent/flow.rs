@@ -145,7 +145,8 @@ impl AgentDef {
 /// unknown node, an intent slot that is not defined, a pattern that is not a
 /// valid regex, a template naming an unknown slot or filter, a node with no
 /// way out, two files with the same agent name. An unreadable directory is an
-/// error with line 0; an empty one gives an empty map.
+/// error with line 0; an empty one gives an empty map. Files with `kind: llm`
+/// are LLM agents and are skipped here (see [`super::graph::load_graph`]).
 pub fn load_agents(dir: &Path) -> Result<BTreeMap<String, Arc<AgentDef>>, AgentConfigError> {
     super::config::load_dir(dir)
 }

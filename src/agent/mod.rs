@@ -9,6 +9,16 @@
 //! Decisions are pure values ([`flow::AgentAction`]): no IO, no clock (today's
 //! date comes in as an argument); the call actor carries them out.
 //!
+//! Beside flow agents, a file with `kind: llm` defines an **LLM agent**
+//! ([`llm_agent::LlmAgent`]): a language model with instructions, tools and
+//! a fallback list of providers, in a **graph** of agents ([`graph`]):
+//! handoffs between LLM agents inside one call (the conversation kept) and
+//! escalations to an agent, a queue, a SIP URI or a number through a trunk,
+//! each triggered by a condition ([`escalation`]). Graph transitions are a
+//! pure function ([`graph::next`]); the LLM agent is sans-IO too (events in,
+//! [`llm_agent::AgentStep`]s out); the only IO is the HTTP tool executor in
+//! [`tools`].
+//!
 //! Submodules: [`flow`] (the public API and the turn logic); [`context`]
 //! (the call context handed between agents and its SIP header codec); private `config`
 //! (schema, loading, validation with file:line errors), `slots` (typed slot
@@ -136,9 +146,67 @@
 //! unknown slot or filter, an intent that can never match, a transfer with no
 //! target, a node with no way out (no intent with `next` or a hangup/transfer
 //! action, no `on_no_match.next`, not `end`, no `transfer`).
+//!
+//! # LLM agent files
+//! ```yaml
+//! kind: llm                        # required for an LLM agent (flow files: none, or `kind: flow`)
+//! name: support                    # required; unique across the directory (both kinds)
+//! language: en                     # default en
+//! greeting: Thanks for calling Acme. How can I help?
+//! instructions: |                  # the system prompt; {caller}, {did}, {intent}, {summary},
+//!   You are Acme's support agent. The caller is {caller}.   # {tier} and context slots
+//! llm:                             # fallback list: tried in order (providers::llm::LlmConfig)
+//!   - { kind: openai, name: ollama, base_url: "http://localhost:11434/v1", model: llama3.2 }
+//!   - { kind: anthropic, model: claude-sonnet-4-5, api_key_env: ANTHROPIC_API_KEY }
+//! stt: local                       # optional: local | deepgram
+//! tts: local                       # optional: local | elevenlabs | openai
+//! voice: en_US-joe-medium          # optional TTS voice
+//! tools: [lookup_order, transfer, end_call]   # built-ins: transfer, warm_transfer, end_call,
+//!                                  # send_dtmf, confirm_appointment, detect_voicemail
+//! http_tools:                      # each must also be listed under `tools`
+//!   lookup_order:
+//!     method: GET                  # GET | POST | PUT | PATCH | DELETE
+//!     url: "https://orders.example/api/{order_id}"   # {arg}: a property of `parameters`
+//!     description: Look up an order by its number.
+//!     parameters:                  # required: the JSON schema of the arguments
+//!       type: object
+//!       properties:
+//!         order_id: { type: string }
+//!       required: [order_id]
+//!     timeout_ms: 3000             # default 5000
+//! filler: One moment while I check that.   # said when a tool is slow
+//! filler_after_ms: 1200            # default 1200
+//! max_failures: 3                  # consecutive failures before hanging up (default 3)
+//! fallback_phrase: Sorry, could you say that again?   # when the model cannot answer
+//! escalation_say: Let me connect you with someone.    # before an escalation the agent decides
+//! handoffs:                        # to another LLM agent; the conversation is kept
+//!   - to: billing
+//!     when: { intent: billing }    # the model reports intents with the `set_intent` tool
+//! escalations:                     # tried before handoffs, in order; first match wins
+//!   - to: { queue: support }       # or { agent: name } | { sip: "sip:…" } | { number: "+1…", trunk: main }
+//!     when: { human_request: true }   # "can I talk to a person / agent / representative"
+//!   - to: { sip: "sip:supervisor@acme.example" }
+//!     when: { sentiment: negative }
+//!   - to: { number: "+15550100", trunk: main }
+//!     when: { failures: 2 }
+//!   - to: { queue: retention }
+//!     when: { keywords: [cancel my account, lawyer] }
+//!   - to: { queue: support }
+//!     when: { tool: transfer }     # the model called `transfer` (without a target)
+//! ```
+//!
+//! [`graph::load_graph`] loads a directory of both kinds and refuses, with
+//! file and line, an unknown agent in a handoff or escalation, a handoff to
+//! a flow agent, an unknown tool, an HTTP tool without a `parameters`
+//! schema, a bad `llm` entry, and an agent that no entry agent (those the
+//! routes name) reaches. [`flow::load_agents`] skips `kind: llm` files.
 
 pub mod context;
+pub mod escalation;
 pub mod flow;
+pub mod graph;
+pub mod llm_agent;
+pub mod tools;
 
 mod config;
 mod slots;
