@@ -80,6 +80,8 @@ pub struct Config {
     pub models_dir: Option<PathBuf>,
     /// Twilio: inbound webhook, Media Streams and the REST client.
     pub twilio: TwilioConfig,
+    /// SIP trunks (carriers, PBXs) that outbound calls go through, by name.
+    pub trunks: BTreeMap<String, TrunkConfig>,
     /// Directory the config file was loaded from; relative paths in the
     /// config (prompts) resolve against it. Not read from YAML.
     #[serde(skip)]
@@ -109,6 +111,7 @@ impl std::fmt::Debug for Config {
             agents_dir,
             models_dir,
             twilio,
+            trunks,
             base_dir,
             context_key,
         } = self;
@@ -125,6 +128,7 @@ impl std::fmt::Debug for Config {
             .field("agents_dir", agents_dir)
             .field("models_dir", models_dir)
             .field("twilio", twilio)
+            .field("trunks", trunks)
             .field("base_dir", base_dir)
             .field("context_key", &context_key.as_ref().map(|_| "<set>"))
             .finish()
@@ -267,6 +271,124 @@ impl TwilioConfig {
     }
 }
 
+/// One SIP trunk: where outbound calls go, who they are from, and the
+/// digest credentials the trunk challenges for. The password is read from
+/// the environment variable `password_env` names (never from the file) by
+/// [`Config::load`].
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    /// The trunk's proxy/registrar, `sip:HOST[:PORT]`; calls to a number go
+    /// to `sip:NUMBER@HOST[:PORT]`.
+    pub uri: String,
+    /// Digest username (RFC 8760 / 2617) when the trunk challenges.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Name of the environment variable that holds the digest password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Caller ID: the From user part, e.g. `+15550123` (default `skald`).
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// Display name of From.
+    #[serde(default)]
+    pub from_display: Option<String>,
+    /// CANCEL when not answered within this many seconds (30).
+    #[serde(default = "default_ring_timeout")]
+    pub ring_timeout_s: u64,
+    /// Signaling transport to the trunk (`udp` or `tcp`).
+    #[serde(default)]
+    pub transport: TrunkTransport,
+    /// The password, resolved from `password_env` at load. Not read from YAML.
+    #[serde(skip)]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for TrunkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrunkConfig")
+            .field("uri", &self.uri)
+            .field("username", &self.username)
+            .field("password_env", &self.password_env)
+            .field("caller_id", &self.caller_id)
+            .field("from_display", &self.from_display)
+            .field("ring_timeout_s", &self.ring_timeout_s)
+            .field("transport", &self.transport)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// Signaling transport of a trunk.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TrunkTransport {
+    /// UDP (RFC 3261 §18).
+    #[default]
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+impl TrunkConfig {
+    /// `(host, port)` of the trunk URI; `None` when it is not `sip:HOST[:PORT]`.
+    pub fn host_port(&self) -> Option<(String, Option<u16>)> {
+        let rest = self.uri.strip_prefix("sip:").or_else(|| self.uri.strip_prefix("SIP:"))?;
+        let rest = rest.split(';').next().unwrap_or("");
+        if rest.is_empty() || rest.contains('@') || rest.contains('/') {
+            return None;
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.contains(']') || h.ends_with(']') => match p.parse::<u16>() {
+                Ok(p) if p > 0 => (h, Some(p)),
+                _ => return None,
+            },
+            _ => (rest, None),
+        };
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '<' || c == '>') {
+            return None;
+        }
+        Some((host.to_string(), port))
+    }
+
+    /// The Request-URI for `user` (a number) through this trunk:
+    /// `sip:USER@HOST[:PORT][;transport=tcp]`.
+    pub fn request_uri(&self, user: &str) -> Option<String> {
+        let (host, port) = self.host_port()?;
+        let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+        let transport = match self.transport {
+            TrunkTransport::Udp => "",
+            TrunkTransport::Tcp => ";transport=tcp",
+        };
+        Some(format!("sip:{user}@{host}{port}{transport}"))
+    }
+
+    /// Reads the password from the environment variable `password_env`.
+    fn resolve_env(&mut self) -> Result<(), String> {
+        let Some(var) = &self.password_env else { return Ok(()) };
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => {
+                self.password = Some(v);
+                Ok(())
+            }
+            _ => Err(format!("environment variable `{var}` (the trunk password) is not set")),
+        }
+    }
+}
+
+/// True for a phone number a trunk can dial: an optional `+`, then 1–32
+/// digits (`*` and `#` allowed for service codes).
+pub fn is_dialable_number(n: &str) -> bool {
+    let digits = n.strip_prefix('+').unwrap_or(n);
+    !digits.is_empty()
+        && digits.len() <= 32
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+}
+
+fn default_ring_timeout() -> u64 {
+    30
+}
+
 /// Call-record store.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -363,6 +485,10 @@ pub enum AppConfig {
         /// local voice takes over when it fails. Default: local.
         #[serde(default)]
         tts: Option<Box<CloudTts>>,
+        /// Answering-machine detection on this application's outbound
+        /// calls (absent: none; `enabled: false` turns it off).
+        #[serde(default)]
+        amd: Option<crate::pipeline::amd::AmdConfig>,
     },
 }
 
@@ -501,6 +627,7 @@ impl Default for Config {
             agents_dir: PathBuf::from("agents"),
             models_dir: None,
             twilio: TwilioConfig::default(),
+            trunks: BTreeMap::new(),
             base_dir: PathBuf::from("."),
             context_key: None,
         }
@@ -523,6 +650,17 @@ impl Config {
         cfg.twilio.resolve_env();
         cfg.context_key = Some(context_key_from_env());
         cfg.validate(&text, path)?;
+        for (name, trunk) in &mut cfg.trunks {
+            if let Err(message) = trunk.resolve_env() {
+                let needle = trunk.password_env.clone().unwrap_or_default();
+                return Err(ConfigError::Invalid {
+                    file: path.to_path_buf(),
+                    line: find_line(&text, &needle),
+                    field: format!("trunks.{name}.password_env"),
+                    message,
+                });
+            }
+        }
         Ok(cfg)
     }
 
@@ -559,7 +697,10 @@ impl Config {
         for (name, app) in &self.applications {
             match app {
                 AppConfig::Echo {} => {}
-                AppConfig::VoiceAgent { agent, fallback_prompt, turn, .. } => {
+                AppConfig::VoiceAgent { agent, fallback_prompt, turn, amd, .. } => {
+                    if let Some(amd) = amd {
+                        Self::validate_amd(name, amd, &invalid)?;
+                    }
                     if agents.is_none() {
                         agents = Some(crate::agent::flow::load_agents(&self.resolve(&self.agents_dir))?);
                     }
@@ -635,7 +776,85 @@ impl Config {
         if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
             return Err(invalid("sip.t1_ms", "t1_ms:", "need 0 < T1 <= T2".into()));
         }
-        self.validate_twilio(&invalid)
+        self.validate_twilio(&invalid)?;
+        self.validate_trunks(&invalid)
+    }
+
+    /// An application's `amd:` section: thresholds in range, and a message
+    /// to leave when it leaves one.
+    fn validate_amd(
+        app: &str,
+        amd: &crate::pipeline::amd::AmdConfig,
+        invalid: &dyn Fn(&str, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        use crate::pipeline::amd::OnMachine;
+        let field = |f: &str| format!("applications.{app}.amd.{f}");
+        if !(0.0..=1.0).contains(&amd.speech_threshold) || !(0.0..=amd.speech_threshold).contains(&amd.silence_threshold)
+        {
+            return Err(invalid(
+                &field("speech_threshold"),
+                "speech_threshold",
+                "need 0 <= silence_threshold <= speech_threshold <= 1".into(),
+            ));
+        }
+        if amd.greeting_ms == 0 || amd.total_analysis_ms == 0 || amd.after_greeting_silence_ms == 0 {
+            return Err(invalid(
+                &field("greeting_ms"),
+                "amd:",
+                "greeting_ms, after_greeting_silence_ms and total_analysis_ms must be above 0".into(),
+            ));
+        }
+        if amd.beep.min_freq_hz <= 0.0 || amd.beep.max_freq_hz <= amd.beep.min_freq_hz || amd.beep.max_freq_hz > 7900.0 {
+            return Err(invalid(&field("beep"), "beep:", "need 0 < min_freq_hz < max_freq_hz <= 7900".into()));
+        }
+        if amd.on_machine == OnMachine::LeaveMessage && amd.message.trim().is_empty() {
+            return Err(invalid(
+                &field("message"),
+                "on_machine",
+                "on_machine: leave-message needs a `message` to speak after the beep".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `trunks:` section: a `sip:HOST[:PORT]` URI, a caller ID that is
+    /// a number or a SIP user, a password variable with a username, a ring
+    /// timeout.
+    fn validate_trunks(&self, invalid: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<(), ConfigError> {
+        for (name, t) in &self.trunks {
+            let field = |f: &str| format!("trunks.{name}.{f}");
+            if t.host_port().is_none() {
+                return Err(invalid(&field("uri"), &t.uri, format!("`{}` is not sip:HOST[:PORT]", t.uri)));
+            }
+            if let Some(id) = &t.caller_id {
+                let user_ok = !id.is_empty()
+                    && id.chars().all(|c| c.is_ascii_alphanumeric() || "+-_.!~*'()&=$,;?/".contains(c));
+                if !user_ok {
+                    return Err(invalid(&field("caller_id"), id, format!("`{id}` is not a phone number or SIP user")));
+                }
+            }
+            if t.username.is_some() != t.password_env.is_some() {
+                return Err(invalid(
+                    &field("password_env"),
+                    &format!("{name}:"),
+                    "username and password_env go together (password_env names the variable holding the password)"
+                        .into(),
+                ));
+            }
+            if let Some(var) = &t.password_env
+                && (var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                return Err(invalid(
+                    &field("password_env"),
+                    var,
+                    format!("`{var}` is not an environment variable name (the password itself never goes in the file)"),
+                ));
+            }
+            if t.ring_timeout_s == 0 || t.ring_timeout_s > 600 {
+                return Err(invalid(&field("ring_timeout_s"), "ring_timeout_s", "must be 1 to 600".into()));
+            }
+        }
+        Ok(())
     }
 
     /// The `twilio:` section: `public_url` is an http(s) URL, each
@@ -686,6 +905,15 @@ impl Config {
     /// True when some application needs the local voice models.
     pub fn needs_voice(&self) -> bool {
         self.applications.values().any(|a| matches!(a, AppConfig::VoiceAgent { .. }))
+    }
+
+    /// The answering-machine detection of application `app` on outbound
+    /// calls, when it is a voice agent with `amd.enabled`.
+    pub fn amd_for(&self, app: &str) -> Option<&crate::pipeline::amd::AmdConfig> {
+        match self.applications.get(app) {
+            Some(AppConfig::VoiceAgent { amd: Some(a), .. }) if a.enabled => Some(a),
+            _ => None,
+        }
     }
 
     /// The SIP timers as durations: (T1, T2, T4).
@@ -802,6 +1030,75 @@ mod tests {
         let text = format!("{c:?}");
         assert!(!text.contains("very-secret-key"), "{text}");
         assert!(text.contains("context_key: Some(\"<set>\")"), "{text}");
+    }
+
+    const TRUNK: &str = "trunks:\n  carrier:\n    uri: sip:127.0.0.1:5080\n    username: alice\n    password_env: SKALD_TEST_TRUNK_PW\n    caller_id: \"+15550123\"\n";
+
+    #[test]
+    fn trunk_defaults_and_request_uri() {
+        let c = parse(TRUNK).unwrap();
+        let t = &c.trunks["carrier"];
+        assert_eq!(t.ring_timeout_s, 30);
+        assert_eq!(t.transport, TrunkTransport::Udp);
+        assert_eq!(t.request_uri("+15551234").unwrap(), "sip:+15551234@127.0.0.1:5080");
+        let tcp = parse("trunks:\n  t:\n    uri: sip:pbx.example.com\n    transport: tcp\n").unwrap();
+        assert_eq!(tcp.trunks["t"].request_uri("100").unwrap(), "sip:100@pbx.example.com;transport=tcp");
+        assert!(is_dialable_number("+15551234") && is_dialable_number("*72") && !is_dialable_number("+1 555") && !is_dialable_number("+"));
+    }
+
+    #[test]
+    fn trunk_errors_name_line_and_field() {
+        let bad_uri = "trunks:\n  carrier:\n    uri: http://x\n";
+        assert_eq!(parse(bad_uri).unwrap_err().to_string(), "test.yaml:3: trunks.carrier.uri: `http://x` is not sip:HOST[:PORT]");
+        let user_only = "trunks:\n  carrier:\n    uri: sip:h\n    username: alice\n";
+        let e = parse(user_only).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:2: trunks.carrier.password_env: username and password_env go together"), "{e}");
+        let pw_in_file = "trunks:\n  carrier:\n    uri: sip:h\n    username: alice\n    password_env: s3cr3t!pw\n";
+        let e = parse(pw_in_file).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:5: trunks.carrier.password_env: `s3cr3t!pw` is not an environment variable name"), "{e}");
+        let bad_id = "trunks:\n  carrier:\n    uri: sip:h\n    caller_id: \"+1 555\"\n";
+        assert!(parse(bad_id).unwrap_err().to_string().starts_with("test.yaml:4: trunks.carrier.caller_id:"));
+        let bad_timeout = "trunks:\n  carrier:\n    uri: sip:h\n    ring_timeout_s: 0\n";
+        assert!(parse(bad_timeout).unwrap_err().to_string().starts_with("test.yaml:4: trunks.carrier.ring_timeout_s:"));
+        let unknown = "trunks:\n  carrier:\n    uri: sip:h\n    password: x\n";
+        assert!(parse(unknown).unwrap_err().to_string().starts_with("test.yaml:4:"));
+    }
+
+    #[test]
+    fn trunk_password_comes_from_the_environment_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("skald.yaml");
+        let yaml = TRUNK.replace("SKALD_TEST_TRUNK_PW", "SKALD_TEST_TRUNK_PW_UNSET_XYZ");
+        std::fs::write(&file, &yaml).unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(e.ends_with(":5: trunks.carrier.password_env: environment variable `SKALD_TEST_TRUNK_PW_UNSET_XYZ` (the trunk password) is not set"), "{e}");
+        // SAFETY: set_var is unsafe in edition 2024 (another thread may read the
+        // environment); no other test reads this variable.
+        unsafe { std::env::set_var("SKALD_TEST_TRUNK_PW_SET", "hunter2") };
+        std::fs::write(&file, TRUNK.replace("SKALD_TEST_TRUNK_PW", "SKALD_TEST_TRUNK_PW_SET")).unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.trunks["carrier"].password.as_deref(), Some("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn amd_section_of_a_voice_agent() {
+        let agents = format!("{}/sip-config/agents", env!("CARGO_MANIFEST_DIR"));
+        let base = format!("agents_dir: {agents}\napplications:\n  echo: {{type: echo}}\n  out:\n    type: voice-agent\n    agent: dental-front-desk\n");
+        let c = parse(&format!("{base}    amd:\n      message: Please call us back.\n      greeting_ms: 2000\n")).unwrap();
+        let amd = c.amd_for("out").unwrap();
+        assert_eq!((amd.greeting_ms, amd.initial_silence_ms), (2000, 2500));
+        assert!(c.amd_for("echo").is_none());
+        let off = parse(&format!("{base}    amd:\n      enabled: false\n      on_machine: hangup\n")).unwrap();
+        assert!(off.amd_for("out").is_none());
+        let e = parse(&format!("{base}    amd:\n      on_machine: leave-message\n")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:8: applications.out.amd.message:"), "{e}");
+        let e = parse(&format!("{base}    amd:\n      on_machine: hangup\n      speech_threshold: 1.5\n")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:9: applications.out.amd.speech_threshold:"), "{e}");
+        let e = parse(&format!("{base}    amd:\n      on_machine: hangup\n      greting_ms: 5\n")).unwrap_err().to_string();
+        // Fields inside a `type:`-tagged application are buffered by serde, so
+        // a typo there points at the applications map, not its own line.
+        assert!(e.starts_with("test.yaml:") && e.contains("unknown field `greting_ms`"), "{e}");
     }
 
     #[test]

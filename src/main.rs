@@ -16,6 +16,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; the size of the `call` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: SIP (UDP+TCP), RTP and the HTTP API.
@@ -32,7 +34,8 @@ enum Command {
         action: ModelsAction,
     },
     /// Place an outbound call and run an application on it: to a SIP URI
-    /// (default), or to a phone number through Twilio (`--via twilio`).
+    /// (default), to a phone number through a configured SIP trunk
+    /// (`--trunk NAME --to +1…`), or through Twilio (`--via twilio`).
     Call {
         /// Target SIP URI, e.g. `sip:echo@127.0.0.1:5070` (SIP calls only).
         uri: Option<String>,
@@ -41,9 +44,13 @@ enum Command {
         /// server's Media Streams endpoint (where `skald serve` runs the app).
         #[arg(long, value_enum, default_value_t = Via::Sip)]
         via: Via,
-        /// Callee phone number, E.164 (`--via twilio`).
+        /// Callee phone number, E.164 (`--via twilio` or `--trunk`).
         #[arg(long)]
         to: Option<String>,
+        /// Call through this trunk of the config's `trunks:` (its caller ID,
+        /// credentials and ring timeout) instead of a SIP URI.
+        #[arg(long, conflicts_with_all = ["auth_user"])]
+        trunk: Option<String>,
         /// Application to run once answered [SIP default: echo; Twilio
         /// default: the config's routes.default].
         #[arg(long)]
@@ -233,6 +240,10 @@ fn main() -> anyhow::Result<()> {
             });
             exit_on_error(res)
         }
+        Command::Call { via: Via::Twilio, trunk: Some(_), .. } => {
+            eprintln!("skald: --trunk places the call over SIP; it does not go with --via twilio");
+            std::process::exit(2);
+        }
         Command::Call { via: Via::Twilio, uri, to, app, from, public_url, overrides, .. } => {
             let res = (|| {
                 anyhow::ensure!(uri.is_none(), "--via twilio calls a phone number: give --to +1…, not a SIP URI");
@@ -243,7 +254,32 @@ fn main() -> anyhow::Result<()> {
             })();
             exit_on_error(res)
         }
-        Command::Call { via: Via::Sip, uri, to, app, from, public_url, ring_timeout, duration, auth_user, auth_password, mut overrides } => {
+        Command::Call { via: Via::Sip, trunk: Some(trunk), uri, to, app, from, public_url, duration, mut overrides, .. } => {
+            if uri.is_some() || public_url.is_some() {
+                eprintln!("skald: --trunk calls a number: give --to +1…, not a SIP URI or --public-url");
+                std::process::exit(2);
+            }
+            let Some(to) = to else {
+                eprintln!("skald: --trunk needs --to (the number to call, e.g. +15551234567)");
+                std::process::exit(2);
+            };
+            let app = app.unwrap_or_else(|| "echo".into());
+            if overrides.sip_listen.is_none() {
+                overrides.sip_listen = Some("0.0.0.0:0".parse().context("static")?);
+            }
+            let cfg = load_or_exit(&overrides);
+            init(&cfg);
+            runtime.block_on(async {
+                let instance = skald::app::App::start(cfg, false).await?;
+                let id = instance
+                    .services
+                    .dial_trunk(&trunk, &to, &app, from.as_deref(), None)
+                    .await
+                    .context("cannot place the call")?;
+                finish_call(instance, id, duration).await
+            })
+        }
+        Command::Call { via: Via::Sip, trunk: None, uri, to, app, from, public_url, ring_timeout, duration, auth_user, auth_password, mut overrides } => {
             if to.is_some() || public_url.is_some() {
                 eprintln!("skald: --to and --public-url are for --via twilio; a SIP call takes a URI");
                 std::process::exit(2);
@@ -269,29 +305,36 @@ fn main() -> anyhow::Result<()> {
                     .dial(&uri, &from, &app, Duration::from_secs(ring_timeout), credentials)
                     .await
                     .context("cannot place the call")?;
-                if duration > 0 {
-                    let _ = tokio::time::timeout(Duration::from_secs(duration), instance.calls_done()).await;
-                    let _ = instance
-                        .services
-                        .registry
-                        .send(id, skald::call::command::CallCommand::Hangup { reason: "duration".into() });
-                }
-                instance.calls_done().await;
-                let record = instance.services.store.get_call(id).await?;
-                instance.shutdown().await;
-                match record {
-                    Some(r) if r.answered_at.is_some() => {
-                        println!("call {id} answered; ended: {}", r.end_reason.unwrap_or_default());
-                        Ok(())
-                    }
-                    Some(r) => {
-                        eprintln!("call {id} not answered: {:?} {}", r.sip_status, r.end_reason.unwrap_or_default());
-                        std::process::exit(2);
-                    }
-                    None => anyhow::bail!("call {id}: no record"),
-                }
+                finish_call(instance, id, duration).await
             })
         }
+    }
+}
+
+/// Waits for an outbound call placed by `skald call` to end (hanging up
+/// after `duration` s when not 0), shuts down, and reports: exit 0 when it
+/// was answered, 2 when not.
+async fn finish_call(instance: skald::app::App, id: skald::ids::CallId, duration: u64) -> anyhow::Result<()> {
+    if duration > 0 {
+        let _ = tokio::time::timeout(Duration::from_secs(duration), instance.calls_done()).await;
+        let _ = instance
+            .services
+            .registry
+            .send(id, skald::call::command::CallCommand::Hangup { reason: "duration".into() });
+    }
+    instance.calls_done().await;
+    let record = instance.services.store.get_call(id).await?;
+    instance.shutdown().await;
+    match record {
+        Some(r) if r.answered_at.is_some() => {
+            println!("call {id} answered; ended: {}", r.end_reason.unwrap_or_default());
+            Ok(())
+        }
+        Some(r) => {
+            eprintln!("call {id} not answered: {:?} {}", r.sip_status, r.end_reason.unwrap_or_default());
+            std::process::exit(2);
+        }
+        None => anyhow::bail!("call {id}: no record"),
     }
 }
 

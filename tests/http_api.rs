@@ -376,3 +376,76 @@ async fn unknown_route_is_json_404() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&body, "not_found");
 }
+
+/// A router whose config has the `echo` app and a trunk `carrier`.
+async fn dial_harness() -> Harness {
+    let mut h = harness().await;
+    let yaml = "trunks:\n  carrier:\n    uri: sip:127.0.0.1:5999\n    caller_id: \"+15550123\"\n";
+    let config = skald::config::Config::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
+    h.app = router(HttpState {
+        store: h.store.clone(),
+        registry: h.registry.clone(),
+        metrics: h.metrics.clone(),
+        ready: h.ready.clone(),
+        config: std::sync::Arc::new(config),
+        calls: None,
+        contexts: skald::agent::context::ContextStore::new(),
+        events: skald::events::EventBus::new(),
+    });
+    h
+}
+
+/// POSTs `body` to `/api/v1/calls`; returns status and JSON.
+async fn post_dial(app: &Router, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/calls")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn dial_rejects_bad_requests_with_400() {
+    let h = dial_harness().await;
+    let cases = [
+        ("not json", "body"),
+        (r#"{"to": "+15551234", "trunk": "carrier"}"#, "app"),
+        (r#"{"to": "+15551234", "trunk": "carrier", "app": "echo", "extra": 1}"#, "extra"),
+        (r#"{"to": "+15551234", "trunk": "carrier", "app": "nope"}"#, "unknown application `nope`"),
+        (r#"{"to": "+15551234", "trunk": "nope", "app": "echo"}"#, "unknown trunk `nope`"),
+        (r#"{"to": "+1 555 1234", "trunk": "carrier", "app": "echo"}"#, "not a phone number"),
+        (r#"{"to": "call me", "trunk": "carrier", "app": "echo"}"#, "not a phone number"),
+        (r#"{"to": "+15551234", "app": "echo"}"#, "not a SIP URI"),
+        (r#"{"to": "+15551234", "trunk": "carrier", "app": "echo", "from": "a b"}"#, "caller ID"),
+        (r#"{"to": "+15551234", "trunk": "carrier", "app": "echo", "context": {"v": "x"}}"#, "body"),
+    ];
+    for (body, why) in cases {
+        let (status, v) = post_dial(&h.app, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(v["error"]["code"], "bad_request", "{body}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(why), "{body}: {msg}");
+    }
+}
+
+#[tokio::test]
+async fn dial_answers_503_when_not_taking_calls() {
+    let h = dial_harness().await;
+    let ok = r#"{"to": "+15551234", "trunk": "carrier", "app": "echo"}"#;
+    // No SIP stack behind this router.
+    let (status, v) = post_dial(&h.app, ok).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    // Draining: refused before any SIP.
+    h.ready.draining.store(true, Ordering::Release);
+    let (status, v) = post_dial(&h.app, ok).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("shutting down"), "{v}");
+    // A bad request is still a bad request while draining.
+    let (status, _) = post_dial(&h.app, r#"{"to": "+1", "trunk": "nope", "app": "echo"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

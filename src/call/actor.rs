@@ -33,6 +33,9 @@ use crate::agent::context::CallContext;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+#[path = "amd.rs"]
+mod amd;
 use tokio::time::Instant;
 
 /// How long to wait for the far end to confirm our BYE/CANCEL.
@@ -131,6 +134,8 @@ pub struct CallActor {
     context: Option<CallContext>,
     /// A transfer in progress: (target, give up at).
     transfer: Option<(String, Instant)>,
+    /// Answering-machine detection (outbound voice-agent calls with `amd`).
+    amd: Option<amd::OutboundAmd>,
 }
 
 /// How long a REFERred transfer may take to report success.
@@ -166,7 +171,14 @@ impl CallActor {
             playout_check: None,
             context: None,
             transfer: None,
+            amd: None,
         }
+    }
+
+    /// The conversation's starting point for an outbound call (set before
+    /// `run`): the agent resumes from its intent and slots.
+    pub fn set_context(&mut self, ctx: CallContext) {
+        self.context = Some(ctx);
     }
 
     /// Runs the call to its end, then writes the final record and leaves the
@@ -234,15 +246,53 @@ impl CallActor {
     }
 
     /// Waits for the outbound INVITE's answer, then starts media.
+    ///
+    /// Early media: a 18x with SDP starts media at once (RTP to the
+    /// early-media address, announcements and ringback received); the 2xx
+    /// then keeps it, moving to the 2xx's address when its SDP differs.
     async fn setup_outbound(&mut self, local: LocalMedia, sockets: RtpSockets) -> Result<(), Exit> {
         let app_name = self.app_name.clone().unwrap_or_default();
+        let mut sockets = Some(sockets);
         loop {
+            let media = &mut self.media;
             tokio::select! {
+                ev = next_media(media) => self.on_early_media(ev),
                 ev = self.events.recv() => match ev {
-                    Some(DialogEvent::Provisional { status, .. }) => {
+                    Some(DialogEvent::Provisional { status, sdp }) => {
                         tracing::debug!(status, "provisional response");
+                        if let (Some(answer), None) = (sdp.as_deref(), self.media.as_ref()) {
+                            match sdp::accept_answer(answer, &local) {
+                                Ok(n) => {
+                                    tracing::info!(status, remote = %crate::observability::Pii(n.remote_rtp), "early media");
+                                    let s = sockets.take().expect("sockets until media starts");
+                                    self.start_media(s, n, local.clone());
+                                    self.event("early_media", serde_json::json!({ "status": status })).await;
+                                }
+                                Err(e) => tracing::info!(error = %e, "unusable early-media SDP: ignored"),
+                            }
+                        }
+                    }
+                    Some(DialogEvent::Answered { sdp_answer }) if self.media.is_some() => {
+                        if let Some(Ok(n)) = sdp_answer.as_deref().map(|a| sdp::accept_answer(a, &local)) {
+                            self.early_media_answered(n);
+                        }
+                        let brain = match self.build_brain(&app_name) {
+                            Ok(a) => a,
+                            Err(why) => {
+                                self.dialog.hangup();
+                                return Err(Exit::Ended { reason: why, status: Some(200) });
+                            }
+                        };
+                        self.install(brain).await;
+                        self.amd_start(&app_name);
+                        self.record.sip_status = Some(200);
+                        self.answered().await;
+                        return Ok(());
                     }
                     Some(DialogEvent::Answered { sdp_answer }) => {
+                        let Some(sockets) = sockets.take() else {
+                            return Err(Exit::Ended { reason: "internal".into(), status: Some(200) });
+                        };
                         let negotiated = match sdp_answer.as_deref().map(|a| sdp::accept_answer(a, &local)) {
                             Some(Ok(n)) => n,
                             other => {
@@ -261,6 +311,7 @@ impl CallActor {
                         };
                         self.start_media(sockets, negotiated, local);
                         self.install(brain).await;
+                        self.amd_start(&app_name);
                         self.record.sip_status = Some(200);
                         self.answered().await;
                         return Ok(());
@@ -284,6 +335,32 @@ impl CallActor {
                 }
             }
         }
+    }
+
+    /// Media before the answer (early media): the callee's announcements
+    /// are not for anyone yet; silence from the far end is no reason to end.
+    fn on_early_media(&mut self, ev: RtpEvent) {
+        match ev {
+            RtpEvent::Latched(addr) => tracing::debug!(addr = %crate::observability::Pii(addr), "early RTP latched"),
+            RtpEvent::Dtmf { digit, .. } => tracing::debug!(%digit, "DTMF in early media ignored"),
+            RtpEvent::Audio(_) | RtpEvent::Inactive => {}
+        }
+    }
+
+    /// The 2xx after early media: same session, the 2xx's SDP wins where it
+    /// differs (address, codec).
+    fn early_media_answered(&mut self, n: Negotiated) {
+        let Some(media) = self.media.as_mut() else { return };
+        let session = media.stream.session_mut();
+        if n.remote_rtp != media.negotiated.remote_rtp && !n.remote_rtp.ip().is_unspecified() {
+            session.set_remote(n.remote_rtp);
+        }
+        if n.codec != media.negotiated.codec {
+            let law = law_of(n.codec);
+            session.set_payload_type(n.payload_type, vec![law.silence(); media.codec.frame_bytes()]);
+            media.codec.set_law(law);
+        }
+        media.negotiated = n;
     }
 
     /// Between 180 and 200: a CANCEL or BYE ends the call, a hangup command rejects it.
@@ -321,6 +398,7 @@ impl CallActor {
                 cmd = self.commands.recv() => Input::Command(cmd),
                 ev = next_media(media) => Input::Media(ev),
                 ev = next_voice(voice) => Input::Voice(ev),
+                msg = amd::next_message(&mut self.amd) => Input::AmdMessage(msg),
                 _ = sleep_opt(app_deadline) => Input::AppTimeout,
                 _ = sleep_opt(playout_check) => Input::PlayoutCheck,
             };
@@ -334,6 +412,7 @@ impl CallActor {
                 }
                 Input::PlayoutCheck => self.on_playout_check().await,
                 Input::Voice(ev) => self.on_voice_event(ev).await,
+                Input::AmdMessage(msg) => self.amd_message(msg).await,
             };
             if let Some(exit) = flow {
                 return exit;
@@ -454,7 +533,10 @@ impl CallActor {
                     }
                 let mut exit = self.app_input(AppInput::Audio(&frame)).await;
                 if exit.is_none() {
-                    exit = self.voice_audio(&frame).await;
+                    exit = match self.amd_audio(&frame).await {
+                        Ok(()) => self.voice_audio(&frame).await,
+                        Err(kept) => kept,
+                    };
                 }
                 if let Some(m) = self.media.as_mut() {
                     m.pcm16 = frame;
@@ -486,6 +568,9 @@ impl CallActor {
     async fn on_playout_check(&mut self) -> Option<Exit> {
         if self.transfer.as_ref().is_some_and(|(_, until)| *until <= Instant::now()) {
             return self.transfer_failed("no answer in time").await;
+        }
+        if let Some(exit) = self.amd_tick().await {
+            return Some(exit);
         }
         if self.voice.is_some() {
             self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
@@ -713,7 +798,8 @@ impl CallActor {
         self.set_state(CallState::Answered).await;
         tracing::info!(codec = ?self.record.codec, app = ?self.app_name, "call answered");
         let _ = self.app_input(AppInput::Started).await;
-        if let Some(v) = self.voice.as_mut() {
+        let held = self.amd.as_ref().is_some_and(|a| a.holds_agent());
+        if let Some(v) = self.voice.as_mut().filter(|_| !held) {
             let actions = match &self.context {
                 Some(ctx) => v.resume(ctx.intent.as_deref(), &ctx.slots).await,
                 None => v.begin().await,
@@ -946,6 +1032,7 @@ impl AudioOut for Media {
 /// One input to the loop, gathered by `select!`.
 enum Input {
     Voice(VoiceEvent),
+    AmdMessage(Result<Vec<i16>, String>),
     Dialog(Option<DialogEvent>),
     Command(Option<CallCommand>),
     Media(RtpEvent),

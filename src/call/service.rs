@@ -5,6 +5,7 @@
 use super::actor::{CallActor, Leg};
 use super::registry::{CallRegistry, CallSummary};
 use super::state::CallState;
+use crate::agent::context::CallContext;
 use crate::config::Config;
 use crate::ids::CallId;
 use crate::observability::Metrics;
@@ -35,6 +36,15 @@ pub enum DialError {
     /// The application name is not configured.
     #[error("unknown application `{0}`")]
     UnknownApp(String),
+    /// The trunk name is not configured.
+    #[error("unknown trunk `{0}`")]
+    UnknownTrunk(String),
+    /// The destination is neither a phone number nor a SIP URI.
+    #[error("`{0}` is not a phone number (+ and digits) or a sip: URI")]
+    BadNumber(String),
+    /// skald is shutting down and places no new calls.
+    #[error("not taking calls (shutting down)")]
+    Draining,
 }
 
 /// Shared by all calls; cheap to clone through `Arc`.
@@ -97,7 +107,7 @@ impl CallServices {
         let key = self.config.context_key.clone().unwrap_or_default();
         let context = super::transfer::context_from_headers(&info.headers, key.as_bytes());
         let leg = Leg::Inbound { offer: info.sdp_offer.clone(), context };
-        self.spawn(record, incoming.dialog, incoming.events, leg, app);
+        self.spawn(record, incoming.dialog, incoming.events, leg, app, None);
     }
 
     /// Places an outbound call to `target` (a SIP URI) running application
@@ -144,7 +154,91 @@ impl CallServices {
             ..Default::default()
         };
         let leg = Leg::Outbound { local, sockets };
-        self.spawn(record, call.dialog, call.events, leg, Some(app.to_string()));
+        self.spawn(record, call.dialog, call.events, leg, Some(app.to_string()), None);
+        Ok(id)
+    }
+
+    /// Places an outbound call through trunk `trunk` to `to` (a phone number,
+    /// dialled as `sip:NUMBER@TRUNK-HOST`, or a SIP URI, sent as it is),
+    /// running application `app` once answered, with `context` as the
+    /// conversation's starting point (the agent resumes from its intent and
+    /// slots; it also travels signed in `X-Skald-Context`). From carries the
+    /// trunk's caller ID (or `from` when given); a 401/407 is answered with
+    /// the trunk's credentials; the call is CANCELled after the trunk's ring
+    /// timeout. Returns the call's id once the INVITE is sent.
+    pub async fn dial_trunk(
+        self: &Arc<Self>,
+        trunk: &str,
+        to: &str,
+        app: &str,
+        from: Option<&str>,
+        context: Option<CallContext>,
+    ) -> Result<CallId, DialError> {
+        if self.shutdown.is_cancelled() {
+            return Err(DialError::Draining);
+        }
+        let t = self.config.trunks.get(trunk).ok_or_else(|| DialError::UnknownTrunk(trunk.to_string()))?;
+        if !self.config.applications.contains_key(app) {
+            return Err(DialError::UnknownApp(app.to_string()));
+        }
+        let target = trunk_target(t, to)?;
+        let credentials = match (&t.username, &t.password) {
+            (Some(username), Some(password)) => {
+                Some(Credentials { username: username.clone(), password: password.clone() })
+            }
+            _ => None,
+        };
+        let from_user = from.or(t.caller_id.as_deref()).unwrap_or("skald").to_string();
+        let mut extra_headers = Vec::new();
+        if let Some(ctx) = &context {
+            let key = self.config.context_key.clone().unwrap_or_default();
+            let signed = ctx.encode_signed(key.as_bytes());
+            // Big contexts do not fit a UDP INVITE; they still start the agent.
+            if signed.len() <= 600 {
+                extra_headers.push((crate::agent::context::HEADER_CONTEXT.to_string(), signed));
+            }
+        }
+        let sockets = self.ports.allocate().await?;
+        let local = self.local_media(sockets.rtp_port());
+        let offer = sdp::offer(&local);
+        let call = self
+            .sip
+            .invite(OutboundInvite {
+                target: target.clone(),
+                from_user: from_user.clone(),
+                from_display: t.from_display.clone(),
+                sdp_offer: offer,
+                credentials,
+                extra_headers,
+                ring_timeout: Duration::from_secs(t.ring_timeout_s),
+            })
+            .await?;
+        let id = CallId::new();
+        let host = t.host_port().map(|(h, _)| h).unwrap_or_default();
+        tracing::info!(%id, trunk, to = %crate::observability::Pii(&to), "dialling through trunk");
+        let record = CallRecord {
+            id,
+            sip_call_id: call.sip_call_id.clone(),
+            direction: "outbound".into(),
+            from_uri: format!("sip:{from_user}@{host}"),
+            to_uri: target,
+            did: to.to_string(),
+            remote_addr: String::new(),
+            app: Some(app.to_string()),
+            state: CallState::Ringing.as_str().into(),
+            invited_at: now_ms(),
+            transport: Some("sip".into()),
+            sip_transport: Some(
+                match t.transport {
+                    crate::config::TrunkTransport::Udp => "udp",
+                    crate::config::TrunkTransport::Tcp => "tcp",
+                }
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let leg = Leg::Outbound { local, sockets };
+        self.spawn(record, call.dialog, call.events, leg, Some(app.to_string()), context);
         Ok(id)
     }
 
@@ -236,6 +330,7 @@ impl CallServices {
         events: mpsc::Receiver<crate::sip::driver::DialogEvent>,
         leg: Leg,
         app: Option<String>,
+        context: Option<CallContext>,
     ) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let id = record.id;
@@ -253,9 +348,27 @@ impl CallServices {
         );
         self.metrics.call_started();
         let span = tracing::info_span!("call", call_id = %id, sip_call_id = %record.sip_call_id);
-        let actor = CallActor::new(self.clone(), record, dialog, events, rx, leg, app);
+        let mut actor = CallActor::new(self.clone(), record, dialog, events, rx, leg, app);
+        if let Some(ctx) = context {
+            actor.set_context(ctx);
+        }
         self.tracker.spawn(actor.run().instrument(span));
     }
+}
+
+/// The Request-URI for `to` through trunk `t`: a phone number becomes
+/// `sip:NUMBER@TRUNK-HOST[:PORT]`, a SIP URI is kept.
+pub fn trunk_target(t: &crate::config::TrunkConfig, to: &str) -> Result<String, DialError> {
+    let bad = || DialError::BadNumber(to.to_string());
+    let lower = to.to_ascii_lowercase();
+    if lower.starts_with("sip:") || lower.starts_with("sips:") {
+        let ok = to.contains('@') && !to.chars().any(|c| c.is_whitespace() || c == '<' || c == '>');
+        return if ok { Ok(to.to_string()) } else { Err(bad()) };
+    }
+    if !crate::config::is_dialable_number(to) {
+        return Err(bad());
+    }
+    t.request_uri(to).ok_or_else(bad)
 }
 
 /// Wall-clock time as Unix milliseconds (records only; never for media timing).

@@ -88,7 +88,7 @@ impl VoiceConfig {
     /// `Ok(None)` when `name` is not a voice agent. Errors: the fallback
     /// prompt cannot be read.
     pub fn for_app(config: &crate::config::Config, name: &str) -> Result<Option<(VoiceConfig, bool)>, String> {
-        let Some(crate::config::AppConfig::VoiceAgent { agent, record, turn, barge_in_min_ms, fallback_prompt, stt, tts }) =
+        let Some(crate::config::AppConfig::VoiceAgent { agent, record, turn, barge_in_min_ms, fallback_prompt, stt, tts, .. }) =
             config.applications.get(name)
         else {
             return Ok(None);

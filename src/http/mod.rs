@@ -8,6 +8,7 @@
 //! | `GET /health/ready` | [`health::ready`] |
 //! | `GET /metrics` | [`health::metrics`] |
 //! | `GET /api/v1/calls?limit=N` | [`api::calls::list`] |
+//! | `POST /api/v1/calls` | [`api::calls::dial`] |
 //! | `GET /api/v1/calls/{id}` | [`api::calls::get`] |
 //! | `POST /api/v1/calls/{id}/hangup` | [`api::calls::hangup`] |
 //! | `GET /api/v1/twilio/media-stream` (WebSocket) | [`media_ws::media_stream`] |
@@ -82,7 +83,7 @@ pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 /// The router: `/health/live`, `/health/ready`, `/metrics`, `/api/v1/calls…`.
 pub fn router(state: HttpState) -> Router {
     let api = Router::new()
-        .route("/api/v1/calls", get(api::calls::list))
+        .route("/api/v1/calls", get(api::calls::list).post(api::calls::dial))
         .route("/api/v1/calls/{id}", get(api::calls::get))
         .route("/api/v1/calls/{id}/hangup", post(api::calls::hangup))
         .route("/api/v1/context/{reference}", get(api::context::get))

@@ -145,6 +145,9 @@ pub enum OnMachine {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmdConfig {
+    /// Run the detector on this application's outbound calls (true when an
+    /// `amd:` section is present; the detector itself ignores it).
+    pub enabled: bool,
     /// No speech for this long after the answer ⇒ `on_initial_silence` (2500).
     pub initial_silence_ms: u64,
     /// Result for too long an initial silence (`unknown`; Asterisk: machine).
@@ -322,6 +325,7 @@ const BANK_STEP_HZ: f32 = 25.0;
 impl Default for AmdConfig {
     fn default() -> Self {
         AmdConfig {
+            enabled: true,
             initial_silence_ms: 2500,
             on_initial_silence: AmdResult::Unknown,
             greeting_ms: 2300,

@@ -208,9 +208,19 @@ pub fn unsafe_kill(pid: u32, sig: &str) {
 
 /// A minimal HTTP/1.1 client on loopback: returns (status, body).
 pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    http_body(port, method, path, "")
+}
+
+/// [`http`] with a JSON request body (empty: none).
+pub fn http_body(port: u16, method: &str, path: &str, json: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")?;
+    let ctype = if json.is_empty() { "" } else { "Content-Type: application/json\r\n" };
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{ctype}Content-Length: {}\r\n\r\n{json}",
+        json.len()
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).to_string();

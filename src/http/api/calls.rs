@@ -1,5 +1,5 @@
 //! `/api/v1/calls`: call records from the store, joined with the live-call
-//! registry, and hanging up a live call.
+//! registry, placing outbound calls, and hanging up a live call.
 //!
 //! A call appears in JSON as its [`CallRecord`] fields plus `live` (the
 //! registry has it) and `live_state` (its current state while live, else
@@ -118,6 +118,97 @@ pub async fn get(
         turns: Some(turns),
         events: Some(events),
     }))
+}
+
+/// Body of `POST /api/v1/calls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialRequest {
+    /// Callee: a phone number (`+15551234567`, with `trunk`) or a SIP URI.
+    pub to: String,
+    /// Trunk (a name under `trunks:`) to call through; without one, `to`
+    /// must be a SIP URI called directly.
+    #[serde(default)]
+    pub trunk: Option<String>,
+    /// Application to run once answered.
+    pub app: String,
+    /// Caller ID (From user part); default: the trunk's `caller_id`, else `skald`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The conversation's starting point: the agent resumes from its intent
+    /// and slots.
+    #[serde(default)]
+    pub context: Option<crate::agent::context::CallContext>,
+}
+
+/// Ring timeout of a call placed without a trunk.
+const DIRECT_RING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `POST /api/v1/calls`: places an outbound call.
+///
+/// Input: JSON [`DialRequest`] `{to, trunk?, app, from?, context?}`.
+/// Output: `202 {"id": "<call id>"}` once the INVITE is sent; the call's
+/// progress shows in `GET /api/v1/calls/{id}`. Status: 400 for a malformed
+/// body, an unknown application or trunk, or a `to` that is not a phone
+/// number (with a trunk) or a SIP URI; 503 while skald is shutting down (or
+/// runs without a SIP stack) or has no free RTP port; 500 when SIP fails.
+pub async fn dial(
+    State(st): State<HttpState>,
+    body: Result<Json<DialRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    use crate::call::service::{DialError, trunk_target};
+    let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("body: {}", e.body_text())))?;
+    if !st.config.applications.contains_key(&req.app) {
+        return Err(ApiError::BadRequest(format!("unknown application `{}`", req.app)));
+    }
+    if let Some(from) = &req.from
+        && (from.is_empty() || !from.chars().all(|c| c.is_ascii_alphanumeric() || "+-_.".contains(c)))
+    {
+        return Err(ApiError::BadRequest(format!("`{from}` is not a caller ID (digits, letters, + - _ .)")));
+    }
+    match &req.trunk {
+        Some(name) => {
+            let trunk = st
+                .config
+                .trunks
+                .get(name)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown trunk `{name}`")))?;
+            trunk_target(trunk, &req.to).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        }
+        None => {
+            let lower = req.to.to_ascii_lowercase();
+            if !(lower.starts_with("sip:") || lower.starts_with("sips:")) || !req.to.contains('@') {
+                return Err(ApiError::BadRequest(format!(
+                    "`{}` is not a SIP URI; give a trunk to call a phone number",
+                    req.to
+                )));
+            }
+        }
+    }
+    if st.ready.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(ApiError::Unavailable("not taking calls: shutting down".into()));
+    }
+    let Some(calls) = st.calls.clone() else {
+        return Err(ApiError::Unavailable("no SIP stack in this instance".into()));
+    };
+    let res = match &req.trunk {
+        Some(trunk) => calls.dial_trunk(trunk, &req.to, &req.app, req.from.as_deref(), req.context).await,
+        None => {
+            let from = req.from.as_deref().unwrap_or("skald");
+            calls.dial(&req.to, from, &req.app, DIRECT_RING_TIMEOUT, None).await
+        }
+    };
+    match res {
+        Ok(id) => Ok((StatusCode::ACCEPTED, Json(json!({ "id": id })))),
+        Err(e @ (DialError::UnknownApp(_) | DialError::UnknownTrunk(_) | DialError::BadNumber(_))) => {
+            Err(ApiError::BadRequest(e.to_string()))
+        }
+        Err(DialError::Sip(crate::sip::driver::SipError::BadUri(u))) => {
+            Err(ApiError::BadRequest(format!("bad SIP URI `{u}`")))
+        }
+        Err(e @ (DialError::Draining | DialError::Ports(_))) => Err(ApiError::Unavailable(e.to_string())),
+        Err(e) => Err(ApiError::Internal(format!("dial: {e}"))),
+    }
 }
 
 /// `POST /api/v1/calls/{id}/hangup`: ends a live call (BYE when answered,
