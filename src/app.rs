@@ -205,15 +205,44 @@ async fn load_voice(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<cr
     })
     .await??;
     let (vad, stt, voice) = loaded;
-    let agents = crate::agent::flow::load_agents(&config.resolve(&config.agents_dir)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    tracing::info!(ms = started.elapsed().as_millis() as u64, agents = agents.len(), "local voice models loaded");
+    let graph = crate::agent::graph::load_graph(&config.resolve(&config.agents_dir), &config.entry_agents())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let agents = graph.flow_agents().clone();
+    let llm_agents = llm_agents(&graph);
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        flow_agents = agents.len(),
+        llm_agents = llm_agents.len(),
+        "local voice models loaded"
+    );
     Ok(Arc::new(crate::call::voice::VoiceServices {
         vad,
         stt: Arc::new(moonshine::MoonshineStt { model: stt }),
         tts: Arc::new(piper::PiperTts { voice }),
         agents,
+        llm_agents: Arc::new(llm_agents),
         metrics: metrics.clone(),
     }))
+}
+
+/// Each LLM agent with its provider list; a provider that cannot be built
+/// (its key is not in the environment) is left out with a warning, so the
+/// others still serve (an agent with none says its fallback phrase).
+fn llm_agents(graph: &crate::agent::graph::AgentGraph) -> crate::call::llm_turns::LlmAgents {
+    use crate::providers::llm::{FallbackEntry, FallbackLlm};
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut out = crate::call::llm_turns::LlmAgents::new();
+    for (name, def) in graph.llm_agents() {
+        let mut entries = Vec::new();
+        for c in &def.llm {
+            match c.build(env) {
+                Ok(p) => entries.push(FallbackEntry::new(p, c.first_token_timeout(), c.timeout())),
+                Err(e) => tracing::warn!(agent = %name, provider = %c.display_name(), error = %e, "LLM provider left out"),
+            }
+        }
+        out.insert(name.clone(), (def.clone(), Arc::new(FallbackLlm::new(entries))));
+    }
+    out
 }
 
 /// IP for SDP: `rtp.advertised_ip`, else the SIP advertised host when it is

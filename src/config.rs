@@ -702,9 +702,9 @@ impl Config {
                         Self::validate_amd(name, amd, &invalid)?;
                     }
                     if agents.is_none() {
-                        agents = Some(crate::agent::flow::load_agents(&self.resolve(&self.agents_dir))?);
+                        agents = Some(self.load_agent_graph(text, path)?);
                     }
-                    if !agents.as_ref().is_some_and(|a| a.contains_key(agent)) {
+                    if !agents.as_ref().is_some_and(|g| g.contains(agent)) {
                         return Err(invalid(
                             &format!("applications.{name}.agent"),
                             agent,
@@ -880,6 +880,41 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Agents the voice-agent applications start with (the graph's entries).
+    pub fn entry_agents(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .applications
+            .values()
+            .filter_map(|a| match a {
+                AppConfig::VoiceAgent { agent, .. } => Some(agent.clone()),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Loads the agent graph of `agents_dir` with the applications' agents
+    /// as entries. An application naming no agent is reported at its line
+    /// in the config; other errors name the agent file and line.
+    pub fn load_agent_graph(&self, text: &str, path: &Path) -> Result<crate::agent::graph::AgentGraph, ConfigError> {
+        let dir = self.resolve(&self.agents_dir);
+        let entries = self.entry_agents();
+        crate::agent::graph::load_graph(&dir, &entries).map_err(|e| {
+            let missing = entries.iter().find(|a| e.line == 0 && e.message.contains(&format!("entry agent `{a}`")));
+            match missing {
+                Some(a) => ConfigError::Invalid {
+                    file: path.to_path_buf(),
+                    line: find_line(text, &format!("agent: {a}")),
+                    field: "applications.*.agent".into(),
+                    message: format!("no agent named `{a}` in {}", dir.display()),
+                },
+                None => ConfigError::Agent(e),
+            }
+        })
     }
 
     /// Resolves a path from the config against the config directory.

@@ -20,8 +20,12 @@ const KEY: &str = "test-context-key-shared-by-a-and-b";
 fn config(dir: &Path, edit: impl Fn(String) -> String) -> String {
     let agents = dir.join("agents");
     std::fs::create_dir_all(&agents).unwrap();
-    let text = std::fs::read_to_string(repo().join("sip-config/agents/dental-front-desk.yaml")).unwrap();
-    std::fs::write(agents.join("dental-front-desk.yaml"), edit(text)).unwrap();
+    for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let text = if p.ends_with("dental-front-desk.yaml") { edit(text) } else { text };
+        std::fs::write(agents.join(p.file_name().unwrap()), text).unwrap();
+    }
     example_config()
         .lines()
         .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })

@@ -506,15 +506,11 @@ impl CallActor {
                 None
             }
             CallCommand::SendDtmf { digits } => {
-                if let Some(m) = self.media.as_mut() {
-                    for d in digits.chars().filter(|c| "0123456789*#ABCDabcd".contains(*c)) {
-                        m.stream.session_mut().queue_dtmf(d.to_ascii_uppercase(), DTMF_TONE);
-                    }
-                }
+                self.send_dtmf(&digits);
                 None
             }
             CallCommand::Transfer { target } => {
-                tracing::warn!(%target, "transfer is not supported yet; ignoring");
+                self.start_transfer(&target).await;
                 None
             }
         }
@@ -727,6 +723,7 @@ impl CallActor {
                     self.save(false).await;
                 }
                 VoiceAction::Transfer(target) => self.start_transfer(&target).await,
+                VoiceAction::SendDtmf(digits) => self.send_dtmf(&digits),
                 VoiceAction::Hangup(reason) => return Some(self.hangup(&reason).await),
             }
         }
@@ -801,7 +798,7 @@ impl CallActor {
         let held = self.amd.as_ref().is_some_and(|a| a.holds_agent());
         if let Some(v) = self.voice.as_mut().filter(|_| !held) {
             let actions = match &self.context {
-                Some(ctx) => v.resume(ctx.intent.as_deref(), &ctx.slots).await,
+                Some(ctx) => v.resume(ctx).await,
                 None => v.begin().await,
             };
             // A greeting cannot end the call before it is heard; actions here
@@ -832,6 +829,15 @@ impl CallActor {
             }
         }
         self
+    }
+
+    /// Queues RFC 4733 telephone-events for `digits` (others ignored).
+    fn send_dtmf(&mut self, digits: &str) {
+        if let Some(m) = self.media.as_mut() {
+            for d in digits.chars().filter(|c| "0123456789*#ABCDabcd".contains(*c)) {
+                m.stream.session_mut().queue_dtmf(d.to_ascii_uppercase(), DTMF_TONE);
+            }
+        }
     }
 
     /// Stores an event on the call (logged when the store fails).

@@ -200,7 +200,7 @@ impl CallActor {
     async fn amd_release_agent(&mut self) -> Option<Exit> {
         let v = self.voice.as_mut()?;
         let actions = match &self.context {
-            Some(ctx) => v.resume(ctx.intent.as_deref(), &ctx.slots).await,
+            Some(ctx) => v.resume(ctx).await,
             None => v.begin().await,
         };
         self.voice_actions(actions).await

@@ -6,6 +6,7 @@
 
 pub mod actor;
 pub mod apps;
+pub mod llm_turns;
 pub mod command;
 pub mod registry;
 pub mod service;

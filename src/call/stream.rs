@@ -501,6 +501,9 @@ impl StreamCall {
                     tracing::warn!(%target, "transfer requested; transfers are not supported yet: ending the call");
                     return Some(Exit { reason: format!("transfer-requested: {target}"), close: true });
                 }
+                VoiceAction::SendDtmf(digits) => {
+                    tracing::warn!(%digits, "sending DTMF is not possible on a media stream");
+                }
                 VoiceAction::Hangup(reason) => return Some(Exit { reason, close: true }),
             }
         }

@@ -60,8 +60,10 @@ pub struct VoiceServices {
     pub stt: Arc<dyn SttProvider>,
     /// Speech synthesis.
     pub tts: Arc<dyn TtsProvider>,
-    /// Agent definitions by name.
+    /// Flow agent definitions by name.
     pub agents: BTreeMap<String, Arc<AgentDef>>,
+    /// LLM agents by name, with their providers.
+    pub llm_agents: Arc<super::llm_turns::LlmAgents>,
     /// Metrics (turn latency histograms).
     pub metrics: Metrics,
 }
@@ -137,8 +139,10 @@ pub trait AudioOut: Send {
 pub enum VoiceAction {
     /// End the call (everything said has been played).
     Hangup(String),
-    /// Hand the caller over (not carried out yet: logged and recorded).
+    /// Hand the caller over (REFER with the call's context).
     Transfer(String),
+    /// Send these DTMF digits now (RFC 4733).
+    SendDtmf(String),
     /// Store this transcript turn.
     Turn(TurnRecord),
     /// Record a failure on the call.
@@ -155,6 +159,8 @@ pub enum VoiceEvent {
     Tts(u64, Option<Result<TtsAudio, ProviderError>>),
     /// The caller stayed silent after the agent finished.
     Silence,
+    /// The LLM agent's stream, a tool, or its filler deadline.
+    Llm(super::llm_turns::LlmWake),
 }
 
 /// Agent audio taken off the wire by a barge-in: the encoded frames and
@@ -175,6 +181,9 @@ struct Pending {
 struct Reply {
     /// Context id.
     ctx: u64,
+    /// Still growing (an LLM reply being streamed): not finished even when
+    /// everything queued so far has played.
+    open: bool,
     /// (sentence, frames queued for it).
     sentences: Vec<(String, usize)>,
     /// Audio time (ms from answer) when its first frame was queued.
@@ -209,8 +218,14 @@ pub struct VoiceAgent {
     tts: Arc<dyn TtsProvider>,
     /// Provider failovers during this call (for the call record).
     fallbacks: FallbackLog,
-    /// The conversation.
-    agent: FlowAgent,
+    /// The conversation, for a flow agent.
+    agent: Option<FlowAgent>,
+    /// The conversation, for an LLM agent.
+    llm: Option<Box<super::llm_turns::LlmBrain>>,
+    /// The LLM reply being spoken (context id), until it closes.
+    llm_ctx: Option<u64>,
+    /// Latency of the LLM reply to the caller's last turn, until it speaks.
+    llm_latency: Option<TurnLatency>,
     /// Recent caller audio (pre-roll), 16 kHz.
     recent: VecDeque<i16>,
     /// Caller audio not yet given to VAD (partial window).
@@ -269,7 +284,11 @@ impl VoiceAgent {
         today: time::Date,
         ptime: Duration,
     ) -> Result<VoiceAgent, String> {
-        let def = svc.agents.get(&cfg.agent).cloned().ok_or_else(|| format!("unknown agent `{}`", cfg.agent))?;
+        let flow = svc.agents.get(&cfg.agent).cloned();
+        let llm = super::llm_turns::LlmBrain::new(svc.llm_agents.clone(), &cfg.agent, None).map(Box::new);
+        if flow.is_none() && llm.is_none() {
+            return Err(format!("unknown agent `{}`", cfg.agent));
+        }
         let fallbacks = FallbackLog::new();
         let stt_provider = call_stt(&svc, cfg.stt.as_deref(), &fallbacks);
         let tts = call_tts(&svc, cfg.tts.as_deref(), &fallbacks);
@@ -277,7 +296,10 @@ impl VoiceAgent {
         let vad = svc.vad.stream();
         let turn = TurnDetector::new(cfg.turn.clone());
         Ok(VoiceAgent {
-            agent: FlowAgent::new(def, today),
+            agent: flow.map(|def| FlowAgent::new(def, today)),
+            llm,
+            llm_ctx: None,
+            llm_latency: None,
             svc,
             turn,
             cfg,
@@ -314,22 +336,45 @@ impl VoiceAgent {
 
     /// The call was answered: the agent's greeting.
     pub async fn begin(&mut self) -> Vec<VoiceAction> {
-        let actions = self.agent.start();
+        if let Some(b) = self.llm.as_mut() {
+            let outs = b.greeting().await;
+            return self.apply_llm(outs).await;
+        }
+        let actions = self.agent.as_mut().map(FlowAgent::start).unwrap_or_default();
         self.apply(actions, None).await
     }
 
     /// The call was answered and came with a context (a transfer): the
     /// greeting resumes the conversation where the last agent left it.
-    pub async fn resume(&mut self, intent: Option<&str>, slots: &BTreeMap<String, String>) -> Vec<VoiceAction> {
-        let actions = self.agent.resume(intent, slots);
+    pub async fn resume(&mut self, ctx: &crate::agent::context::CallContext) -> Vec<VoiceAction> {
+        if let Some(b) = self.llm.as_mut() {
+            b.set_context(ctx);
+            let outs = b.greeting().await;
+            return self.apply_llm(outs).await;
+        }
+        let actions = self.agent.as_mut().map(|a| a.resume(ctx.intent.as_deref(), &ctx.slots)).unwrap_or_default();
         self.apply(actions, None).await
     }
 
     /// The transfer the agent asked for failed: the caller is told and the
     /// conversation goes on.
     pub async fn transfer_failed(&mut self) -> Vec<VoiceAction> {
-        let actions = self.agent.on_transfer_failed();
+        if self.llm.is_some() {
+            let outs = vec![
+                super::llm_turns::LlmOut::Say("I'm sorry, I couldn't connect you right now.".into()),
+                super::llm_turns::LlmOut::Say("Is there anything else I can help you with?".into()),
+                super::llm_turns::LlmOut::Close,
+            ];
+            return self.apply_llm(outs).await;
+        }
+        let actions = self.agent.as_mut().map(FlowAgent::on_transfer_failed).unwrap_or_default();
         self.apply(actions, None).await
+    }
+
+    /// An LLM agent's view of the call context (intent, summary, previous
+    /// agents), for a transfer; `None` for a flow agent.
+    pub fn llm_context(&self) -> Option<crate::agent::context::CallContext> {
+        self.llm.as_ref().map(|b| b.context())
     }
 
     /// Cloud providers that failed during the call and what took over, in
@@ -340,7 +385,7 @@ impl VoiceAgent {
 
     /// What the agent is working on (for the context handed on).
     pub fn goal(&self) -> Option<&str> {
-        self.agent.goal()
+        self.agent.as_ref().and_then(FlowAgent::goal)
     }
 
     /// The agent's name.
@@ -360,6 +405,7 @@ impl VoiceAgent {
                 VoiceEvent::Tts(ctx, ev)
             }
             _ = sleep_opt(silence_at) => VoiceEvent::Silence,
+            ev = next_llm(&mut self.llm) => VoiceEvent::Llm(ev),
         }
     }
 
@@ -379,10 +425,22 @@ impl VoiceAgent {
                 Vec::new()
             }
             VoiceEvent::Tts(ctx, Some(Err(e))) => self.tts_failed(ctx, e, out),
+            VoiceEvent::Llm(wake) => {
+                let Some(b) = self.llm.as_mut() else { return Vec::new() };
+                let outs = b.on_wake(wake).await;
+                self.apply_llm(outs).await
+            }
             VoiceEvent::Silence => {
                 self.silence_at = None;
                 tracing::info!("caller silent: agent re-prompts");
-                let actions = self.agent.on_silence();
+                if self.llm.is_some() {
+                    let outs = vec![
+                        super::llm_turns::LlmOut::Say("Are you still there?".into()),
+                        super::llm_turns::LlmOut::Close,
+                    ];
+                    return self.apply_llm(outs).await;
+                }
+                let actions = self.agent.as_mut().map(FlowAgent::on_silence).unwrap_or_default();
                 self.apply(actions, None).await
             }
         }
@@ -459,7 +517,8 @@ impl VoiceAgent {
         // A reply is finished when all its audio is sent and nothing of it is pending.
         while let Some(r) = self.replies.front() {
             let ctx = r.ctx;
-            let done = !self.pending.iter().any(|p| p.ctx == ctx)
+            let done = !r.open
+                && !self.pending.iter().any(|p| p.ctx == ctx)
                 && !self.ledger.iter().any(|(c, _)| *c == ctx)
                 && self.interrupted != Some(ctx);
             if !done {
@@ -472,7 +531,8 @@ impl VoiceAgent {
             if let Some(a) = self.after_playout.take() {
                 actions.push(a);
             } else if self.silence_at.is_none() && !self.in_turn && self.awaiting_final == 0 && !actions.is_empty() {
-                self.silence_at = Some(Instant::now() + self.agent.silence_timeout());
+                let wait = self.agent.as_ref().map_or(LLM_SILENCE, FlowAgent::silence_timeout);
+                self.silence_at = Some(Instant::now() + wait);
             }
         }
         (audio, actions)
@@ -552,8 +612,15 @@ impl VoiceAgent {
         let mut actions = self.drop_interrupted(now_ms);
         tracing::info!(transcript = %text, "caller said");
         actions.push(self.caller_turn(&text, now_ms));
-        let replies = self.agent.on_user_turn(&text);
         let mut latency = TurnLatency { stt_ms, ..Default::default() };
+        if let Some(b) = self.llm.as_mut() {
+            let outs = b.on_caller_turn(&text).await;
+            latency.agent_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
+            self.llm_latency = Some(latency);
+            actions.extend(self.apply_llm(outs).await);
+            return actions;
+        }
+        let replies = self.agent.as_mut().map(|a| a.on_user_turn(&text)).unwrap_or_default();
         latency.agent_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
         actions.extend(self.apply(replies, Some(latency)).await);
         actions
@@ -571,7 +638,12 @@ impl VoiceAgent {
         self.silence_at = None;
         self.turn_start_ms = now_ms;
         actions.push(self.caller_turn(&format!("[DTMF {digit}]"), now_ms));
-        let replies = self.agent.on_dtmf(digit);
+        if let Some(b) = self.llm.as_mut() {
+            let outs = b.on_caller_turn(&format!("(The caller pressed {digit} on the keypad.)")).await;
+            actions.extend(self.apply_llm(outs).await);
+            return actions;
+        }
+        let replies = self.agent.as_mut().map(|a| a.on_dtmf(digit)).unwrap_or_default();
         actions.extend(self.apply(replies, None).await);
         actions
     }
@@ -586,11 +658,20 @@ impl VoiceAgent {
         self.paused = None;
         self.pending.clear();
         let replies: Vec<Reply> = self.replies.drain(..).collect();
+        let mut heard_text = String::new();
         for r in replies {
             let total: usize = r.sentences.iter().map(|(_, f)| f).sum();
             let unsent: usize = self.ledger.iter().filter(|(c, _)| *c == r.ctx).map(|(_, f)| f).sum();
             let heard = if r.ctx >= ctx { Some(total.saturating_sub(unsent)) } else { None };
-            actions.push(self.agent_turn(&r, heard, now_ms));
+            let turn = self.agent_turn(&r, heard, now_ms);
+            if let VoiceAction::Turn(t) = &turn {
+                heard_text = t.text.clone();
+            }
+            actions.push(turn);
+        }
+        if let Some(b) = self.llm.as_mut() {
+            b.interrupted(&heard_text);
+            self.llm_ctx = None;
         }
         self.ledger.clear();
         self.frames_pushed = self.frames_sent;
@@ -629,6 +710,7 @@ impl VoiceAgent {
         tracing::info!(ctx, reply = %text, "agent says");
         self.replies.push_back(Reply {
             ctx,
+            open: false,
             sentences: Vec::new(),
             start_ms: None,
             latency,
@@ -637,15 +719,74 @@ impl VoiceAgent {
             first_frame: None,
         });
         for s in sentences {
-            match self.tts.synthesize(&s).await {
-                Ok(rx) => self.pending.push_back(Pending { ctx, text: s, rx }),
-                Err(e) => {
-                    tracing::warn!(error = %e, "TTS failed");
-                    self.pending.push_back(Pending { ctx, text: s, rx: closed_channel() });
-                }
-            }
+            self.synthesize(ctx, s).await;
         }
         self.silence_at = None;
+    }
+
+    /// Starts synthesizing one sentence of reply `ctx`.
+    async fn synthesize(&mut self, ctx: u64, sentence: String) {
+        match self.tts.synthesize(&sentence).await {
+            Ok(rx) => self.pending.push_back(Pending { ctx, text: sentence, rx }),
+            Err(e) => {
+                tracing::warn!(error = %e, "TTS failed");
+                self.pending.push_back(Pending { ctx, text: sentence, rx: closed_channel() });
+            }
+        }
+    }
+
+    /// Carries out what the LLM agent asked for: sentences join the open
+    /// reply (opened by the first), `Close` ends it, hang-up and transfer
+    /// wait for the playout.
+    async fn apply_llm(&mut self, outs: Vec<super::llm_turns::LlmOut>) -> Vec<VoiceAction> {
+        use super::llm_turns::LlmOut;
+        let mut actions = Vec::new();
+        for o in outs {
+            match o {
+                LlmOut::Say(sentence) => {
+                    let ctx = match self.llm_ctx {
+                        Some(c) => c,
+                        None => {
+                            let c = self.next_ctx;
+                            self.next_ctx += 1;
+                            self.llm_ctx = Some(c);
+                            self.replies.push_back(Reply {
+                                ctx: c,
+                                open: true,
+                                sentences: Vec::new(),
+                                start_ms: None,
+                                latency: self.llm_latency.take().unwrap_or_default(),
+                                eos: self.eos,
+                                first_sent: false,
+                                first_frame: None,
+                            });
+                            c
+                        }
+                    };
+                    tracing::info!(ctx, %sentence, "agent says");
+                    self.synthesize(ctx, sentence).await;
+                    self.silence_at = None;
+                }
+                LlmOut::Close => {
+                    if let Some(c) = self.llm_ctx.take()
+                        && let Some(r) = self.replies.iter_mut().find(|r| r.ctx == c)
+                    {
+                        r.open = false;
+                    }
+                }
+                LlmOut::HangupAfter(reason) => self.after_playout = Some(VoiceAction::Hangup(reason)),
+                LlmOut::TransferAfter(target) => self.after_playout = Some(VoiceAction::Transfer(target)),
+                LlmOut::SendDtmf(d) => actions.push(VoiceAction::SendDtmf(d)),
+                LlmOut::Error(e) => actions.push(VoiceAction::Error(e)),
+            }
+        }
+        if self.replies.is_empty()
+            && self.pending.is_empty()
+            && let Some(a) = self.after_playout.take()
+        {
+            actions.push(a);
+        }
+        actions
     }
 
     /// Queues synthesized audio of reply `ctx` (dropped when stale).
@@ -804,7 +945,8 @@ impl VoiceAgent {
 
     /// Slots collected by the agent (for the call record).
     pub fn slots(&self) -> &BTreeMap<String, String> {
-        self.agent.slots()
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        self.agent.as_ref().map_or(&NONE, FlowAgent::slots)
     }
 }
 
@@ -836,6 +978,16 @@ fn call_tts(svc: &VoiceServices, cloud: Option<&crate::config::CloudTts>, log: &
         None => return svc.tts.clone(),
     };
     Arc::new(FailoverTts::new(primary, svc.tts.clone()).with_log(log.clone()))
+}
+
+/// How long an LLM agent waits for a silent caller before asking.
+const LLM_SILENCE: Duration = Duration::from_secs(8);
+
+async fn next_llm(llm: &mut Option<Box<super::llm_turns::LlmBrain>>) -> super::llm_turns::LlmWake {
+    match llm {
+        Some(b) => b.next_event().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_head(head: Option<&mut Pending>) -> Option<Result<TtsAudio, ProviderError>> {
@@ -971,6 +1123,7 @@ mod tests {
             stt: Arc::new(FakeStt { fail: stt_fail, text: "what are your opening hours".into() }),
             tts: tts.clone(),
             agents,
+            llm_agents: Default::default(),
             metrics: Metrics::new(),
         });
         let cfg = VoiceConfig {
