@@ -261,3 +261,102 @@ fn cloud_provider_outages_fall_back_to_local_and_are_recorded() {
     assert!(errors.contains("stt: deepgram failed") && errors.contains("fell back to moonshine"), "{errors}");
     assert!(errors.contains("tts: openai") && errors.contains("fell back to piper"), "{errors}");
 }
+
+/// A local server speaking OpenAI's streaming chat-completions protocol
+/// (SSE `chat.completion.chunk`s, tool calls as deltas): asked about hours
+/// it streams an answer in pieces; told goodbye it calls `end_call`.
+/// Returns its port and the request bodies it received.
+fn mock_openai() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use axum::{Json, Router, routing::post};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let log = seen.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let app = Router::new().route(
+                "/v1/chat/completions",
+                post(move |Json(body): Json<serde_json::Value>| {
+                    let log = log.clone();
+                    async move {
+                        log.lock().unwrap().push(body.clone());
+                        let last = body["messages"].as_array().and_then(|m| m.last()).cloned().unwrap_or_default();
+                        let said = last["content"].as_str().unwrap_or_default().to_lowercase();
+                        let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+                            format!(
+                                "data: {}\n\n",
+                                serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "test",
+                                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                            )
+                        };
+                        let mut sse = chunk(serde_json::json!({"role": "assistant", "content": ""}), None);
+                        if said.contains("bye") {
+                            sse += &chunk(serde_json::json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                "function": {"name": "end_call", "arguments": ""}}]}), None);
+                            sse += &chunk(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"reason\":\"caller "}}]}), None);
+                            sse += &chunk(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "said goodbye\"}"}}]}), None);
+                            sse += &chunk(serde_json::json!({}), Some("tool_calls"));
+                        } else {
+                            for piece in ["We are open ", "from nine in the morning ", "to five in the evening. ", "Anything else?"] {
+                                sse += &chunk(serde_json::json!({"content": piece}), None);
+                            }
+                            sse += &chunk(serde_json::json!({}), Some("stop"));
+                        }
+                        sse += "data: [DONE]\n\n";
+                        ([("content-type", "text/event-stream")], sse)
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    (port, seen)
+}
+
+/// An LLM agent answers a real call: the model's streamed answer is spoken
+/// sentence by sentence, and its `end_call` tool call ends the call.
+#[test]
+fn an_llm_agent_answers_and_ends_the_call_with_a_tool() {
+    let hours = piper_ulaw("What are your opening hours?");
+    let bye = piper_ulaw("No thanks, goodbye.");
+    let (port, seen) = mock_openai();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = voice_config(dir.path(), None);
+    std::fs::write(
+        dir.path().join("agents/test-llm.yaml"),
+        format!(
+            "kind: llm\nname: test-llm\ngreeting: Hello, this is the test line.\ninstructions: You answer questions about opening hours.\nllm:\n  - kind: openai\n    base_url: http://127.0.0.1:{port}/v1\n    model: test\ntools: [end_call]\n"
+        ),
+    )
+    .unwrap();
+    let yaml = yaml
+        .replacen("    support: support", "    support: support\n    \"+15550177\": llm-test", 1)
+        .replacen("applications:\n", "applications:\n  llm-test:\n    type: voice-agent\n    agent: test-llm\n", 1);
+    let skald = Skald::start_with(&yaml);
+    let (peer, sipp_t) = call(&skald, "+15550177", dir.path(), true, 40_000);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    peer.say(&hours);
+    let since = Instant::now();
+    let end = peer.wait_agent_turn(since, Duration::from_millis(900), Duration::from_secs(20));
+    let reply: Vec<_> = peer.heard().into_iter().filter(|(t, _)| *t >= since && *t <= end).collect();
+    let heard = transcribe_heard(&reply).to_lowercase();
+    eprintln!("the LLM agent said: {heard}");
+    assert!((heard.contains("nine") || heard.contains('9')) && (heard.contains("five") || heard.contains('5')), "{heard}");
+    assert!(!heard.contains("trouble"), "no fallback phrase after a complete answer: {heard}");
+    peer.say(&bye);
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, &skald);
+    let detail = call_detail(&skald);
+    assert_eq!(detail["end_reason"], "caller said goodbye", "{detail:#}");
+    let agent = turns(&detail, "agent");
+    assert!(agent.iter().any(|t| t.contains("We are open from nine in the morning to five in the evening.")), "{agent:?}");
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 2, "{} requests", seen.len());
+    assert_eq!(seen[0]["stream"], true);
+    assert_eq!(seen[0]["tools"][0]["function"]["name"], "end_call", "{:#}", seen[0]["tools"]);
+    let msgs = seen[1]["messages"].as_array().unwrap();
+    assert!(msgs.iter().any(|m| m["role"] == "assistant" && m["content"].as_str().is_some_and(|c| c.contains("nine"))), "{msgs:#?}");
+}

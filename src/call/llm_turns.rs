@@ -131,7 +131,14 @@ impl LlmBrain {
     /// Handles what [`LlmBrain::next_event`] returned.
     pub async fn on_wake(&mut self, wake: LlmWake) -> Vec<LlmOut> {
         let steps = match wake {
-            LlmWake::Stream(Some(ev)) => self.agent.on_llm_event(ev),
+            LlmWake::Stream(Some(ev)) => {
+                // After `Done` or an error the provider closes the stream:
+                // that end is not a failure.
+                if matches!(ev, Ok(LlmEvent::Done) | Err(_)) {
+                    self.stream = None;
+                }
+                self.agent.on_llm_event(ev)
+            }
             LlmWake::Stream(None) => {
                 self.stream = None;
                 self.agent.on_llm_event(Err(ProviderError::Retryable("the reply stream ended early".into())))
