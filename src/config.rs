@@ -1119,7 +1119,8 @@ mod tests {
     #[test]
     fn amd_section_of_a_voice_agent() {
         let agents = format!("{}/sip-config/agents", env!("CARGO_MANIFEST_DIR"));
-        let base = format!("agents_dir: {agents}\napplications:\n  echo: {{type: echo}}\n  out:\n    type: voice-agent\n    agent: dental-front-desk\n");
+        // Every agent file must be reachable: the LLM agents get an app too.
+        let base = format!("agents_dir: {agents}\napplications:\n  echo: {{type: echo}}\n  support: {{type: voice-agent, agent: tier1-llm}}\n  out:\n    type: voice-agent\n    agent: dental-front-desk\n");
         let c = parse(&format!("{base}    amd:\n      message: Please call us back.\n      greeting_ms: 2000\n")).unwrap();
         let amd = c.amd_for("out").unwrap();
         assert_eq!((amd.greeting_ms, amd.initial_silence_ms), (2000, 2500));
@@ -1127,9 +1128,9 @@ mod tests {
         let off = parse(&format!("{base}    amd:\n      enabled: false\n      on_machine: hangup\n")).unwrap();
         assert!(off.amd_for("out").is_none());
         let e = parse(&format!("{base}    amd:\n      on_machine: leave-message\n")).unwrap_err().to_string();
-        assert!(e.starts_with("test.yaml:8: applications.out.amd.message:"), "{e}");
+        assert!(e.starts_with("test.yaml:9: applications.out.amd.message:"), "{e}");
         let e = parse(&format!("{base}    amd:\n      on_machine: hangup\n      speech_threshold: 1.5\n")).unwrap_err().to_string();
-        assert!(e.starts_with("test.yaml:9: applications.out.amd.speech_threshold:"), "{e}");
+        assert!(e.starts_with("test.yaml:10: applications.out.amd.speech_threshold:"), "{e}");
         let e = parse(&format!("{base}    amd:\n      on_machine: hangup\n      greting_ms: 5\n")).unwrap_err().to_string();
         // Fields inside a `type:`-tagged application are buffered by serde, so
         // a typo there points at the applications map, not its own line.
