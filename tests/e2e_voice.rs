@@ -264,10 +264,12 @@ fn cloud_provider_outages_fall_back_to_local_and_are_recorded() {
 
 /// A local server speaking OpenAI's streaming chat-completions protocol
 /// (SSE `chat.completion.chunk`s, tool calls as deltas): asked about hours
-/// it streams an answer in pieces; told goodbye it calls `end_call`.
-/// Returns its port and the request bodies it received.
+/// it streams an answer in pieces; asked about an order it calls the HTTP
+/// tool `lookup_order` (served slowly by the same server at
+/// `/orders/{id}`) and answers from its result; told goodbye it calls
+/// `end_call`. Returns its port and the request bodies it received.
 fn mock_openai() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
-    use axum::{Json, Router, routing::post};
+    use axum::{Json, Router, routing::{get, post}};
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
     let log = seen.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -276,7 +278,15 @@ fn mock_openai() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
-            let app = Router::new().route(
+            let app = Router::new()
+                .route(
+                    "/orders/{id}",
+                    get(|axum::extract::Path(id): axum::extract::Path<String>| async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+                        Json(serde_json::json!({"order_id": id, "status": "ships tomorrow"}))
+                    }),
+                )
+                .route(
                 "/v1/chat/completions",
                 post(move |Json(body): Json<serde_json::Value>| {
                     let log = log.clone();
@@ -292,7 +302,19 @@ fn mock_openai() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>
                             )
                         };
                         let mut sse = chunk(serde_json::json!({"role": "assistant", "content": ""}), None);
-                        if said.contains("bye") {
+                        if last["role"] == "tool" {
+                            let status = serde_json::from_str::<serde_json::Value>(last["content"].as_str().unwrap_or("{}"))
+                                .ok()
+                                .and_then(|v| v["status"].as_str().map(str::to_string))
+                                .unwrap_or_else(|| "unknown".into());
+                            sse += &chunk(serde_json::json!({"content": format!("Your order {status}. ")}), None);
+                            sse += &chunk(serde_json::json!({"content": "Anything else?"}), None);
+                            sse += &chunk(serde_json::json!({}), Some("stop"));
+                        } else if said.contains("order") {
+                            sse += &chunk(serde_json::json!({"tool_calls": [{"index": 0, "id": "call_9", "type": "function",
+                                "function": {"name": "lookup_order", "arguments": "{\"order_id\": \"42\"}"}}]}), None);
+                            sse += &chunk(serde_json::json!({}), Some("tool_calls"));
+                        } else if said.contains("bye") {
                             sse += &chunk(serde_json::json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                                 "function": {"name": "end_call", "arguments": ""}}]}), None);
                             sse += &chunk(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"reason\":\"caller "}}]}), None);
@@ -317,10 +339,13 @@ fn mock_openai() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>
 }
 
 /// An LLM agent answers a real call: the model's streamed answer is spoken
-/// sentence by sentence, and its `end_call` tool call ends the call.
+/// sentence by sentence; a slow HTTP tool runs while the caller hears the
+/// filler, and its result goes back to the model (`tool_call_id`); the
+/// model's `end_call` tool call ends the call.
 #[test]
 fn an_llm_agent_answers_and_ends_the_call_with_a_tool() {
     let hours = piper_ulaw("What are your opening hours?");
+    let order = piper_ulaw("Where is my order?");
     let bye = piper_ulaw("No thanks, goodbye.");
     let (port, seen) = mock_openai();
     let dir = tempfile::tempdir().unwrap();
@@ -328,7 +353,7 @@ fn an_llm_agent_answers_and_ends_the_call_with_a_tool() {
     std::fs::write(
         dir.path().join("agents/test-llm.yaml"),
         format!(
-            "kind: llm\nname: test-llm\ngreeting: Hello, this is the test line.\ninstructions: You answer questions about opening hours.\nllm:\n  - kind: openai\n    base_url: http://127.0.0.1:{port}/v1\n    model: test\ntools: [end_call]\n"
+            "kind: llm\nname: test-llm\ngreeting: Hello, this is the test line.\ninstructions: You answer questions about opening hours.\nllm:\n  - kind: openai\n    base_url: http://127.0.0.1:{port}/v1\n    model: test\ntools: [end_call, lookup_order]\nfiller: One moment while I check that.\nfiller_after_ms: 800\nhttp_tools:\n  lookup_order:\n    method: GET\n    url: http://127.0.0.1:{port}/orders/{{order_id}}\n    description: Look up an order.\n    parameters:\n      type: object\n      properties:\n        order_id: {{type: string}}\n      required: [order_id]\n    timeout_ms: 5000\n"
         ),
     )
     .unwrap();
@@ -346,6 +371,9 @@ fn an_llm_agent_answers_and_ends_the_call_with_a_tool() {
     eprintln!("the LLM agent said: {heard}");
     assert!((heard.contains("nine") || heard.contains('9')) && (heard.contains("five") || heard.contains('5')), "{heard}");
     assert!(!heard.contains("trouble"), "no fallback phrase after a complete answer: {heard}");
+    // A slow HTTP tool: the filler is spoken while it runs, then the answer.
+    peer.say(&order);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(2500), Duration::from_secs(30));
     peer.say(&bye);
     let out = sipp_t.join().unwrap();
     assert_sipp_ok(&out, &skald);
@@ -353,8 +381,14 @@ fn an_llm_agent_answers_and_ends_the_call_with_a_tool() {
     assert_eq!(detail["end_reason"], "caller said goodbye", "{detail:#}");
     let agent = turns(&detail, "agent");
     assert!(agent.iter().any(|t| t.contains("We are open from nine in the morning to five in the evening.")), "{agent:?}");
+    assert!(agent.iter().any(|t| t.contains("One moment while I check that.")), "filler while the tool ran: {agent:?}");
+    assert!(agent.iter().any(|t| t.contains("Your order ships tomorrow.")), "the tool's result was used: {agent:?}");
     let seen = seen.lock().unwrap();
-    assert!(seen.len() >= 2, "{} requests", seen.len());
+    assert!(seen.len() >= 4, "{} requests", seen.len());
+    let tool_msg = seen.iter().flat_map(|b| b["messages"].as_array().cloned().unwrap_or_default()).find(|m| m["role"] == "tool");
+    let tool_msg = tool_msg.expect("a tool result went back to the model");
+    assert_eq!(tool_msg["tool_call_id"], "call_9");
+    assert!(tool_msg["content"].as_str().unwrap().contains("ships tomorrow"), "{tool_msg}");
     assert_eq!(seen[0]["stream"], true);
     assert_eq!(seen[0]["tools"][0]["function"]["name"], "end_call", "{:#}", seen[0]["tools"]);
     let msgs = seen[1]["messages"].as_array().unwrap();
