@@ -68,3 +68,5 @@ pub mod rtp;
 pub mod sip;
 pub mod store;
 pub mod transports;
+#[cfg(test)]
+mod test_clock;

@@ -44,7 +44,7 @@ fn codes_map_to_digits() {
 #[test]
 fn one_digit_per_event_despite_redundant_end_packets() {
     let mut rx = DtmfReceiver::new(8000);
-    let mut t = Instant::now();
+    let mut t = crate::test_clock::epoch();
     feed_event(&mut rx, 1000, 5, 5, &mut t);
     let d = rx.poll_digit().unwrap();
     assert_eq!(
@@ -64,7 +64,7 @@ fn one_digit_per_event_despite_redundant_end_packets() {
 #[test]
 fn repeated_digit_with_new_timestamp_is_two_digits() {
     let mut rx = DtmfReceiver::new(8000);
-    let mut t = Instant::now();
+    let mut t = crate::test_clock::epoch();
     feed_event(&mut rx, 1000, 1, 4, &mut t);
     feed_event(&mut rx, 2600, 1, 4, &mut t);
     feed_event(&mut rx, 4200, 2, 4, &mut t);
@@ -74,7 +74,7 @@ fn repeated_digit_with_new_timestamp_is_two_digits() {
 #[test]
 fn lost_end_packets_reported_when_next_event_starts() {
     let mut rx = DtmfReceiver::new(8000);
-    let t = Instant::now();
+    let t = crate::test_clock::epoch();
     rx.handle_packet(100, &pkt(11, false, 160), t).unwrap();
     rx.handle_packet(100, &pkt(11, false, 320), t + MS20)
         .unwrap();
@@ -95,7 +95,7 @@ fn lost_end_packets_reported_when_next_event_starts() {
 #[test]
 fn lost_end_packets_reported_after_timeout() {
     let mut rx = DtmfReceiver::new(8000);
-    let t = Instant::now();
+    let t = crate::test_clock::epoch();
     rx.handle_packet(100, &pkt(0, false, 160), t).unwrap();
     assert_eq!(rx.poll_timeout(), Some(t + DTMF_END_TIMEOUT));
     rx.handle_timeout(t + DTMF_END_TIMEOUT - Duration::from_millis(1));
@@ -112,7 +112,7 @@ fn lost_end_packets_reported_after_timeout() {
 #[test]
 fn only_end_packet_received_still_reports_once() {
     let mut rx = DtmfReceiver::new(8000);
-    let t = Instant::now();
+    let t = crate::test_clock::epoch();
     for _ in 0..3 {
         rx.handle_packet(500, &pkt(9, true, 800), t).unwrap();
     }
@@ -122,7 +122,7 @@ fn only_end_packet_received_still_reports_once() {
 #[test]
 fn stale_packet_of_older_event_ignored_across_ts_wrap() {
     let mut rx = DtmfReceiver::new(8000);
-    let mut t = Instant::now();
+    let mut t = crate::test_clock::epoch();
     feed_event(&mut rx, u32::MAX - 100, 3, 2, &mut t);
     feed_event(&mut rx, 500, 4, 2, &mut t); // timestamp wrapped
     rx.handle_packet(u32::MAX - 100, &pkt(3, true, 480), t)
@@ -133,7 +133,7 @@ fn stale_packet_of_older_event_ignored_across_ts_wrap() {
 #[test]
 fn non_digit_events_and_short_payloads() {
     let mut rx = DtmfReceiver::new(8000);
-    let t = Instant::now();
+    let t = crate::test_clock::epoch();
     rx.handle_packet(1, &pkt(16, true, 160), t).unwrap(); // flash: not reported
     assert_eq!(rx.poll_digit(), None);
     assert_eq!(
@@ -184,7 +184,7 @@ fn sender_separates_events_and_round_trips_through_receiver() {
     }
     let mut rx = DtmfReceiver::new(8000);
     let mut ts = u32::MAX - 5000; // wraps during the run
-    let mut t = Instant::now();
+    let mut t = crate::test_clock::epoch();
     let mut audio_slots = 0;
     for _ in 0..200 {
         match tx.next_packet(ts) {

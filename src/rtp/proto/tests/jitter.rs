@@ -58,7 +58,7 @@ fn tracker_big_jump_needs_confirmation() {
 
 #[test]
 fn waits_for_target_then_plays_in_order() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(40);
     assert_eq!(jb.pop(t0), Playout::Waiting);
     assert_eq!(jb.insert(10, 1, &frame(10), t0), Insert::Resynced);
@@ -71,7 +71,7 @@ fn waits_for_target_then_plays_in_order() {
 
 #[test]
 fn reorder_is_repaired() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(40);
     for s in [1u16, 3, 2, 5, 4] {
         jb.insert(s, 1, &frame(s), t0);
@@ -82,7 +82,7 @@ fn reorder_is_repaired() {
 
 #[test]
 fn earlier_packet_before_playout_goes_in_front() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(40);
     jb.insert(5, 1, &frame(5), t0);
     assert_eq!(jb.insert(4, 1, &frame(4), t0), Insert::Queued);
@@ -92,7 +92,7 @@ fn earlier_packet_before_playout_goes_in_front() {
 
 #[test]
 fn loss_gives_missing_then_continues() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(40);
     for s in [1u16, 2, 4, 5] {
         jb.insert(s, 1, &frame(s), t0);
@@ -104,7 +104,7 @@ fn loss_gives_missing_then_continues() {
 
 #[test]
 fn duplicates_dropped() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(40);
     jb.insert(1, 1, &frame(1), t0);
     jb.insert(2, 1, &frame(2), t0);
@@ -118,7 +118,7 @@ fn duplicates_dropped() {
 
 #[test]
 fn late_packet_after_its_slot_is_dropped() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(20);
     jb.insert(1, 1, &frame(1), t0);
     jb.insert(3, 1, &frame(3), t0 + 2 * PTIME);
@@ -132,7 +132,7 @@ fn late_packet_after_its_slot_is_dropped() {
 
 #[test]
 fn underrun_holds_position_so_a_slow_packet_still_plays() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(20);
     jb.insert(1, 1, &frame(1), t0);
     let (played, t) = pop_n(&mut jb, t0 + PTIME, 2);
@@ -145,7 +145,7 @@ fn underrun_holds_position_so_a_slow_packet_still_plays() {
 
 #[test]
 fn sequence_wrap_65535_to_0() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(40);
     let seqs = [65533u16, 65534, 65535, 0, 1, 2];
     // Deliver around the wrap slightly out of order.
@@ -161,7 +161,7 @@ fn sequence_wrap_65535_to_0() {
 fn timestamp_wrap_is_irrelevant_to_ordering() {
     // Steady stream whose RTP timestamps wrap mid-way: the buffer is
     // keyed by sequence, so it plays on without a resync or a gap.
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(40);
     let mut ts = u32::MAX - 3 * 160;
     let mut t = t0;
@@ -183,7 +183,7 @@ fn timestamp_wrap_is_irrelevant_to_ordering() {
 
 #[test]
 fn ssrc_change_resyncs_and_primes_again() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(40);
     jb.insert(1, 1, &frame(1), t0);
     let (_, t) = pop_n(&mut jb, t0 + 2 * PTIME, 1);
@@ -195,7 +195,7 @@ fn ssrc_change_resyncs_and_primes_again() {
 
 #[test]
 fn big_seq_jump_resyncs_after_confirmation() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(20);
     jb.insert(1, 1, &frame(1), t0);
     assert_eq!(jb.insert(40_000, 1, &frame(40_000), t0), Insert::Probation);
@@ -205,7 +205,7 @@ fn big_seq_jump_resyncs_after_confirmation() {
 
 #[test]
 fn overfull_drops_oldest() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(40); // capacity 10 frames (200 ms)
     for s in 0u16..15 {
         jb.insert(s, 1, &frame(s), t0);
@@ -218,7 +218,7 @@ fn overfull_drops_oldest() {
 
 #[test]
 fn excess_depth_is_trimmed_after_a_second() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut jb = buffer(20); // target 1 frame
     // Arrive 6 frames deep, then steady one in / one out.
     for s in 0u16..6 {
@@ -247,7 +247,7 @@ fn trims_fall_in_pauses_never_in_speech() {
         quiet: Some(quiet),
     });
     let payload = |s: u16| vec![u8::from(s < 60), 0];
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     for s in 0u16..6 {
         jb.insert(s, 1, &payload(s), t0);
     }

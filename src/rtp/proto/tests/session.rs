@@ -52,7 +52,7 @@ struct Solo {
 
 impl Solo {
     fn new(cfg: SessionConfig) -> Self {
-        let now = Instant::now();
+        let now = crate::test_clock::epoch();
         let mut solo = Self {
             s: RtpSession::with_seed(cfg, now, 7),
             now,
@@ -141,7 +141,7 @@ struct RtpPair {
 
 impl RtpPair {
     fn new(seed: u64) -> Self {
-        let now = Instant::now();
+        let now = crate::test_clock::epoch();
         let a = addr("10.0.0.1:20000");
         let b = addr("10.0.0.2:30000");
         Self::with_configs(cfg(0xa, Some(b)), cfg(0xb, Some(a)), now, seed)
@@ -512,7 +512,7 @@ fn dtmf_digit_reported_once_to_app() {
 
 #[test]
 fn latches_to_the_real_source_not_the_sdp_address() {
-    let now = Instant::now();
+    let now = crate::test_clock::epoch();
     let sdp_said = addr("192.0.2.50:6000"); // behind NAT; nothing listens there
     let b_addr = addr("10.0.0.2:30000");
     let mut pair =
@@ -739,7 +739,7 @@ fn no_remote_sends_nothing_but_the_clock_runs() {
 
 #[test]
 fn take_and_requeue_keep_order() {
-    let now = Instant::now();
+    let now = crate::test_clock::epoch();
     let mut s = RtpSession::with_seed(cfg(1, None), now, 3);
     for i in 0..3u8 {
         s.queue_audio(vec![i; 160]);
@@ -768,7 +768,7 @@ fn clear_outbound_drops_queued_audio() {
 
 #[test]
 fn poll_output_gives_transmits_then_events_then_timeout() {
-    let now = Instant::now();
+    let now = crate::test_clock::epoch();
     let mut s = RtpSession::with_seed(cfg(1, Some(addr("10.0.0.2:30000"))), now, 1);
     s.handle_rtp(addr("10.0.0.2:30000"), &rtp(0, 1, 0, 0xa, &[1; 160]), now)
         .unwrap();
@@ -928,7 +928,7 @@ fn new_ssrc_from_the_same_address_resyncs_playout() {
 proptest::proptest! {
     #[test]
     fn network_input_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200), rtcp in proptest::bool::ANY) {
-        let now = Instant::now();
+        let now = crate::test_clock::epoch();
         let mut s = RtpSession::with_seed(cfg(1, None), now, 3);
         let mut b = bytes;
         if let Some(first) = b.first_mut() {

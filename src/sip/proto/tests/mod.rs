@@ -108,7 +108,7 @@ impl Peer {
 
 impl SipPair {
     pub fn new() -> SipPair {
-        let start = Instant::now();
+        let start = crate::test_clock::epoch();
         SipPair {
             a: Peer::new(5060, 1, start),
             b: Peer::new(5070, 2, start),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 const PEER: ([u8; 4], u16) = ([192, 0, 2, 1], 5080);
 
 fn ep() -> SipEndpoint {
-    SipEndpoint::new(config(5060), 7, Instant::now())
+    SipEndpoint::new(config(5060), 7, crate::test_clock::epoch())
 }
 
 fn drain(ep: &mut SipEndpoint) -> (Vec<Transmit>, Vec<Event>) {
@@ -51,7 +51,7 @@ fn only_status(out: &(Vec<Transmit>, Vec<Event>)) -> u16 {
 #[test]
 fn unknown_method_gets_501_with_allow() {
     let mut e = ep();
-    let out = send(&mut e, &request("FOO", ""), Instant::now());
+    let out = send(&mut e, &request("FOO", ""), crate::test_clock::epoch());
     let r = response(&out.0[0]);
     assert_eq!(r.status, 501);
     assert_eq!(r.headers.get("Allow"), Some(crate::sip::proto::ALLOW));
@@ -62,7 +62,7 @@ fn unknown_method_gets_501_with_allow() {
 fn unsupported_methods_get_405() {
     let mut e = ep();
     for m in ["REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE"] {
-        let out = send(&mut e, &request(m, ""), Instant::now());
+        let out = send(&mut e, &request(m, ""), crate::test_clock::epoch());
         let r = response(&out.0[0]);
         assert_eq!(r.status, 405, "{m}");
         assert!(r.headers.contains("Allow"));
@@ -73,7 +73,7 @@ fn unsupported_methods_get_405() {
 fn malformed_request_gets_400_with_reason_or_is_dropped() {
     let mut e = ep();
     let bad = request("OPTIONS", "").replace("CSeq: 1 OPTIONS\r\n", "CSeq: x OPTIONS\r\n");
-    let out = send(&mut e, &bad, Instant::now());
+    let out = send(&mut e, &bad, crate::test_clock::epoch());
     // the 400 echoes the bad CSeq (§8.2.6), so only its status line is read
     let text = String::from_utf8_lossy(&out.0[0].bytes).to_string();
     let status_line = text.lines().next().unwrap_or_default();
@@ -82,22 +82,22 @@ fn malformed_request_gets_400_with_reason_or_is_dropped() {
     // to the sent-by port (no rport), source IP
     assert_eq!(out.0[0].dest, SocketAddr::from(PEER));
     let no_via = "OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\nCall-ID: x\r\n\r\n";
-    assert!(send(&mut e, no_via, Instant::now()).0.is_empty());
-    assert!(send(&mut e, "\u{1}\u{2}garbage", Instant::now()).0.is_empty());
+    assert!(send(&mut e, no_via, crate::test_clock::epoch()).0.is_empty());
+    assert!(send(&mut e, "\u{1}\u{2}garbage", crate::test_clock::epoch()).0.is_empty());
 }
 
 #[test]
 fn max_forwards_zero_gets_483() {
     let mut e = ep();
     let inv = request("INVITE", "").replace("Max-Forwards: 70", "Max-Forwards: 0");
-    assert_eq!(only_status(&send(&mut e, &inv, Instant::now())), 483);
+    assert_eq!(only_status(&send(&mut e, &inv, crate::test_clock::epoch())), 483);
 }
 
 #[test]
 fn draining_answers_503_with_retry_after() {
     let mut e = ep();
     e.set_draining(Some(Duration::from_secs(30)));
-    let out = send(&mut e, &request("INVITE", ""), Instant::now());
+    let out = send(&mut e, &request("INVITE", ""), crate::test_clock::epoch());
     let r = response(&out.0[0]);
     assert_eq!(r.status, 503);
     assert_eq!(r.headers.get("Retry-After"), Some("30"));
@@ -107,7 +107,7 @@ fn draining_answers_503_with_retry_after() {
 #[test]
 fn unknown_require_gets_420_with_unsupported() {
     let mut e = ep();
-    let out = send(&mut e, &request("INVITE", "Require: foo, 100rel\r\n"), Instant::now());
+    let out = send(&mut e, &request("INVITE", "Require: foo, 100rel\r\n"), crate::test_clock::epoch());
     let r = response(&out.0[0]);
     assert_eq!(r.status, 420);
     assert_eq!(r.headers.get("Unsupported"), Some("foo, 100rel"));
@@ -117,8 +117,8 @@ fn unknown_require_gets_420_with_unsupported() {
 fn unknown_dialog_gets_481() {
     let mut e = ep();
     let bye = request("BYE", "").replace("To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=nope");
-    assert_eq!(only_status(&send(&mut e, &bye, Instant::now())), 481);
-    assert_eq!(only_status(&send(&mut e, &request("CANCEL", ""), Instant::now())), 481);
+    assert_eq!(only_status(&send(&mut e, &bye, crate::test_clock::epoch())), 481);
+    assert_eq!(only_status(&send(&mut e, &request("CANCEL", ""), crate::test_clock::epoch())), 481);
 }
 
 #[test]
@@ -129,15 +129,15 @@ fn stray_response_and_ack_are_dropped() {
         _ => panic!(),
     };
     let resp = Response::for_request(&req, 200, "OK");
-    e.handle_datagram(SocketAddr::from(PEER), Transport::Udp, &resp.to_bytes(), Instant::now());
+    e.handle_datagram(SocketAddr::from(PEER), Transport::Udp, &resp.to_bytes(), crate::test_clock::epoch());
     assert!(drain(&mut e).0.is_empty());
-    assert!(send(&mut e, &request("ACK", ""), Instant::now()).0.is_empty());
+    assert!(send(&mut e, &request("ACK", ""), crate::test_clock::epoch()).0.is_empty());
 }
 
 #[test]
 fn incoming_invite_gets_100_then_event_and_lower_cseq_gets_500() {
     let mut e = ep();
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let inv = request("INVITE", "Content-Type: application/sdp\r\n").replace("CSeq: 1 INVITE", "CSeq: 5 INVITE");
     let out = send(&mut e, &inv, t0);
     assert_eq!(out.0.len(), 1);
@@ -177,10 +177,10 @@ fn incoming_invite_gets_100_then_event_and_lower_cseq_gets_500() {
 fn rport_sends_responses_to_the_source_port() {
     let mut e = ep();
     let opt = request("OPTIONS", "").replace("5080;branch", "5999;rport;branch");
-    let out = send(&mut e, &opt, Instant::now());
+    let out = send(&mut e, &opt, crate::test_clock::epoch());
     assert_eq!(out.0[0].dest, SocketAddr::from(PEER));
     let no_rport = request("OPTIONS", "").replace("192.0.2.1:5080;branch=z9hG4bKOPTIONS1", "192.0.2.1:5999;branch=z9hG4bKx");
-    let out = send(&mut e, &no_rport, Instant::now());
+    let out = send(&mut e, &no_rport, crate::test_clock::epoch());
     assert_eq!(out.0[0].dest, SocketAddr::from(([192, 0, 2, 1], 5999)));
 }
 
@@ -188,5 +188,5 @@ fn rport_sends_responses_to_the_source_port() {
 fn wrong_version_gets_505() {
     let mut e = ep();
     let v = request("OPTIONS", "").replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia");
-    assert_eq!(only_status(&send(&mut e, &v, Instant::now())), 505);
+    assert_eq!(only_status(&send(&mut e, &v, crate::test_clock::epoch())), 505);
 }

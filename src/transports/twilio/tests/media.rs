@@ -51,7 +51,7 @@ fn frames(n: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn start_carries_call_and_custom_parameters() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut s = MediaStreamSession::new();
     s.handle_text(&start_msg(), t0).unwrap();
     let Some(StreamEvent::Start(st)) = s.poll_event() else { panic!("no start") };
@@ -65,7 +65,7 @@ fn start_carries_call_and_custom_parameters() {
 
 #[test]
 fn bad_input_is_dropped_and_the_stream_lives_on() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut s = MediaStreamSession::new();
     let frame = [0x55u8; FRAME_BYTES];
     assert_eq!(s.handle_text(&media_msg(1, 0, &frame), t0), Err(StreamError::BeforeStart("media")));
@@ -86,7 +86,7 @@ fn bad_input_is_dropped_and_the_stream_lives_on() {
 
 #[test]
 fn gaps_in_media_timestamps_become_silence_frames() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut s = started(t0);
     let f = [0x11u8; FRAME_BYTES];
     for (seq, ts) in [(2, 0), (3, 20), (4, 80)] {
@@ -99,7 +99,7 @@ fn gaps_in_media_timestamps_become_silence_frames() {
 
 #[test]
 fn dtmf_and_stop() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut s = started(t0);
     let dtmf = serde_json::json!({"event": "dtmf", "streamSid": SID, "sequenceNumber": "5",
                                   "dtmf": {"track": "inbound_track", "digit": "7"}});
@@ -120,7 +120,7 @@ fn dtmf_and_stop() {
 /// whole 160-byte frame.
 #[test]
 fn outbound_frames_are_paced_on_the_media_clock() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut s = started(t0);
     s.play(frames(100));
     let first = drain(&mut s, t0);
@@ -151,7 +151,7 @@ fn outbound_frames_are_paced_on_the_media_clock() {
 /// of a mark says how much was heard.
 #[test]
 fn marks_follow_chunks_and_their_echo_counts_played_frames() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut s = started(t0);
     s.play(frames(3));
     s.play(frames(12));
@@ -186,7 +186,7 @@ fn marks_follow_chunks_and_their_echo_counts_played_frames() {
 /// frames again.
 #[test]
 fn pause_clears_twilio_and_returns_unplayed_frames() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut s = started(t0);
     s.play(frames(30));
     let mut now = t0;
@@ -219,7 +219,7 @@ proptest::proptest! {
     /// input only counts as dropped.
     #[test]
     fn any_message_is_handled_without_panic(text in ".{0,400}", payload in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::epoch();
         let mut s = started(t0);
         let before = s.dropped;
         let r = s.handle_text(&text, t0);

@@ -19,7 +19,7 @@ fn resp(status: u16) -> Response {
 
 #[test]
 fn timer_a_doubles_and_b_times_out() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let (mut tx, out) = ClientInviteTx::new(invite(), false, Timers::default(), t0);
     assert_eq!(out.len(), 1);
     let mut sends = Vec::new();
@@ -39,14 +39,14 @@ fn timer_a_doubles_and_b_times_out() {
 
 #[test]
 fn reliable_has_no_retransmissions() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let (tx, _) = ClientInviteTx::new(invite(), true, Timers::default(), t0);
     assert_eq!(tx.next_timeout(), Some(t0 + Duration::from_secs(32)));
 }
 
 #[test]
 fn failure_is_acked_and_reacked() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let (mut tx, _) = ClientInviteTx::new(invite(), false, Timers::default(), t0);
     let out = tx.handle_response(resp(486), t0);
     assert!(matches!(&out[0], TxOutput::Transmit(b) if b.starts_with(b"ACK sip:b@h")));
@@ -59,7 +59,7 @@ fn failure_is_acked_and_reacked() {
 
 #[test]
 fn accepted_passes_2xx_retransmissions() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let (mut tx, _) = ClientInviteTx::new(invite(), false, Timers::default(), t0);
     assert_eq!(tx.handle_response(resp(180), t0).len(), 1);
     assert_eq!(tx.handle_response(resp(200), t0).len(), 1);

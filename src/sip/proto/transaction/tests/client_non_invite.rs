@@ -13,7 +13,7 @@ fn bye() -> Request {
 
 #[test]
 fn timer_e_caps_at_t2_and_f_times_out() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let (mut tx, _) = ClientNonInviteTx::new(bye(), false, Timers::default(), t0);
     let mut sends = Vec::new();
     let mut timeout_at = None;
@@ -32,7 +32,7 @@ fn timer_e_caps_at_t2_and_f_times_out() {
 
 #[test]
 fn proceeding_retransmits_every_t2_then_completes() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let (mut tx, _) = ClientNonInviteTx::new(bye(), false, Timers::default(), t0);
     let trying = Response::for_request(&bye(), 100, "Trying");
     tx.handle_response(trying, t0);

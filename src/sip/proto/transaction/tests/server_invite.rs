@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[test]
 fn timer_g_retransmits_final_until_h() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut tx = ServerInviteTx::new(false, Timers::default());
     assert!(tx.handle_retransmission().is_empty());
     tx.send_response(&Response::new(180, "Ringing"), t0);
@@ -30,7 +30,7 @@ fn timer_g_retransmits_final_until_h() {
 
 #[test]
 fn ack_confirms_then_timer_i() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut tx = ServerInviteTx::new(false, Timers::default());
     tx.send_response(&Response::new(487, "Request Terminated"), t0);
     assert!(tx.handle_ack(t0));
@@ -42,7 +42,7 @@ fn ack_confirms_then_timer_i() {
 
 #[test]
 fn reliable_skips_g_and_i() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut tx = ServerInviteTx::new(true, Timers::default());
     tx.send_response(&Response::new(486, "Busy Here"), t0);
     assert_eq!(tx.next_timeout(), Some(t0 + Duration::from_secs(32)));
@@ -52,7 +52,7 @@ fn reliable_skips_g_and_i() {
 
 #[test]
 fn accepted_absorbs_retransmissions() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut tx = ServerInviteTx::new(false, Timers::default());
     tx.send_response(&Response::new(200, "OK"), t0);
     assert_eq!(tx.state(), ServerInviteState::Accepted);

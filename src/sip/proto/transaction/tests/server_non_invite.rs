@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[test]
 fn absorbs_then_resends_final_until_j() {
-    let t0 = Instant::now();
+    let t0 = crate::test_clock::epoch();
     let mut tx = ServerNonInviteTx::new(false, Timers::default());
     assert!(tx.handle_retransmission().is_empty());
     tx.send_response(&Response::new(200, "OK"), t0);
