@@ -43,9 +43,109 @@ fn start_b(dir: &Path) -> Skald {
 
 /// Instance A: Tier-1, transferring to B's front desk.
 fn start_a(dir: &Path, b: &Skald) -> Skald {
-    let target = format!("target: sip:frontdesk@127.0.0.1:{}", b.sip_port);
-    let yaml = config(dir, |t| t.replace("target: sip:frontdesk@clinic.example", &target));
+    start_a_to(dir, &b.uri("frontdesk"), "cold", "spoken")
+}
+
+/// Instance A transferring to `target` in `mode` (`cold`, `warm`) with
+/// `brief` (`spoken`, `context`).
+fn start_a_to(dir: &Path, target: &str, mode: &str, brief: &str) -> Skald {
+    let yaml = config(dir, |t| {
+        t.replace("target: sip:frontdesk@clinic.example", &format!("target: {target}"))
+            .replace("  mode: cold\n", &format!("  mode: {mode}\n"))
+            .replace("  brief: spoken\n", &format!("  brief: {brief}\n"))
+    });
     Skald::start_with_env(&yaml, &[("SKALD_CONTEXT_KEY", KEY)])
+}
+
+/// The caller's phone toward A: a plain call (sipp, `uac_call.xml`) with
+/// the test's RTP endpoint, hanging up after `hold_ms`.
+fn caller(a: &Skald, dir: &Path, peer: &RtpPeer, hold_ms: u64) -> std::thread::JoinHandle<std::process::Output> {
+    call_target(&a.uri("+15550123"), dir, peer, hold_ms)
+}
+
+/// A person's phone as the transfer target (sipp, `uas_target.xml`): it
+/// checks the INVITE's context headers and caller number, rings for
+/// `ring_ms`, then answers with media at `peer` (`answer`) or refuses with
+/// 486 Busy Here. Returns sipp's thread and its SIP URI.
+fn target_phone(
+    dir: &Path,
+    peer: &RtpPeer,
+    ring_ms: u64,
+    answer: bool,
+) -> (std::thread::JoinHandle<std::process::Output>, String) {
+    let part = if answer { "target_answer.xml.part" } else { "target_busy.xml.part" };
+    let mut s = std::fs::read_to_string(scenario("uas_target.xml")).unwrap();
+    s = s.replace("@FINAL@", &std::fs::read_to_string(repo().join("tests/sipp").join(part)).unwrap());
+    for (k, v) in [
+        ("FROM_RE", "sip:\\+15550199@".to_string()),
+        ("RING_MS", ring_ms.to_string()),
+        ("MEDIA_PORT", peer.port.to_string()),
+        ("BYE_TIMEOUT", "90000".to_string()),
+    ] {
+        s = s.replace(&format!("@{k}@"), &v);
+    }
+    let sf = dir.join(format!("target-phone-{}.xml", free_port()));
+    std::fs::write(&sf, s).unwrap();
+    let port = free_port();
+    let uri = format!("sip:sam@127.0.0.1:{port}");
+    let sf = sf.display().to_string();
+    let t = std::thread::spawn(move || {
+        let p = port.to_string();
+        sipp(&["-sf", &sf, "-i", "127.0.0.1", "-p", &p, "-m", "1"], Duration::from_secs(150))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    (t, uri)
+}
+
+/// Share of `w`'s energy (8 kHz samples) at 440 and 480 Hz, the two
+/// ringback tones: about 1 for ringback, small for speech.
+fn ringback_share(w: &[i16]) -> f64 {
+    let energy: f64 = w.iter().map(|&x| (x as f64).powi(2)).sum();
+    let power = |hz: f64| {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (n, &x) in w.iter().enumerate() {
+            let ph = 2.0 * std::f64::consts::PI * hz * n as f64 / 8000.0;
+            re += x as f64 * ph.cos();
+            im -= x as f64 * ph.sin();
+        }
+        re * re + im * im
+    };
+    (power(440.0) + power(480.0)) / (w.len() as f64 / 2.0 * energy.max(1.0))
+}
+
+/// Waits until the live call on `skald` has an event `kind`; returns when.
+fn wait_event(skald: &Skald, kind: &str, timeout: Duration) -> Instant {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(c) = skald.calls().first() {
+            let d = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()));
+            if !events(&d, kind).is_empty() {
+                return Instant::now();
+            }
+        }
+        assert!(Instant::now() < deadline, "no `{kind}` event in {timeout:?}:\n{}", skald.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until A's call is bridged to the target; returns when.
+fn wait_bridged(a: &Skald, timeout: Duration) -> Instant {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if a.calls().iter().any(|c| c["state"] == "bridged") {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "the call was not bridged in {timeout:?}:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What the peer heard after `since` until the far side was quiet for
+/// `quiet`, transcribed (lowercase).
+fn heard_after(peer: &RtpPeer, since: Instant, quiet: Duration) -> String {
+    let end = peer.wait_agent_turn(since, quiet, Duration::from_secs(30));
+    let frames: Vec<_> = peer.heard().into_iter().filter(|(t, _)| *t >= since && *t <= end).collect();
+    transcribe_heard(&frames).to_lowercase()
 }
 
 /// sipp as the caller's phone toward A: the transferee scenario with
@@ -227,29 +327,154 @@ fn a_tampered_context_header_is_rejected() {
     assert!(b.log().contains("context headers ignored"), "a warning is logged");
 }
 
-/// A transferee that refuses the REFER: the caller is told, and the agent
-/// goes on with the call.
+/// A transferee that refuses the REFER (603): skald calls the target itself
+/// with the context and bridges the caller to it.
 #[test]
-fn a_refused_transfer_returns_to_the_agent() {
+fn a_refused_refer_is_bridged_by_skald() {
+    let book = piper_ulaw("I would like to book a cleaning next Tuesday.");
     let person = piper_ulaw("Can I talk to a person please?");
-    let hours = piper_ulaw("What are your opening hours?");
     let dir = tempfile::tempdir().unwrap();
     let b = start_b(&dir.path().join("b"));
     let a = start_a(&dir.path().join("a"), &b);
     let peer = RtpPeer::start();
     let (sipp_a, log) = transferee(&a, dir.path(), &peer, "603 Decline", "", "end_send_bye.xml.part");
     peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    peer.say(&book);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
     peer.say(&person);
     wait_refer_to(&log, Duration::from_secs(30));
-    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
-    peer.say(&hours);
-    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    let t = wait_bridged(&a, Duration::from_secs(15));
+    let heard = heard_after(&peer, t, Duration::from_millis(1500));
+    eprintln!("the caller heard through A: {heard}");
     assert!(sipp_a.join().unwrap().status.success(), "{}", a.log());
+
     let da = detail(&a);
     assert_eq!(da["end_reason"], "remote-bye", "{da:#}");
-    assert_eq!(events(&da, "transfer.failed").len(), 1, "{:#}", da["events"]);
+    assert_eq!(events(&da, "transfer.refer_refused")[0]["data"]["status"], 603, "{:#}", da["events"]);
+    let done = events(&da, "transfer.completed");
+    assert_eq!(done.len(), 1, "{:#}", da["events"]);
+    assert_eq!(done[0]["data"]["bridged"], true);
+    assert_eq!(done[0]["data"]["why"], "refer-refused");
+    let db = detail(&b);
+    assert_eq!(db["end_reason"], "remote-bye", "A hung up B when the caller left: {db:#}");
+    assert_eq!(events(&db, "context.received")[0]["data"]["slots"]["visit_type"], "cleaning", "{:#}", db["events"]);
+    assert!(db["from_uri"].as_str().unwrap().contains("+15550199"), "the caller's number is presented: {db:#}");
+    let first = &agent_turns(&db)[0];
+    assert!(first.starts_with("Front desk of Bright Smile Dental. I see you were booking a cleaning for Tuesday"), "{first}");
+    assert!(heard.contains("cleaning") && heard.contains("tuesday"), "the caller hears B through A: {heard}");
+}
+
+/// Warm transfer to another skald whose agent reads the context (`brief:
+/// context`): A calls B while the caller hears ringback, then bridges; the
+/// caller hears B's context-aware greeting and talks with B through A.
+#[test]
+fn a_warm_transfer_hands_the_caller_to_the_next_skald() {
+    let book = piper_ulaw("I would like to book a cleaning next Tuesday.");
+    let person = piper_ulaw("Can I talk to a person please?");
+    let hours = piper_ulaw("What are your opening hours?");
+    let dir = tempfile::tempdir().unwrap();
+    let b = start_b(&dir.path().join("b"));
+    let a = start_a_to(&dir.path().join("a"), &b.uri("frontdesk"), "warm", "context");
+    let peer = RtpPeer::start();
+    let call = caller(&a, dir.path(), &peer, 45_000);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    peer.say(&book);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    peer.say(&person);
+    let t = wait_bridged(&a, Duration::from_secs(30));
+    let greeting = heard_after(&peer, t, Duration::from_millis(1500));
+    eprintln!("B's greeting through A: {greeting}");
+    peer.say(&hours);
+    let answer = heard_after(&peer, Instant::now() + Duration::from_secs(2), Duration::from_millis(1500));
+    eprintln!("B's answer through A: {answer}");
+    assert!(call.join().unwrap().status.success(), "caller:\n{}", a.log());
+
+    let da = detail(&a);
+    assert_eq!(da["end_reason"], "remote-bye", "{da:#}");
+    let started = events(&da, "transfer.started");
+    assert_eq!(started[0]["data"]["mode"], "warm", "{:#}", da["events"]);
+    assert_eq!(started[0]["data"]["context"]["intent"], "book");
+    assert_eq!(events(&da, "transfer.answered").len(), 1, "{:#}", da["events"]);
+    assert_eq!(events(&da, "transfer.completed")[0]["data"]["why"], "warm");
+    let db = detail(&b);
+    assert_eq!(events(&db, "context.received")[0]["data"]["intent"], "book", "{:#}", db["events"]);
+    let first = &agent_turns(&db)[0];
+    assert!(first.starts_with("Front desk of Bright Smile Dental. I see you were booking a cleaning for Tuesday"), "{first}");
+    assert!(greeting.contains("cleaning") && greeting.contains("tuesday"), "{greeting}");
+    let said_to_b: Vec<String> = db["turns"].as_array().unwrap().iter().filter(|t| t["speaker"] == "caller").map(|t| t["text"].as_str().unwrap().to_lowercase()).collect();
+    assert!(said_to_b.iter().any(|t| t.contains("opening hours")), "the caller's words reach B: {said_to_b:?}");
+    assert!(answer.contains("monday") && answer.contains("friday"), "B's answer reaches the caller: {answer}");
+}
+
+/// Warm transfer to a person's phone (`brief: spoken`): the person hears a
+/// spoken summary first, then talks with the caller; their phone got the
+/// context headers and the caller's number.
+#[test]
+fn a_warm_transfer_briefs_the_person_then_connects() {
+    let book = piper_ulaw("I would like to book a cleaning next Tuesday.");
+    let person = piper_ulaw("Can I talk to a person please?");
+    let hello = piper_ulaw("Hi, this is Sam from the front desk. How can I help?");
+    let dir = tempfile::tempdir().unwrap();
+    let sam = RtpPeer::start();
+    let (phone, uri) = target_phone(dir.path(), &sam, 1500, true);
+    let a = start_a_to(&dir.path().join("a"), &uri, "warm", "spoken");
+    let peer = RtpPeer::start();
+    let call = caller(&a, dir.path(), &peer, 45_000);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    peer.say(&book);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    let asked = Instant::now();
+    peer.say(&person);
+    let brief = heard_after(&sam, asked, Duration::from_millis(1200));
+    eprintln!("Sam heard: {brief}");
+    let t = wait_bridged(&a, Duration::from_secs(20));
+    sam.say(&hello);
+    let heard = heard_after(&peer, t, Duration::from_millis(1200));
+    eprintln!("the caller heard: {heard}");
+    assert!(call.join().unwrap().status.success(), "caller:\n{}", a.log());
+    let out = phone.join().unwrap();
+    assert!(out.status.success(), "the person's phone (context headers, caller number, BYE):\n{}\n{}", String::from_utf8_lossy(&out.stderr), a.log());
+
+    assert!(brief.contains("virtual assistant") && brief.contains("cleaning"), "the brief: {brief}");
+    assert!(heard.contains("sam") && heard.contains("front desk"), "the person reaches the caller: {heard}");
+    // Ringback (440 + 480 Hz), not silence, while Sam's phone rang and
+    // heard the brief.
+    let waiting: Vec<i16> = peer.heard().into_iter().filter(|(at, _)| *at > asked && *at < t).flat_map(|(_, f)| f).collect();
+    let ringing = waiting.chunks_exact(800).filter(|w| is_loud(w) && ringback_share(w) > 0.6).count();
+    assert!(ringing >= 10, "at least 1 s of ringback while waiting: {ringing} × 100 ms");
+    let da = detail(&a);
+    assert_eq!(events(&da, "transfer.completed")[0]["data"]["mode"], "warm", "{:#}", da["events"]);
+    assert_eq!(da["state"], "ended");
+}
+
+/// A warm transfer whose target is busy: ringback stops, the caller is
+/// told, and the agent goes on with the call.
+#[test]
+fn a_busy_transfer_target_returns_the_caller_to_the_agent() {
+    let person = piper_ulaw("Can I talk to a person please?");
+    let hours = piper_ulaw("What are your opening hours?");
+    let dir = tempfile::tempdir().unwrap();
+    let sam = RtpPeer::start();
+    let (phone, uri) = target_phone(dir.path(), &sam, 800, false);
+    let a = start_a_to(&dir.path().join("a"), &uri, "warm", "spoken");
+    let peer = RtpPeer::start();
+    let call = caller(&a, dir.path(), &peer, 40_000);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    peer.say(&person);
+    let failed_at = wait_event(&a, "transfer.failed", Duration::from_secs(30));
+    let sorry = heard_after(&peer, failed_at, Duration::from_millis(900));
+    eprintln!("after the busy target: {sorry}");
+    peer.say(&hours);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    assert!(phone.join().unwrap().status.success(), "{}", a.log());
+    assert!(call.join().unwrap().status.success(), "{}", a.log());
+    let da = detail(&a);
+    assert_eq!(da["end_reason"], "remote-bye", "{da:#}");
+    let failed = events(&da, "transfer.failed");
+    assert_eq!(failed.len(), 1, "{:#}", da["events"]);
+    assert!(failed[0]["data"]["why"].as_str().unwrap().contains("486"), "{failed:?}");
     let said = agent_turns(&da).join(" | ");
     assert!(said.contains("nobody at the front desk could take your call"), "{said}");
     assert!(said.contains("Monday to Friday"), "the agent goes on: {said}");
-    assert!(da["errors"].to_string().contains("transfer to sip:frontdesk@"), "{:#}", da["errors"]);
+    assert!(da["errors"].to_string().contains("transfer to sip:sam@"), "{:#}", da["errors"]);
 }

@@ -87,6 +87,12 @@ impl Default for GiveUpFile {
 #[serde(deny_unknown_fields)]
 struct TransferFile {
     target: String,
+    /// `cold` (REFER, default) or `warm` (attended, bridged by skald).
+    #[serde(default)]
+    mode: super::escalation::TransferMode,
+    /// Warm only: `spoken` (default) or `context`.
+    #[serde(default)]
+    brief: super::escalation::Brief,
     #[serde(default = "default_transfer_say")]
     say: String,
     #[serde(default = "default_transfer_failed")]
@@ -444,6 +450,8 @@ impl Compiler<'_> {
                 Some(t) => self.template("transfer.failed", &t.failed)?,
                 None => self.template("transfer", &default_transfer_failed())?,
             },
+            transfer_mode: raw.transfer.as_ref().map(|t| t.mode).unwrap_or_default(),
+            transfer_brief: raw.transfer.as_ref().map(|t| t.brief).unwrap_or_default(),
             resume: {
                 let mut out = BTreeMap::new();
                 for (intent, text) in &raw.resume {

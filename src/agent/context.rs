@@ -285,16 +285,38 @@ impl ContextStore {
     }
 }
 
-/// `uri` with the context appended as SIP URI headers (after `?`, or after
-/// `&` when `uri` already has headers), the first that keeps the whole
-/// header part within [`MAX_HEADER_PART`] characters:
-/// 1. inline `X-Skald-Context` and `User-to-User` (for peers that read only
-///    UUI);
-/// 2. inline `X-Skald-Context` alone (UUI is informative; a receiving skald
-///    reads the signed header);
+/// The context as header (name, value) pairs, the first of these forms
+/// that `fits`:
+/// 1. `X-Skald-Context` (signed) and `User-to-User` (RFC 7433 hex, for peers
+///    that read only UUI);
+/// 2. `X-Skald-Context` alone (UUI is informative; a receiving skald reads
+///    the signed header);
 /// 3. `X-Skald-Context-Ref` and `X-Skald-Context-Token` from `by_ref`
 ///    (which stores the context and returns its reference and token, e.g.
 ///    [`ContextStore::put`]).
+fn context_header_forms(
+    ctx: &CallContext,
+    key: &[u8],
+    fits: impl Fn(&[(&'static str, String)]) -> bool,
+    by_ref: impl FnOnce(&CallContext) -> (String, String),
+) -> Vec<(&'static str, String)> {
+    let signed = ctx.encode_signed(key);
+    let full = vec![(HEADER_CONTEXT, signed.clone()), (HEADER_UUI, format!("{};encoding=hex", hex::encode(ctx.to_json())))];
+    if fits(&full) {
+        return full;
+    }
+    let alone = vec![(HEADER_CONTEXT, signed)];
+    if fits(&alone) {
+        return alone;
+    }
+    let (reference, token) = by_ref(ctx);
+    vec![(HEADER_CONTEXT_REF, reference), (HEADER_CONTEXT_TOKEN, token)]
+}
+
+/// `uri` with the context appended as SIP URI headers (after `?`, or after
+/// `&` when `uri` already has headers), in the first form of
+/// [`context_header_forms`] that keeps the whole header part within
+/// [`MAX_HEADER_PART`] characters (percent-encoded, as sent).
 pub fn sip_uri_with_headers(
     uri: &str,
     ctx: &CallContext,
@@ -305,36 +327,35 @@ pub fn sip_uri_with_headers(
         Some((b, h)) => (b, Some(h)),
         None => (uri, None),
     };
-    let join = |part: String| match existing {
-        Some(h) if !h.is_empty() => format!("{h}&{part}"),
-        _ => part,
+    let join = |pairs: &[(&'static str, String)]| {
+        let part = pairs.iter().map(|(n, v)| format!("{n}={}", pct(v))).collect::<Vec<_>>().join("&");
+        match existing {
+            Some(h) if !h.is_empty() => format!("{h}&{part}"),
+            _ => part,
+        }
     };
-    let inline = join(inline_headers(ctx, key));
-    let signed_only = || join(format!("{HEADER_CONTEXT}={}", pct(&ctx.encode_signed(key))));
-    let part = if inline.len() <= MAX_HEADER_PART {
-        inline
-    } else if signed_only().len() <= MAX_HEADER_PART {
-        signed_only()
-    } else {
-        let (reference, token) = by_ref(ctx);
-        join(format!(
-            "{HEADER_CONTEXT_REF}={}&{HEADER_CONTEXT_TOKEN}={}",
-            pct(&reference),
-            pct(&token)
-        ))
-    };
-    format!("{base}?{part}")
+    let pairs = context_header_forms(ctx, key, |p| join(p).len() <= MAX_HEADER_PART, by_ref);
+    format!("{base}?{}", join(&pairs))
+}
+
+/// The context as INVITE headers (name, value), in the first form of
+/// [`context_header_forms`] whose header lines (`Name: value`, without
+/// CRLF) total at most [`MAX_HEADER_PART`] characters, so the INVITE stays
+/// well within a UDP datagram (RFC 3261 §18.1.1).
+pub fn invite_headers(
+    ctx: &CallContext,
+    key: &[u8],
+    by_ref: impl FnOnce(&CallContext) -> (String, String),
+) -> Vec<(String, String)> {
+    let fits = |p: &[(&'static str, String)]| p.iter().map(|(n, v)| n.len() + 2 + v.len()).sum::<usize>() <= MAX_HEADER_PART;
+    context_header_forms(ctx, key, fits, by_ref).into_iter().map(|(n, v)| (n.to_string(), v)).collect()
 }
 
 /// The inline header part for `ctx`:
 /// `X-Skald-Context=<signed>&User-to-User=<hex JSON>%3Bencoding%3Dhex`.
 pub fn inline_headers(ctx: &CallContext, key: &[u8]) -> String {
-    let uui = format!("{};encoding=hex", hex::encode(ctx.to_json()));
-    format!(
-        "{HEADER_CONTEXT}={}&{HEADER_UUI}={}",
-        pct(&ctx.encode_signed(key)),
-        pct(&uui)
-    )
+    let full = context_header_forms(ctx, key, |_| true, |_| (String::new(), String::new()));
+    full.iter().map(|(n, v)| format!("{n}={}", pct(v))).collect::<Vec<_>>().join("&")
 }
 
 /// True for a header name Twilio lets through on `<Sip>` and reports as

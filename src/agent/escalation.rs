@@ -14,6 +14,57 @@ use super::graph::GraphEvent;
 use super::text::{find_contiguous, normalize};
 use serde::Deserialize;
 
+/// How a transfer hands the caller on (agent files: `transfer.mode`; the
+/// LLM tools `transfer` and `warm_transfer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferMode {
+    /// Blind: REFER (RFC 3515) asks the caller's side to call the target and
+    /// skald leaves the call; when the caller's side refuses REFER, skald
+    /// calls the target itself and bridges the two legs.
+    #[default]
+    Cold,
+    /// Attended: skald calls the target first while the caller hears
+    /// ringback, briefs whoever answers, then bridges the caller to them; if
+    /// nobody answers, the caller is back with the agent.
+    Warm,
+}
+
+/// How a warm transfer briefs the target before the caller is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Brief {
+    /// skald speaks a short summary (TTS) to the person who answers, then
+    /// connects the caller.
+    #[default]
+    Spoken,
+    /// The summary travels only in the INVITE's context headers (a receiving
+    /// agent reads it and greets with it): the caller is connected as soon as
+    /// the target answers.
+    Context,
+}
+
+/// A transfer an agent asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRequest {
+    /// `sip:`/`sips:` URI, or a phone number dialed through a trunk.
+    pub target: String,
+    /// Blind or attended.
+    pub mode: TransferMode,
+    /// How a warm transfer briefs the target (ignored when cold).
+    pub brief: Brief,
+    /// What the receiver should know, in a sentence or two (the agent's own
+    /// words; `None` lets the call build one from the intent and slots).
+    pub summary: Option<String>,
+}
+
+impl TransferRequest {
+    /// A cold transfer to `target`.
+    pub fn cold(target: impl Into<String>) -> Self {
+        TransferRequest { target: target.into(), mode: TransferMode::Cold, brief: Brief::Spoken, summary: None }
+    }
+}
+
 /// Where an escalation sends the call.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "TargetFile")]

@@ -58,11 +58,8 @@ pub enum AgentAction {
         /// re-prompts used up), `no-match` (no-match re-prompts used up).
         reason: String,
     },
-    /// Hand the caller to a person or number (not carried out yet: said and logged).
-    Transfer {
-        /// SIP URI or number.
-        target: String,
-    },
+    /// Hand the caller to a person or number, cold or warm.
+    Transfer(super::escalation::TransferRequest),
 }
 
 /// A bad agent file.
@@ -96,6 +93,10 @@ pub struct AgentDef {
     pub(crate) transfer_say: Template,
     /// Said when a transfer could not be completed.
     pub(crate) transfer_failed: Template,
+    /// Cold or warm (the file's `transfer.mode`).
+    pub(crate) transfer_mode: super::escalation::TransferMode,
+    /// How a warm transfer briefs the target (`transfer.brief`).
+    pub(crate) transfer_brief: super::escalation::Brief,
     /// Intent name → said after the greeting on a call transferred in with
     /// a context for that intent.
     pub(crate) resume: BTreeMap<String, Template>,
@@ -420,7 +421,7 @@ impl FlowAgent {
             }
             Some(Action::Transfer(target)) => {
                 turn.say(self.render(intent.reply.as_ref().unwrap_or(&def.transfer_say)));
-                turn.end = Some(AgentAction::Transfer { target: target.clone() });
+                turn.end = Some(self.transfer_to(target));
                 return;
             }
             Some(Action::Repeat) => {
@@ -493,7 +494,7 @@ impl FlowAgent {
         if node.end {
             turn.end = Some(AgentAction::Hangup { reason: "completed".into() });
         } else if let Some(target) = &node.transfer {
-            turn.end = Some(AgentAction::Transfer { target: target.clone() });
+            turn.end = Some(self.transfer_to(target));
         }
     }
 
@@ -569,6 +570,17 @@ impl FlowAgent {
             Some(p) => self.render(&self.def.slots[p.awaiting].ask),
             None => self.def.nodes[self.node].say.as_ref().map(|t| self.render(t)).unwrap_or_default(),
         }
+    }
+
+    /// The transfer to `target` as this agent's file configures it (the call
+    /// builds the summary from the goal and slots).
+    fn transfer_to(&self, target: &str) -> AgentAction {
+        AgentAction::Transfer(super::escalation::TransferRequest {
+            target: target.to_string(),
+            mode: self.def.transfer_mode,
+            brief: self.def.transfer_brief,
+            summary: None,
+        })
     }
 
     fn render(&self, t: &Template) -> String {

@@ -2,6 +2,7 @@
 //! agent, and agent-file validation errors. `today` is fixed to Monday
 //! 2026-11-23.
 
+use super::escalation::TransferRequest;
 use super::flow::{AgentAction, AgentConfigError, AgentDef, FlowAgent, load_agents};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,7 +58,7 @@ fn a_transferred_call_resumes_the_intent_with_its_slots() {
     a.start();
     turn(&mut a, "I'd like to book a cleaning next Tuesday", "what time");
     let out = a.on_user_turn("Can I talk to a person please?");
-    assert!(out.iter().any(|x| matches!(x, AgentAction::Transfer { .. })), "{out:?}");
+    assert!(out.iter().any(|x| matches!(x, AgentAction::Transfer(_))), "{out:?}");
     assert_eq!(a.goal(), Some("book"), "the goal is the booking, not the request for a person");
     let mut b = dental();
     let hello = b.resume(a.goal(), a.slots());
@@ -94,7 +95,7 @@ fn dtmf_keys_select_intents() {
     assert!(said(&out).contains("Monday to Friday"), "{out:?}");
     let out = a.on_dtmf('0');
     assert!(
-        out.iter().any(|x| matches!(x, AgentAction::Transfer { .. })),
+        out.iter().any(|x| matches!(x, AgentAction::Transfer(_))),
         "0 asks for a person: {out:?}"
     );
     let mut b = dental();
@@ -340,7 +341,7 @@ fn talk_to_a_person_transfers() {
         out,
         vec![
             AgentAction::Say("Sure, let me connect you with someone at the front desk. One moment please.".into()),
-            AgentAction::Transfer { target: "sip:frontdesk@clinic.example".into() },
+            AgentAction::Transfer(TransferRequest::cold("sip:frontdesk@clinic.example")),
         ]
     );
     assert!(a.finished());
@@ -352,7 +353,7 @@ fn emergency_goes_to_a_transfer_node() {
     a.start();
     let out = a.on_user_turn("I have a terrible toothache and it's swelling");
     assert!(said(&out).contains("I'm sorry you're in pain"), "{out:?}");
-    assert_eq!(out.last(), Some(&AgentAction::Transfer { target: "sip:frontdesk@clinic.example".into() }));
+    assert_eq!(out.last(), Some(&AgentAction::Transfer(TransferRequest::cold("sip:frontdesk@clinic.example"))));
 }
 
 #[test]

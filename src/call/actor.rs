@@ -23,19 +23,22 @@ use crate::rtp::codec::g711::Law;
 use crate::rtp::codec::frames::G711Frames;
 use crate::rtp::driver::MediaStream;
 use crate::rtp::ports::RtpSockets;
-use crate::rtp::proto::session::{RtpEvent, SessionConfig};
+use crate::rtp::proto::session::RtpEvent;
 use crate::sip::driver::{DialogEvent, DialogHandle};
 use crate::sip::sdp::{self, AudioCodec, Direction, LocalMedia, Negotiated, SdpError};
 use crate::store::CallRecord;
 use crate::store::events::CallEvent;
 use super::transfer::{ContextIn, fetch_context, refer_to};
 use crate::agent::context::CallContext;
+use crate::agent::escalation::{TransferMode, TransferRequest};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 #[path = "amd.rs"]
 mod amd;
+#[path = "bridge.rs"]
+pub mod bridge;
 use tokio::time::Instant;
 
 /// How long to wait for the far end to confirm our BYE/CANCEL.
@@ -132,8 +135,10 @@ pub struct CallActor {
     playout_check: Option<Instant>,
     /// The context the call came with (a transfer into skald).
     context: Option<CallContext>,
-    /// A transfer in progress: (target, give up at).
-    transfer: Option<(String, Instant)>,
+    /// A REFERred transfer in progress: (request, give up at).
+    transfer: Option<(TransferRequest, Instant)>,
+    /// The second leg of a bridged transfer (warm, or REFER refused).
+    bridge: Option<bridge::Bridge>,
     /// Answering-machine detection (outbound voice-agent calls with `amd`).
     amd: Option<amd::OutboundAmd>,
 }
@@ -171,6 +176,7 @@ impl CallActor {
             playout_check: None,
             context: None,
             transfer: None,
+            bridge: None,
             amd: None,
         }
     }
@@ -392,8 +398,11 @@ impl CallActor {
             let app_deadline = self.app.as_ref().and_then(|a| a.poll_timeout()).map(Instant::from_std);
             let playout_check = self.playout_check;
             let media = &mut self.media;
-            let voice = &mut self.voice;
+            // The agent is on hold while a second leg owns the caller's audio.
+            let mut held = None;
+            let voice = if self.bridge.is_some() { &mut held } else { &mut self.voice };
             let input = tokio::select! {
+                ev = bridge::next_bridge(&mut self.bridge) => Input::Bridge(ev),
                 ev = self.events.recv() => Input::Dialog(ev),
                 cmd = self.commands.recv() => Input::Command(cmd),
                 ev = next_media(media) => Input::Media(ev),
@@ -413,6 +422,7 @@ impl CallActor {
                 Input::PlayoutCheck => self.on_playout_check().await,
                 Input::Voice(ev) => self.on_voice_event(ev).await,
                 Input::AmdMessage(msg) => self.amd_message(msg).await,
+                Input::Bridge(ev) => self.on_bridge(ev).await,
             };
             if let Some(exit) = flow {
                 return exit;
@@ -509,10 +519,7 @@ impl CallActor {
                 self.send_dtmf(&digits);
                 None
             }
-            CallCommand::Transfer { target } => {
-                self.start_transfer(&target).await;
-                None
-            }
+            CallCommand::Transfer { target } => self.start_transfer(TransferRequest::cold(target)).await,
         }
     }
 
@@ -522,6 +529,13 @@ impl CallActor {
                 let m = self.media.as_mut()?;
                 m.codec.decode(payload.as_deref(), &mut m.pcm16);
                 let frame = std::mem::take(&mut m.pcm16);
+                if self.bridged() {
+                    self.bridge_caller_audio(&frame);
+                    if let Some(m) = self.media.as_mut() {
+                        m.pcm16 = frame;
+                    }
+                    return None;
+                }
                 if let Some(rec) = self.recorder.as_mut()
                     && let Err(e) = rec.write(&frame) {
                         tracing::warn!(error = %e, "recording failed; stopping it");
@@ -543,6 +557,10 @@ impl CallActor {
                 tracing::info!(%digit, duration_ms, "DTMF");
                 self.record.dtmf.push(digit);
                 self.save(false).await;
+                if self.bridged() {
+                    self.bridge_caller_dtmf(digit);
+                    return None;
+                }
                 if let (Some(v), Some(m)) = (self.voice.as_mut(), self.media.as_mut()) {
                     let now_ms = self.answered_at.map(|a| a.elapsed().as_millis() as i64).unwrap_or(0);
                     let actions = v.on_dtmf(digit, m, now_ms).await;
@@ -564,6 +582,10 @@ impl CallActor {
     async fn on_playout_check(&mut self) -> Option<Exit> {
         if self.transfer.as_ref().is_some_and(|(_, until)| *until <= Instant::now()) {
             return self.transfer_failed("no answer in time").await;
+        }
+        if self.bridged() {
+            self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
+            return self.bridge_tick().await;
         }
         if let Some(exit) = self.amd_tick().await {
             return Some(exit);
@@ -722,7 +744,11 @@ impl CallActor {
                     self.record.errors.push(e);
                     self.save(false).await;
                 }
-                VoiceAction::Transfer(target) => self.start_transfer(&target).await,
+                VoiceAction::Transfer(req) => {
+                    if let Some(exit) = Box::pin(self.start_transfer(req)).await {
+                        return Some(exit);
+                    }
+                }
                 VoiceAction::SendDtmf(digits) => self.send_dtmf(&digits),
                 VoiceAction::Hangup(reason) => return Some(self.hangup(&reason).await),
             }
@@ -760,32 +786,11 @@ impl CallActor {
     }
 
     fn start_media(&mut self, sockets: RtpSockets, n: Negotiated, local: LocalMedia) {
-        let law = law_of(n.codec);
-        let frame_8k = (8 * n.ptime_ms) as usize;
-        let cfg = SessionConfig {
-            ssrc: rand::random(),
-            payload_type: n.payload_type,
-            dtmf_payload_type: n.dtmf_payload_type,
-            clock_rate: 8000,
-            ptime: Duration::from_millis(n.ptime_ms as u64),
-            remote: (!n.remote_rtp.ip().is_unspecified()).then_some(n.remote_rtp),
-            symmetric: true,
-            jitter_target: Duration::from_millis(self.svc.config.rtp.jitter_ms as u64),
-            inactivity_timeout: Duration::from_secs(self.svc.config.rtp.inactivity_timeout_s),
-            silence_payload: vec![law.silence(); frame_8k],
-        };
-        let stream = MediaStream::new(sockets, cfg, self.svc.metrics.clone(), std::time::Instant::now());
         self.record.codec = Some(match n.codec {
             AudioCodec::Pcmu => "PCMU".into(),
             AudioCodec::Pcma => "PCMA".into(),
         });
-        self.media = Some(Media {
-            stream,
-            codec: G711Frames::new(law, n.ptime_ms),
-            pcm16: Vec::with_capacity(frame_8k * 2),
-            negotiated: n,
-            local,
-        });
+        self.media = Some(self.new_media(sockets, n, local));
     }
 
     /// Marks the call answered, saves, and starts the application.
@@ -846,32 +851,53 @@ impl CallActor {
         self.svc.record_event(e).await;
     }
 
-    /// The agent asked for a transfer: REFER the caller to `target` with the
-    /// call's context in the Refer-To headers.
-    async fn start_transfer(&mut self, target: &str) {
+    /// The context handed on with a transfer: what came in, plus what the
+    /// agent learned (goal, slots, summary) and where to read the transcript.
+    fn transfer_context(&self, req: &TransferRequest) -> CallContext {
         let mut ctx = self.context.clone().unwrap_or_default();
         ctx.v = crate::agent::context::CONTEXT_VERSION;
         ctx.caller = Some(self.record.from_uri.clone());
         ctx.did = Some(self.record.did.clone());
         ctx.transcript_ref = Some(format!("{}/api/v1/calls/{}", self.svc.api_base(), self.record.id));
         if let Some(v) = &self.voice {
+            if let Some(l) = v.llm_context() {
+                ctx.intent = l.intent.or(ctx.intent);
+                ctx.summary = l.summary.or(ctx.summary);
+                ctx.escalation_reason = l.escalation_reason.or(ctx.escalation_reason);
+            }
             ctx.intent = v.goal().map(str::to_string).or(ctx.intent);
             ctx.slots.extend(v.slots().iter().map(|(k, v)| (k.clone(), v.clone())));
             ctx.previous_agents.push(v.agent_name().to_string());
         }
-        ctx.escalation_reason = Some("caller asked for a person".into());
+        ctx.summary = req.summary.clone().or(ctx.summary);
+        ctx
+    }
+
+    /// The agent asked for a transfer. Cold: REFER the caller to the target
+    /// with the call's context in the Refer-To headers. Warm: call the
+    /// target first ([`bridge`]).
+    async fn start_transfer(&mut self, req: TransferRequest) -> Option<Exit> {
+        if req.mode == TransferMode::Warm {
+            return self.start_bridge(req, "warm").await;
+        }
+        let mut ctx = self.transfer_context(&req);
+        ctx.escalation_reason.get_or_insert_with(|| "caller asked for a person".into());
         let key = self.svc.config.context_key.clone().unwrap_or_default();
-        let uri = refer_to(target, &ctx, key.as_bytes(), &self.svc.contexts, &self.svc.api_base());
-        tracing::info!(%target, "transfer: sending REFER");
-        self.event("transfer.started", serde_json::json!({ "target": target, "context": ctx })).await;
+        let uri = refer_to(&req.target, &ctx, key.as_bytes(), &self.svc.contexts, &self.svc.api_base());
+        tracing::info!(target = %req.target, "transfer: sending REFER");
+        self.event("transfer.started", serde_json::json!({ "target": req.target, "mode": "cold", "context": ctx })).await;
         self.set_state(CallState::Transferring).await;
         self.dialog.refer(uri);
-        self.transfer = Some((target.to_string(), Instant::now() + TRANSFER_TIMEOUT));
+        self.transfer = Some((req, Instant::now() + TRANSFER_TIMEOUT));
+        None
     }
 
     /// The transfer failed: the caller is told and the agent goes on.
     async fn transfer_failed(&mut self, why: &str) -> Option<Exit> {
-        let (target, _) = self.transfer.take()?;
+        let target = match self.transfer.take() {
+            Some((req, _)) => req.target,
+            None => return None,
+        };
         tracing::warn!(%target, %why, "transfer failed: back to the agent");
         self.record.errors.push(format!("transfer to {target} failed: {why}"));
         self.event("transfer.failed", serde_json::json!({ "target": target, "why": why })).await;
@@ -889,13 +915,20 @@ impl CallActor {
                 self.event("transfer.accepted", serde_json::json!({})).await;
                 None
             }
-            DialogEvent::ReferFailed { status } => self.transfer_failed(&format!("REFER answered {status}")).await,
+            DialogEvent::ReferFailed { status } => {
+                // The caller's side will not call the target itself: skald does,
+                // and bridges the two legs (RFC 3515 leaves REFER to the UA's policy).
+                let (req, _) = self.transfer.take()?;
+                tracing::info!(status, "REFER refused: calling the target and bridging");
+                self.event("transfer.refer_refused", serde_json::json!({ "status": status })).await;
+                self.start_bridge(req, "refer-refused").await
+            }
             DialogEvent::ReferProgress { status, done } => {
                 self.event("transfer.progress", serde_json::json!({ "status": status, "done": done })).await;
                 if (200..300).contains(&status) {
-                    let (target, _) = self.transfer.take()?;
-                    tracing::info!(%target, "transfer completed: leaving the call");
-                    self.event("transfer.completed", serde_json::json!({ "target": target })).await;
+                    let (req, _) = self.transfer.take()?;
+                    tracing::info!(target = %req.target, "transfer completed: leaving the call");
+                    self.event("transfer.completed", serde_json::json!({ "target": req.target, "mode": "cold", "bridged": false })).await;
                     return Some(self.hangup("transferred").await);
                 }
                 if done {
@@ -958,6 +991,7 @@ impl CallActor {
     }
 
     async fn finish(&mut self, reason: &str, status: Option<u16>) {
+        self.bridge_hangup();
         self.stop_recording();
         if let Some(r) = self.stereo.take()
             && let Err(e) = r.finalize() {
@@ -1037,6 +1071,7 @@ impl AudioOut for Media {
 
 /// One input to the loop, gathered by `select!`.
 enum Input {
+    Bridge(bridge::BridgeInput),
     Voice(VoiceEvent),
     AmdMessage(Result<Vec<i16>, String>),
     Dialog(Option<DialogEvent>),

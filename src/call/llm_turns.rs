@@ -7,7 +7,7 @@
 //! sentence (as soon as the stream completes one), close the reply, and
 //! after the reply has played hang up or transfer.
 
-use crate::agent::escalation::EscalationTarget;
+use crate::agent::escalation::{Brief, EscalationTarget, TransferMode, TransferRequest};
 use crate::agent::graph::LlmAgentDef;
 use crate::agent::llm_agent::{AgentStep, LlmAgent, LlmRequest};
 use crate::providers::llm::FallbackLlm;
@@ -31,7 +31,7 @@ pub enum LlmOut {
     /// After the reply has played: end the call with this reason.
     HangupAfter(String),
     /// After the reply has played: transfer to this SIP URI or number.
-    TransferAfter(String),
+    TransferAfter(crate::agent::escalation::TransferRequest),
     /// Send these DTMF digits now (RFC 4733).
     SendDtmf(String),
     /// Record a failure on the call (provider fallbacks, tool errors).
@@ -206,8 +206,10 @@ impl LlmBrain {
                 AgentStep::Escalate { target, reason } => {
                     tracing::info!(?target, %reason, "escalation");
                     match target {
-                        EscalationTarget::SipUri(uri) => out.push(LlmOut::TransferAfter(uri)),
-                        EscalationTarget::Number { number, .. } => out.push(LlmOut::TransferAfter(number)),
+                        EscalationTarget::SipUri(uri) => out.push(LlmOut::TransferAfter(TransferRequest::cold(uri))),
+                        EscalationTarget::Number { number, .. } => {
+                            out.push(LlmOut::TransferAfter(TransferRequest::cold(number)))
+                        }
                         EscalationTarget::Agent(name) => queue.push_back(AgentStep::Handoff { to: name }),
                         EscalationTarget::Queue(q) => {
                             out.push(LlmOut::Error(format!("escalation to queue `{q}`: queues are not served yet")));
@@ -218,7 +220,12 @@ impl LlmBrain {
                 }
                 AgentStep::Hangup { reason } => out.push(LlmOut::HangupAfter(reason)),
                 AgentStep::SendDtmf(d) => out.push(LlmOut::SendDtmf(d)),
-                AgentStep::Transfer { target, .. } => out.push(LlmOut::TransferAfter(target)),
+                AgentStep::Transfer { target, warm, summary } => out.push(LlmOut::TransferAfter(TransferRequest {
+                    target,
+                    mode: if warm { TransferMode::Warm } else { TransferMode::Cold },
+                    brief: Brief::Spoken,
+                    summary: Some(summary).filter(|s| !s.trim().is_empty()),
+                })),
             }
         }
         out

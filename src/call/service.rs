@@ -24,6 +24,18 @@ use tracing::Instrument;
 /// Commands a call's mailbox holds before the actor drains them.
 const COMMAND_QUEUE: usize = 32;
 
+/// An INVITE on its way: the dialog, and the media its offer named.
+pub struct OutboundLeg {
+    /// The dialog and its events.
+    pub call: crate::sip::driver::OutboundCall,
+    /// The offer's parameters (to accept the answer against).
+    pub local: LocalMedia,
+    /// The RTP/RTCP sockets the offer named.
+    pub sockets: crate::rtp::ports::RtpSockets,
+    /// The Request-URI dialed.
+    pub target: String,
+}
+
 /// Errors starting an outbound call.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -123,21 +135,8 @@ impl CallServices {
         if !self.config.applications.contains_key(app) {
             return Err(DialError::UnknownApp(app.to_string()));
         }
-        let sockets = self.ports.allocate().await?;
-        let local = self.local_media(sockets.rtp_port());
-        let offer = sdp::offer(&local);
-        let call = self
-            .sip
-            .invite(OutboundInvite {
-                target: target.to_string(),
-                from_user: from_user.to_string(),
-                from_display: None,
-                sdp_offer: offer,
-                credentials,
-                extra_headers: Vec::new(),
-                ring_timeout,
-            })
-            .await?;
+        let OutboundLeg { call, local, sockets, .. } =
+            self.invite_uri(target, from_user, None, credentials, Vec::new(), ring_timeout).await?;
         let id = CallId::new();
         let record = CallRecord {
             id,
@@ -181,13 +180,6 @@ impl CallServices {
         if !self.config.applications.contains_key(app) {
             return Err(DialError::UnknownApp(app.to_string()));
         }
-        let target = trunk_target(t, to)?;
-        let credentials = match (&t.username, &t.password) {
-            (Some(username), Some(password)) => {
-                Some(Credentials { username: username.clone(), password: password.clone() })
-            }
-            _ => None,
-        };
         let from_user = from.or(t.caller_id.as_deref()).unwrap_or("skald").to_string();
         let mut extra_headers = Vec::new();
         if let Some(ctx) = &context {
@@ -198,21 +190,7 @@ impl CallServices {
                 extra_headers.push((crate::agent::context::HEADER_CONTEXT.to_string(), signed));
             }
         }
-        let sockets = self.ports.allocate().await?;
-        let local = self.local_media(sockets.rtp_port());
-        let offer = sdp::offer(&local);
-        let call = self
-            .sip
-            .invite(OutboundInvite {
-                target: target.clone(),
-                from_user: from_user.clone(),
-                from_display: t.from_display.clone(),
-                sdp_offer: offer,
-                credentials,
-                extra_headers,
-                ring_timeout: Duration::from_secs(t.ring_timeout_s),
-            })
-            .await?;
+        let OutboundLeg { call, local, sockets, target } = self.invite_leg(trunk, to, &from_user, extra_headers).await?;
         let id = CallId::new();
         let host = t.host_port().map(|(h, _)| h).unwrap_or_default();
         tracing::info!(%id, trunk, to = %crate::observability::Pii(&to), "dialling through trunk");
@@ -240,6 +218,61 @@ impl CallServices {
         let leg = Leg::Outbound { local, sockets };
         self.spawn(record, call.dialog, call.events, leg, Some(app.to_string()), context);
         Ok(id)
+    }
+
+    /// Places an outbound INVITE to `to` (a phone number through trunk
+    /// `trunk`'s request URI, or a `sip:` URI sent as is) with an SDP offer
+    /// on freshly allocated RTP ports: the trunk's digest credentials,
+    /// From display name and ring timeout apply. Used by outbound calls and
+    /// by the second leg of a bridged transfer. Errors: unknown trunk, a
+    /// target that is neither a number nor a SIP URI, no free RTP ports, an
+    /// unusable URI.
+    pub async fn invite_leg(
+        &self,
+        trunk: &str,
+        to: &str,
+        from_user: &str,
+        extra_headers: Vec<(String, String)>,
+    ) -> Result<OutboundLeg, DialError> {
+        let t = self.config.trunks.get(trunk).ok_or_else(|| DialError::UnknownTrunk(trunk.to_string()))?;
+        let target = trunk_target(t, to)?;
+        let credentials = match (&t.username, &t.password) {
+            (Some(username), Some(password)) => {
+                Some(Credentials { username: username.clone(), password: password.clone() })
+            }
+            _ => None,
+        };
+        self.invite_uri(&target, from_user, t.from_display.clone(), credentials, extra_headers, Duration::from_secs(t.ring_timeout_s))
+            .await
+    }
+
+    /// Places an outbound INVITE to the SIP URI `target` with an SDP offer on
+    /// freshly allocated RTP ports, CANCELled after `ring_timeout`. Errors:
+    /// no free RTP ports, an unusable URI, the SIP stack stopped.
+    pub async fn invite_uri(
+        &self,
+        target: &str,
+        from_user: &str,
+        from_display: Option<String>,
+        credentials: Option<Credentials>,
+        extra_headers: Vec<(String, String)>,
+        ring_timeout: Duration,
+    ) -> Result<OutboundLeg, DialError> {
+        let sockets = self.ports.allocate().await?;
+        let local = self.local_media(sockets.rtp_port());
+        let call = self
+            .sip
+            .invite(OutboundInvite {
+                target: target.to_string(),
+                from_user: from_user.to_string(),
+                from_display,
+                sdp_offer: sdp::offer(&local),
+                credentials,
+                extra_headers,
+                ring_timeout,
+            })
+            .await?;
+        Ok(OutboundLeg { call, local, sockets, target: target.to_string() })
     }
 
     /// Runs a call that arrived as a Twilio Media Stream on an accepted

@@ -15,6 +15,9 @@ pub enum CallState {
     /// skald asked the caller's side to call another party (REFER) and
     /// waits for the outcome.
     Transferring,
+    /// The caller is connected to a transfer target through skald (a warm
+    /// transfer, or a cold one whose REFER was refused): skald relays media.
+    Bridged,
     /// BYE sent or received; cleaning up.
     Ending,
     /// Over.
@@ -29,6 +32,7 @@ impl CallState {
             CallState::Answered => "answered",
             CallState::OnHold => "on_hold",
             CallState::Transferring => "transferring",
+            CallState::Bridged => "bridged",
             CallState::Ending => "ending",
             CallState::Ended => "ended",
         }

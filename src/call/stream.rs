@@ -497,7 +497,8 @@ impl StreamCall {
                     self.record.errors.push(e);
                     self.save().await;
                 }
-                VoiceAction::Transfer(target) => {
+                VoiceAction::Transfer(t) => {
+                    let target = t.target;
                     tracing::warn!(%target, "transfer requested; transfers are not supported yet: ending the call");
                     return Some(Exit { reason: format!("transfer-requested: {target}"), close: true });
                 }

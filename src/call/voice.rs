@@ -139,8 +139,9 @@ pub trait AudioOut: Send {
 pub enum VoiceAction {
     /// End the call (everything said has been played).
     Hangup(String),
-    /// Hand the caller over (REFER with the call's context).
-    Transfer(String),
+    /// Hand the caller over, cold (REFER) or warm (bridged), with the call's
+    /// context.
+    Transfer(crate::agent::escalation::TransferRequest),
     /// Send these DTMF digits now (RFC 4733).
     SendDtmf(String),
     /// Store this transcript turn.
@@ -691,7 +692,7 @@ impl VoiceAgent {
                     self.say(ctx, &text, latency.take().unwrap_or_default()).await;
                 }
                 AgentAction::Hangup { reason } => self.after_playout = Some(VoiceAction::Hangup(reason)),
-                AgentAction::Transfer { target } => self.after_playout = Some(VoiceAction::Transfer(target)),
+                AgentAction::Transfer(t) => self.after_playout = Some(VoiceAction::Transfer(t)),
             }
         }
         if self.replies.is_empty() && self.pending.is_empty()
