@@ -1293,6 +1293,48 @@ mod tests {
     }
 
     #[test]
+    fn api_tokens_are_validated_with_their_line() {
+        let ok = "http:\n  tokens:\n    - name: ana\n      role: supervisor\n      token_env: ANA_TOKEN\n      queues: [billing]\n    - {name: vic, role: viewer, token_env: VIC_TOKEN}\n";
+        let c = parse(ok).unwrap();
+        assert_eq!(c.http.tokens.len(), 2);
+        assert_eq!((c.http.tokens[0].role, c.http.tokens[0].queues.as_slice()), (Role::Supervisor, &["billing".to_string()][..]));
+        let e = parse(&ok.replace("role: supervisor", "role: boss")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:4:") && e.contains("unknown variant `boss`"), "{e}");
+        let e = parse(&ok.replace("token_env: ANA_TOKEN", "token_env: s3cr3t-value")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:5: http.tokens[0].token_env:"), "{e}");
+        let e = parse(&ok.replace("name: vic", "name: ana")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:") && e.contains("http.tokens[1].name: two tokens are named `ana`"), "{e}");
+        let e = parse(&ok.replace("VIC_TOKEN}", "VIC_TOKEN, queues: [x]}")).unwrap_err().to_string();
+        assert!(e.contains("http.tokens[1].queues: only a supervisor's token"), "{e}");
+        let e = parse(&ok.replace("      token_env: ANA_TOKEN\n", "")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:") && e.contains("token_env"), "{e}");
+    }
+
+    #[test]
+    fn api_tokens_come_from_the_environment_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("skald.yaml");
+        let yaml = "http:\n  tokens:\n    - name: ana\n      role: admin\n      token_env: SKALD_TEST_API_TOKEN_UNSET_XYZ\n";
+        std::fs::write(&file, yaml).unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(e.ends_with(":5: http.tokens[0].token_env: environment variable `SKALD_TEST_API_TOKEN_UNSET_XYZ` (the token of `ana`) is not set"), "{e}");
+        // SAFETY: set_var is unsafe in edition 2024 (another thread may read the
+        // environment); no other test reads these variables.
+        unsafe {
+            std::env::set_var("SKALD_TEST_API_TOKEN_A", "same-secret");
+            std::env::set_var("SKALD_TEST_API_TOKEN_B", "same-secret");
+        }
+        std::fs::write(&file, yaml.replace("SKALD_TEST_API_TOKEN_UNSET_XYZ", "SKALD_TEST_API_TOKEN_A")).unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.http.tokens[0].token.as_deref(), Some("same-secret"));
+        assert!(!format!("{c:?}").contains("same-secret"));
+        let two = format!("{}    - {{name: bo, role: viewer, token_env: SKALD_TEST_API_TOKEN_B}}\n", yaml.replace("SKALD_TEST_API_TOKEN_UNSET_XYZ", "SKALD_TEST_API_TOKEN_A"));
+        std::fs::write(&file, two).unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(e.ends_with(":6: http.tokens[1].token_env: the token in `SKALD_TEST_API_TOKEN_B` is the same as the one in `SKALD_TEST_API_TOKEN_A`; each holder needs its own"), "{e}");
+    }
+
+    #[test]
     fn routes_with_and_without_plus() {
         let y = "routes:\n  default: null\n  dids:\n    \"+15550100\": echo\napplications:\n  echo: {type: echo}\n";
         let c = parse(y).unwrap();
