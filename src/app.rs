@@ -113,6 +113,7 @@ impl App {
                 calls: Some(services.clone()),
                 contexts: services.contexts.clone(),
                 events: services.events.clone(),
+                auth: crate::http::auth::Auth::from_config(&config.http),
             });
             let token = shutdown.clone();
             tracker.spawn(async move {

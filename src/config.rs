@@ -178,12 +178,131 @@ pub struct RtpConfig {
     pub inactivity_timeout_s: u64,
 }
 
-/// HTTP API.
-#[derive(Debug, Clone, Deserialize)]
+/// HTTP API and who may use it.
+///
+/// Every route but health, login and Twilio's signed ones needs a token
+/// (see `http::auth`). Tokens come only from the environment: the admin
+/// token from `SKALD_ADMIN_TOKEN`, each entry of `tokens:` from the variable
+/// its `token_env` names; both are resolved in [`Config::load`].
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Listen address for health, metrics and the API.
     pub listen: SocketAddr,
+    /// Named API tokens with their role and, for supervisors, the queues
+    /// they may act on.
+    pub tokens: Vec<TokenConfig>,
+    /// The first admin token, from `SKALD_ADMIN_TOKEN` at load. Not read
+    /// from YAML.
+    #[serde(skip)]
+    pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("tokens", &self.tokens)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// A role of an API principal, from least to most allowed: each role may
+/// do everything the roles below it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads: call lists and details, the event stream, metrics, the API
+    /// description.
+    Viewer,
+    /// A viewer who may also act on calls (hang up, transfer, listen…) of
+    /// its allowed queues.
+    Supervisor,
+    /// Everything, including placing calls.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as written in the config and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One named API token under `http.tokens`. The secret itself is read from
+/// the environment variable `token_env` names (never from the file).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds the token (shown in audit events), unique.
+    pub name: String,
+    /// What the holder may do: `admin`, `supervisor` or `viewer`.
+    pub role: Role,
+    /// Name of the environment variable holding the token.
+    pub token_env: String,
+    /// Queues a supervisor may act on; empty: all.
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// The token, resolved from `token_env` at load. Not read from YAML.
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("token_env", &self.token_env)
+            .field("queues", &self.queues)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl HttpConfig {
+    /// Reads `SKALD_ADMIN_TOKEN` and each token's `token_env`. Errors: the
+    /// field and message of a variable that is unset or empty, or of a
+    /// token equal to another one.
+    fn resolve_env(&mut self) -> Result<(), (String, String, String)> {
+        self.admin_token = std::env::var("SKALD_ADMIN_TOKEN").ok().filter(|v| !v.is_empty());
+        let mut seen: Vec<(&str, &str)> = self.admin_token.iter().map(|t| ("SKALD_ADMIN_TOKEN", t.as_str())).collect();
+        for (i, t) in self.tokens.iter_mut().enumerate() {
+            match std::env::var(&t.token_env) {
+                Ok(v) if !v.is_empty() => t.token = Some(v),
+                _ => {
+                    return Err((
+                        format!("http.tokens[{i}].token_env"),
+                        t.token_env.clone(),
+                        format!("environment variable `{}` (the token of `{}`) is not set", t.token_env, t.name),
+                    ));
+                }
+            }
+        }
+        for (i, t) in self.tokens.iter().enumerate() {
+            let secret = t.token.as_deref().unwrap_or_default();
+            if let Some((other, _)) = seen.iter().find(|(_, s)| *s == secret) {
+                return Err((
+                    format!("http.tokens[{i}].token_env"),
+                    t.token_env.clone(),
+                    format!("the token in `{}` is the same as the one in `{other}`; each holder needs its own", t.token_env),
+                ));
+            }
+            seen.push((t.token_env.as_str(), secret));
+        }
+        Ok(())
+    }
 }
 
 /// Twilio (Programmable Voice): the inbound voice webhook, Media Streams and
@@ -594,7 +713,7 @@ impl Default for RtpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".parse().expect("static") }
+        HttpConfig { listen: "127.0.0.1:8080".parse().expect("static"), tokens: Vec::new(), admin_token: None }
     }
 }
 
@@ -660,6 +779,9 @@ impl Config {
                     message,
                 });
             }
+        }
+        if let Err((field, needle, message)) = cfg.http.resolve_env() {
+            return Err(ConfigError::Invalid { file: path.to_path_buf(), line: find_line(&text, &needle), field, message });
         }
         Ok(cfg)
     }
@@ -777,7 +899,40 @@ impl Config {
             return Err(invalid("sip.t1_ms", "t1_ms:", "need 0 < T1 <= T2".into()));
         }
         self.validate_twilio(&invalid)?;
-        self.validate_trunks(&invalid)
+        self.validate_trunks(&invalid)?;
+        self.validate_tokens(&invalid)
+    }
+
+    /// The `http.tokens` section: unique non-empty names, `token_env` an
+    /// environment variable name, queues only for supervisors.
+    fn validate_tokens(&self, invalid: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<(), ConfigError> {
+        for (i, t) in self.http.tokens.iter().enumerate() {
+            let field = |f: &str| format!("http.tokens[{i}].{f}");
+            if t.name.trim().is_empty() {
+                return Err(invalid(&field("name"), "name:", "a token needs a name (shown in audit events)".into()));
+            }
+            if self.http.tokens[..i].iter().any(|o| o.name == t.name) {
+                return Err(invalid(&field("name"), &t.name, format!("two tokens are named `{}`", t.name)));
+            }
+            if t.token_env.is_empty() || !t.token_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(invalid(
+                    &field("token_env"),
+                    &t.token_env,
+                    format!(
+                        "`{}` is not an environment variable name (the token itself never goes in the file)",
+                        t.token_env
+                    ),
+                ));
+            }
+            if !t.queues.is_empty() && t.role != Role::Supervisor {
+                return Err(invalid(
+                    &field("queues"),
+                    "queues:",
+                    format!("only a supervisor's token is limited to queues (`{}` is {})", t.name, t.role),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// An application's `amd:` section: thresholds in range, and a message
@@ -1135,6 +1290,48 @@ mod tests {
         // Fields inside a `type:`-tagged application are buffered by serde, so
         // a typo there points at the applications map, not its own line.
         assert!(e.starts_with("test.yaml:") && e.contains("unknown field `greting_ms`"), "{e}");
+    }
+
+    #[test]
+    fn api_tokens_are_validated_with_their_line() {
+        let ok = "http:\n  tokens:\n    - name: ana\n      role: supervisor\n      token_env: ANA_TOKEN\n      queues: [billing]\n    - {name: vic, role: viewer, token_env: VIC_TOKEN}\n";
+        let c = parse(ok).unwrap();
+        assert_eq!(c.http.tokens.len(), 2);
+        assert_eq!((c.http.tokens[0].role, c.http.tokens[0].queues.as_slice()), (Role::Supervisor, &["billing".to_string()][..]));
+        let e = parse(&ok.replace("role: supervisor", "role: boss")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:4:") && e.contains("unknown variant `boss`"), "{e}");
+        let e = parse(&ok.replace("token_env: ANA_TOKEN", "token_env: s3cr3t-value")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:5: http.tokens[0].token_env:"), "{e}");
+        let e = parse(&ok.replace("name: vic", "name: ana")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:") && e.contains("http.tokens[1].name: two tokens are named `ana`"), "{e}");
+        let e = parse(&ok.replace("VIC_TOKEN}", "VIC_TOKEN, queues: [x]}")).unwrap_err().to_string();
+        assert!(e.contains("http.tokens[1].queues: only a supervisor's token"), "{e}");
+        let e = parse(&ok.replace("      token_env: ANA_TOKEN\n", "")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:") && e.contains("token_env"), "{e}");
+    }
+
+    #[test]
+    fn api_tokens_come_from_the_environment_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("skald.yaml");
+        let yaml = "http:\n  tokens:\n    - name: ana\n      role: admin\n      token_env: SKALD_TEST_API_TOKEN_UNSET_XYZ\n";
+        std::fs::write(&file, yaml).unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(e.ends_with(":5: http.tokens[0].token_env: environment variable `SKALD_TEST_API_TOKEN_UNSET_XYZ` (the token of `ana`) is not set"), "{e}");
+        // SAFETY: set_var is unsafe in edition 2024 (another thread may read the
+        // environment); no other test reads these variables.
+        unsafe {
+            std::env::set_var("SKALD_TEST_API_TOKEN_A", "same-secret");
+            std::env::set_var("SKALD_TEST_API_TOKEN_B", "same-secret");
+        }
+        std::fs::write(&file, yaml.replace("SKALD_TEST_API_TOKEN_UNSET_XYZ", "SKALD_TEST_API_TOKEN_A")).unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.http.tokens[0].token.as_deref(), Some("same-secret"));
+        assert!(!format!("{c:?}").contains("same-secret"));
+        let two = format!("{}    - {{name: bo, role: viewer, token_env: SKALD_TEST_API_TOKEN_B}}\n", yaml.replace("SKALD_TEST_API_TOKEN_UNSET_XYZ", "SKALD_TEST_API_TOKEN_A"));
+        std::fs::write(&file, two).unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(e.ends_with(":6: http.tokens[1].token_env: the token in `SKALD_TEST_API_TOKEN_B` is the same as the one in `SKALD_TEST_API_TOKEN_A`; each holder needs its own"), "{e}");
     }
 
     #[test]

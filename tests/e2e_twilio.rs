@@ -385,8 +385,10 @@ async fn a_media_stream_call_talks_barges_in_takes_dtmf_and_stops_cleanly() {
     let books: Vec<Vec<u8>> = ids.iter().map(|id| librivox_ulaw(id)).collect();
     let skald = Skald::start_with(&config());
     // The live event stream, watched from before the call.
-    let (mut events_ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/api/v1/events", skald.http_port)).await.unwrap();
+    let mut events_req =
+        format!("ws://127.0.0.1:{}/api/v1/events", skald.http_port).into_client_request().unwrap();
+    events_req.headers_mut().insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
+    let (mut events_ws, _) = tokio_tungstenite::connect_async(events_req).await.unwrap();
     let call_sid = "CA11111111111111111111111111111111";
     // Twilio asks the webhook what to do, and connects the stream it names.
     let (url, params) = webhook(&skald, call_sid, "+15557654321", "+15550123").await;

@@ -19,6 +19,31 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
+/// The admin token of these routers (`SKALD_ADMIN_TOKEN`).
+const ADMIN: &str = "http-api-test-admin-token";
+
+/// A default config whose admin token is [`ADMIN`].
+fn config_with_admin(mut config: skald::config::Config) -> std::sync::Arc<skald::config::Config> {
+    config.http.admin_token = Some(ADMIN.into());
+    std::sync::Arc::new(config)
+}
+
+/// The state of a router over these parts.
+fn state(store: &Store, registry: &CallRegistry, metrics: &Metrics, ready: &Readiness, config: skald::config::Config) -> HttpState {
+    let config = config_with_admin(config);
+    HttpState {
+        store: store.clone(),
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        auth: skald::http::auth::Auth::from_config(&config.http),
+        config,
+        calls: None,
+        events: skald::events::EventBus::new(),
+        contexts: skald::agent::context::ContextStore::new(),
+    }
+}
+
 struct Harness {
     app: Router,
     store: Store,
@@ -38,16 +63,7 @@ async fn harness() -> Harness {
     ready.sip_bound.store(true, Ordering::Release);
     ready.store_open.store(true, Ordering::Release);
     let metrics = Metrics::new();
-    let app = router(HttpState {
-        store: store.clone(),
-        registry: registry.clone(),
-        metrics: metrics.clone(),
-        ready: ready.clone(),
-        config: std::sync::Arc::new(skald::config::Config::default()),
-        calls: None,
-        events: skald::events::EventBus::new(),
-        contexts: skald::agent::context::ContextStore::new(),
-    });
+    let app = router(state(&store, &registry, &metrics, &ready, skald::config::Config::default()));
     Harness {
         app,
         store,
@@ -58,11 +74,12 @@ async fn harness() -> Harness {
     }
 }
 
-/// Sends one request; returns status, content type and body text.
+/// Sends one request as the admin; returns status, content type and body text.
 async fn send(app: &Router, method: Method, uri: &str) -> (StatusCode, String, String) {
     let req = Request::builder()
         .method(method)
         .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
         .body(Body::empty())
         .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
@@ -382,16 +399,7 @@ async fn dial_harness() -> Harness {
     let mut h = harness().await;
     let yaml = "trunks:\n  carrier:\n    uri: sip:127.0.0.1:5999\n    caller_id: \"+15550123\"\n";
     let config = skald::config::Config::parse(yaml, std::path::Path::new("t.yaml")).unwrap();
-    h.app = router(HttpState {
-        store: h.store.clone(),
-        registry: h.registry.clone(),
-        metrics: h.metrics.clone(),
-        ready: h.ready.clone(),
-        config: std::sync::Arc::new(config),
-        calls: None,
-        contexts: skald::agent::context::ContextStore::new(),
-        events: skald::events::EventBus::new(),
-    });
+    h.app = router(state(&h.store, &h.registry, &h.metrics, &h.ready, config));
     h
 }
 
@@ -400,6 +408,7 @@ async fn post_dial(app: &Router, body: &str) -> (StatusCode, Value) {
     let req = Request::builder()
         .method(Method::POST)
         .uri("/api/v1/calls")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_owned()))
         .unwrap();

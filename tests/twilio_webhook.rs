@@ -28,6 +28,8 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 const TOKEN: &str = "twilio-auth-token";
+/// The admin API token of the router (`SKALD_ADMIN_TOKEN`).
+const ADMIN: &str = "twilio-webhook-test-admin-token";
 const CONTEXT_KEY: &str = "shared-context-key";
 const WEBHOOK: &str = "/api/v1/sip/inbound/webhook";
 const STATUS: &str = "/api/v1/twilio/status";
@@ -54,7 +56,9 @@ async fn harness(public_url: Option<&str>) -> Harness {
     config.twilio.public_url = public_url.map(str::to_owned);
     config.twilio.dial_sip.insert(DIAL.into(), SIP_TARGET.into());
     config.context_key = Some(CONTEXT_KEY.into());
+    config.http.admin_token = Some(ADMIN.into());
     let app = router(HttpState {
+        auth: skald::http::auth::Auth::from_config(&config.http),
         store: store.clone(),
         registry: CallRegistry::new(),
         metrics: Metrics::new(),
@@ -354,7 +358,12 @@ async fn large_context_travels_by_reference_and_is_fetched() {
 
     let (status, _, body) = get(&h.app, &format!("/api/v1/context/{r}?token=wrong")).await;
     forbidden(status, &body);
+    // No context token: an API principal is needed (401), and even the
+    // admin gets the context only with its token (403).
     let (status, _, body) = get(&h.app, &format!("/api/v1/context/{r}")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let req = Request::get(format!("/api/v1/context/{r}")).header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
+    let (status, _, body) = send(&h.app, req.body(Body::empty()).unwrap()).await;
     forbidden(status, &body);
     let (status, _, _) = get(&h.app, &format!("/api/v1/context/nope?token={t}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -448,7 +457,8 @@ async fn status_callback_stores_events_shown_on_the_call() {
     let (status, _, body) = post(&h.app, STATUS, &p, &[("host", HOST), ("x-twilio-signature", &sig)]).await;
     forbidden(status, &body);
 
-    let (status, _, body) = get(&h.app, &format!("/api/v1/calls/{}", record.id)).await;
+    let req = Request::get(format!("/api/v1/calls/{}", record.id)).header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
+    let (status, _, body) = send(&h.app, req.body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     let events = v["events"].as_array().unwrap();

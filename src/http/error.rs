@@ -3,7 +3,7 @@
 //! never shows internals (database errors are logged, not sent).
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -13,8 +13,14 @@ pub enum ApiError {
     /// 400 `bad_request`: malformed path or query (the text says what).
     #[error("{0}")]
     BadRequest(String),
-    /// 403 `forbidden`: the request is not authorized (a bad webhook
-    /// signature, a wrong token). The text says which, never a secret.
+    /// 401 `unauthorized`: no valid credential (no token, a wrong token, an
+    /// ended session); answered with `WWW-Authenticate: Bearer
+    /// realm="skald"`. The text says which, never a secret.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 `forbidden`: the request is not allowed (a bad webhook
+    /// signature, a wrong context token, a role too low for the action).
+    /// The text says which, never a secret.
     #[error("{0}")]
     Forbidden(String),
     /// 404 `not_found`: no such call or route.
@@ -24,6 +30,13 @@ pub enum ApiError {
     /// hanging up a call that has ended).
     #[error("{0}")]
     Conflict(String),
+    /// 429 `too_many_requests`: this address sent too many wrong tokens;
+    /// answered with `Retry-After`.
+    #[error("too many failed attempts; retry in {retry_after_s} s")]
+    TooManyRequests {
+        /// Seconds until the address may try again.
+        retry_after_s: u64,
+    },
     /// 503 `unavailable`: a dependency (the store) does not answer.
     #[error("{0}")]
     Unavailable(String),
@@ -41,9 +54,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -53,9 +68,11 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Timeout => "timeout",
             ApiError::Internal(_) => "internal",
@@ -79,8 +96,37 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let body = json!({ "error": { "code": self.code(), "message": message } });
-        (self.status(), Json(body)).into_response()
+        let mut resp = (self.status(), Json(body)).into_response();
+        match &self {
+            ApiError::Unauthorized(_) => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="skald""#));
+            }
+            ApiError::TooManyRequests { retry_after_s } => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            }
+            _ => {}
+        }
+        resp
     }
+}
+
+/// The JSON of every error answer, for the API description.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// `error` of an [`ErrorBody`].
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `bad_request`, `unauthorized`,
+    /// `forbidden`, `not_found`, `conflict`, `too_many_requests`,
+    /// `unavailable`, `timeout`, `internal`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
 }
 
 #[cfg(test)]
@@ -109,7 +155,9 @@ mod tests {
     async fn each_variant_maps_to_its_status_and_code() {
         for (e, status, code) in [
             (ApiError::BadRequest("x".into()), 400, "bad_request"),
+            (ApiError::Unauthorized("x".into()), 401, "unauthorized"),
             (ApiError::Forbidden("x".into()), 403, "forbidden"),
+            (ApiError::TooManyRequests { retry_after_s: 5 }, 429, "too_many_requests"),
             (ApiError::NotFound("x".into()), 404, "not_found"),
             (ApiError::Conflict("x".into()), 409, "conflict"),
             (ApiError::Unavailable("x".into()), 503, "unavailable"),
@@ -120,5 +168,13 @@ mod tests {
             assert_eq!(body["error"]["code"], code);
             assert!(body["error"]["message"].is_string());
         }
+    }
+
+    #[test]
+    fn unauthorized_and_429_carry_their_headers() {
+        let resp = ApiError::Unauthorized("x".into()).into_response();
+        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], r#"Bearer realm="skald""#);
+        let resp = ApiError::TooManyRequests { retry_after_s: 42 }.into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "42");
     }
 }

@@ -10,7 +10,8 @@
 //! client closes or skald shuts down.
 
 use super::HttpState;
-use super::error::ApiError;
+use super::auth::Principal;
+use super::error::{ApiError, ErrorBody};
 use crate::events::SCHEMA;
 use crate::ids::CallId;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -20,15 +21,30 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Query of `GET /api/v1/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only this call's events.
     pub call_id: Option<String>,
 }
 
 /// Upgrades to the live event stream. 400 for a malformed `call_id`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "events",
+    params(EventsQuery),
+    responses(
+        (status = 101, description = "WebSocket: a `hello` frame, then one JSON text frame per event (skald.events.v1)"),
+        (status = 400, description = "Malformed `call_id` or not a WebSocket upgrade", body = ErrorBody),
+        (status = 401, description = "No valid token or session", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+    extensions(("x-skald-role" = json!("viewer"))),
+)]
 pub async fn events(
     State(state): State<HttpState>,
+    _who: Principal,
     Query(q): Query<EventsQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {

@@ -2,6 +2,8 @@
 //! Prometheus scraper asks.
 
 use super::HttpState;
+use super::auth::Principal;
+use super::error::ErrorBody;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -12,6 +14,14 @@ use std::sync::atomic::Ordering;
 /// `GET /health/live`: the process answers HTTP.
 ///
 /// Inputs: none. Output: `200 {"status":"ok"}`, always.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Object)),
+    security(()),
+    extensions(("x-skald-role" = json!("public"))),
+)]
 pub async fn live() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
@@ -23,6 +33,17 @@ pub async fn live() -> impl IntoResponse {
 /// "accepting": bool}}`: `sip` is true when the SIP sockets are bound,
 /// `store` when the store is open and answers, `accepting` false while
 /// draining for shutdown. Status: 200 when all three are true, else 503.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready: `{\"status\":\"ready\",\"checks\":{…}}`", body = Object),
+        (status = 503, description = "Not ready; `checks` names the failing part", body = Object),
+    ),
+    security(()),
+    extensions(("x-skald-role" = json!("public"))),
+)]
 pub async fn ready(State(st): State<HttpState>) -> impl IntoResponse {
     let sip = st.ready.sip_bound.load(Ordering::Acquire);
     let accepting = !st.ready.draining.load(Ordering::Acquire);
@@ -45,7 +66,19 @@ pub async fn ready(State(st): State<HttpState>) -> impl IntoResponse {
 /// Inputs: none. Output: `200`, content type
 /// `application/openmetrics-text; version=1.0.0; charset=utf-8`, the text of
 /// [`Metrics::render`](crate::observability::Metrics::render).
-pub async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "Every metric, OpenMetrics text", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "No valid token or session", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+    extensions(("x-skald-role" = json!("viewer"))),
+)]
+pub async fn metrics(State(st): State<HttpState>, _who: Principal) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,

@@ -23,6 +23,18 @@ const MAX_MESSAGE: usize = 64 * 1024;
 
 /// Upgrades to the Media Streams WebSocket. 403 when the signature check
 /// fails, 503 when calls cannot be taken (socket-free tests, shutdown).
+#[utoipa::path(
+    get,
+    path = super::twilio::MEDIA_STREAM_PATH,
+    tag = "twilio",
+    responses(
+        (status = 101, description = "WebSocket: Twilio Media Streams messages"),
+        (status = 403, description = "`X-Twilio-Signature` missing or wrong", body = super::error::ErrorBody),
+        (status = 503, description = "Not taking calls", body = super::error::ErrorBody),
+    ),
+    security(("twilio_signature" = [])),
+    extensions(("x-skald-role" = json!("public"))),
+)]
 pub async fn media_stream(
     State(state): State<HttpState>,
     headers: HeaderMap,

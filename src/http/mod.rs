@@ -1,21 +1,28 @@
 //! HTTP: health, metrics and the call API (axum).
 //!
-//! Routes (handlers document their inputs, outputs and status codes):
+//! Routes (handlers document their inputs, outputs and status codes; the
+//! least role each needs is in brackets, see [`auth`]):
 //!
 //! | route | handler |
 //! |---|---|
-//! | `GET /health/live` | [`health::live`] |
-//! | `GET /health/ready` | [`health::ready`] |
-//! | `GET /metrics` | [`health::metrics`] |
-//! | `GET /api/v1/calls?limit=N` | [`api::calls::list`] |
-//! | `POST /api/v1/calls` | [`api::calls::dial`] |
-//! | `GET /api/v1/calls/{id}` | [`api::calls::get`] |
-//! | `POST /api/v1/calls/{id}/hangup` | [`api::calls::hangup`] |
-//! | `GET /api/v1/twilio/media-stream` (WebSocket) | [`media_ws::media_stream`] |
-//! | `GET /api/v1/events[?call_id=ID]` (WebSocket) | [`events_ws::events`] |
-//! | `GET /api/v1/context/{ref}?token=…` | [`api::context::get`] |
-//! | `POST /api/v1/sip/inbound/webhook` (Twilio, signed) | [`twilio::inbound_webhook`] |
-//! | `POST /api/v1/twilio/status` (Twilio, signed) | [`twilio::status_callback`] |
+//! | `GET /health/live` (open) | [`health::live`] |
+//! | `GET /health/ready` (open) | [`health::ready`] |
+//! | `GET /metrics` [viewer] | [`health::metrics`] |
+//! | `GET /api/v1/openapi.json` [viewer] | [`openapi::openapi_json`] |
+//! | `POST /api/v1/login` (open) | [`auth::login`] |
+//! | `POST /api/v1/logout` [viewer] | [`auth::logout`] |
+//! | `GET /api/v1/calls?limit=N` [viewer] | [`api::calls::list`] |
+//! | `POST /api/v1/calls` [admin] | [`api::calls::dial`] |
+//! | `GET /api/v1/calls/{id}` [viewer] | [`api::calls::get`] |
+//! | `POST /api/v1/calls/{id}/hangup` [supervisor] | [`api::calls::hangup`] |
+//! | `GET /api/v1/twilio/media-stream` (WebSocket, Twilio-signed) | [`media_ws::media_stream`] |
+//! | `GET /api/v1/events[?call_id=ID]` (WebSocket) [viewer] | [`events_ws::events`] |
+//! | `GET /api/v1/context/{ref}?token=…` [context token or viewer] | [`api::context::get`] |
+//! | `POST /api/v1/sip/inbound/webhook` (Twilio-signed) | [`twilio::inbound_webhook`] |
+//! | `POST /api/v1/twilio/status` (Twilio-signed) | [`twilio::status_callback`] |
+//!
+//! [`routes`] is the one list: it builds both the router and the OpenAPI
+//! description ([`openapi`]), so they cannot drift apart.
 //!
 //! Errors are JSON `{"error": {"code", "message"}}` ([`error::ApiError`]),
 //! also for unknown routes (404). Every request is traced (`tower-http`
@@ -24,10 +31,12 @@
 //! the call registry, never through SIP or RTP.
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod events_ws;
 pub mod health;
 pub mod media_ws;
+pub mod openapi;
 pub mod twilio;
 
 use crate::call::registry::CallRegistry;
@@ -35,13 +44,15 @@ use crate::observability::Metrics;
 use crate::store::Store;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
-use axum::routing::{get, post};
 use error::ApiError;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Readiness flags set by the subsystems as they come up.
 #[derive(Debug, Clone, Default)]
@@ -75,35 +86,56 @@ pub struct HttpState {
     pub contexts: crate::agent::context::ContextStore,
     /// Live event bus (`GET /api/v1/events`).
     pub events: crate::events::EventBus,
+    /// API tokens, login sessions and the wrong-token limiter.
+    pub auth: auth::Auth,
 }
 
 /// Time limit of one `/api` request.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The router: `/health/live`, `/health/ready`, `/metrics`, `/api/v1/calls…`.
+/// The router of every route in [`routes`], with the JSON 404 fallback and
+/// request tracing.
 pub fn router(state: HttpState) -> Router {
-    let api = Router::new()
-        .route("/api/v1/calls", get(api::calls::list).post(api::calls::dial))
-        .route("/api/v1/calls/{id}", get(api::calls::get))
-        .route("/api/v1/calls/{id}/hangup", post(api::calls::hangup))
-        .route("/api/v1/context/{reference}", get(api::context::get))
-        .route(twilio::WEBHOOK_PATH, post(twilio::inbound_webhook))
-        .route(twilio::STATUS_PATH, post(twilio::status_callback));
-    Router::new()
-        .route(twilio::MEDIA_STREAM_PATH, get(media_ws::media_stream))
-        .route("/api/v1/events", get(events_ws::events))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        .merge(with_timeout(api, API_TIMEOUT))
+    let (routes, _) = routes(&state.auth).split_for_parts();
+    routes
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
+/// Every route with its description: the one list the router and
+/// `/api/v1/openapi.json` are both made from. Routes above a
+/// `route_layer(require)` need a principal ([`auth::require_principal`]);
+/// the others check their own credential (Twilio's signature, the login's
+/// token, the context token).
+pub fn routes(auth: &auth::Auth) -> OpenApiRouter<HttpState> {
+    let require = axum::middleware::from_fn_with_state(auth.clone(), auth::require_principal);
+    let api = OpenApiRouter::new()
+        .routes(routes!(api::calls::list, api::calls::dial))
+        .routes(routes!(api::calls::get))
+        .routes(routes!(api::calls::hangup))
+        .routes(routes!(auth::logout))
+        .routes(routes!(openapi::openapi_json))
+        .route_layer(require.clone())
+        .routes(routes!(auth::login))
+        .routes(routes!(api::context::get))
+        .routes(routes!(twilio::inbound_webhook))
+        .routes(routes!(twilio::status_callback));
+    let untimed = OpenApiRouter::new()
+        .routes(routes!(events_ws::events))
+        .routes(routes!(health::metrics))
+        .route_layer(require)
+        .routes(routes!(media_ws::media_stream))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(untimed)
+        .merge(with_timeout(api, API_TIMEOUT))
+}
+
 /// Wraps `routes` so a request running longer than `limit` answers
 /// [`ApiError::Timeout`].
-fn with_timeout<S: Clone + Send + Sync + 'static>(routes: Router<S>, limit: Duration) -> Router<S> {
+fn with_timeout<S: Clone + Send + Sync + 'static>(routes: OpenApiRouter<S>, limit: Duration) -> OpenApiRouter<S> {
     routes.layer(
         ServiceBuilder::new()
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
@@ -125,8 +157,8 @@ mod tests {
     /// (no timing is asserted, only the outcome).
     #[tokio::test]
     async fn slow_requests_time_out_with_json_503() {
-        let slow = Router::new().route("/slow", get(std::future::pending::<()>));
-        let app = with_timeout(slow, Duration::from_millis(20));
+        let slow = Router::new().route("/slow", axum::routing::get(std::future::pending::<()>));
+        let app = Router::from(with_timeout(slow.into(), Duration::from_millis(20)));
         let resp = app
             .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
             .await

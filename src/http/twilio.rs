@@ -119,6 +119,20 @@ pub(crate) fn verify_request(
 /// (`Content-Type: text/xml`) as described in the module doc. Status: 400
 /// when the body is not form-encoded, 403 when the signature is missing or
 /// wrong or `AccountSid` is not the configured account.
+#[utoipa::path(
+    post,
+    path = WEBHOOK_PATH,
+    tag = "twilio",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "Twilio's voice webhook parameters"),
+    responses(
+        (status = 200, description = "TwiML", body = String, content_type = "text/xml"),
+        (status = 400, description = "Not form-encoded", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`X-Twilio-Signature` missing or wrong, or another account", body = crate::http::error::ErrorBody),
+    ),
+    security(("twilio_signature" = [])),
+    extensions(("x-skald-role" = json!("public"))),
+)]
 pub async fn inbound_webhook(
     State(st): State<HttpState>,
     OriginalUri(uri): OriginalUri,
@@ -173,6 +187,21 @@ pub async fn inbound_webhook(
 /// CallSid); call records are not changed. Output: `204`. Status: 400 when
 /// the body is not form-encoded or has no `CallSid`, 403 as for the webhook,
 /// 500 when the store fails.
+#[utoipa::path(
+    post,
+    path = STATUS_PATH,
+    tag = "twilio",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "Twilio's status callback parameters"),
+    responses(
+        (status = 204, description = "Stored as a `twilio.status` event"),
+        (status = 400, description = "Not form-encoded or no `CallSid`", body = crate::http::error::ErrorBody),
+        (status = 403, description = "`X-Twilio-Signature` missing or wrong, or another account", body = crate::http::error::ErrorBody),
+        (status = 500, description = "The store failed", body = crate::http::error::ErrorBody),
+    ),
+    security(("twilio_signature" = [])),
+    extensions(("x-skald-role" = json!("public"))),
+)]
 pub async fn status_callback(
     State(st): State<HttpState>,
     OriginalUri(uri): OriginalUri,

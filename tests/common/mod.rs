@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 pub const SPEECH_WAV: &str =
     "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav";
 
+/// The admin API token every harness skald starts with (`SKALD_ADMIN_TOKEN`),
+/// sent by [`http`], [`http_body`] and [`Skald::get_json`].
+pub const ADMIN_TOKEN: &str = "skald-test-admin-token-0123456789";
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -75,7 +79,8 @@ impl Skald {
         Self::start_with_env(yaml, &[])
     }
 
-    /// [`Skald::start_with`] with extra environment variables.
+    /// [`Skald::start_with`] with extra environment variables (they win over
+    /// the default `SKALD_ADMIN_TOKEN` = [`ADMIN_TOKEN`]).
     pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Skald {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("skald.yaml");
@@ -93,6 +98,7 @@ impl Skald {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .env("RUST_LOG", "skald=debug,info")
+            .env("SKALD_ADMIN_TOKEN", ADMIN_TOKEN)
             .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -206,19 +212,47 @@ pub fn unsafe_kill(pid: u32, sig: &str) {
     let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
 }
 
-/// A minimal HTTP/1.1 client on loopback: returns (status, body).
+/// A minimal HTTP/1.1 client on loopback, as the admin ([`ADMIN_TOKEN`]):
+/// returns (status, body).
 pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     http_body(port, method, path, "")
 }
 
 /// [`http`] with a JSON request body (empty: none).
 pub fn http_body(port: u16, method: &str, path: &str, json: &str) -> std::io::Result<(u16, String)> {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let r = http_raw(port, method, path, &[("Authorization", &auth)], json)?;
+    Ok((r.status, r.body))
+}
+
+/// One answer of [`http_raw`].
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code (0 when the answer did not parse).
+    pub status: u16,
+    /// Header lines (name lowercased, value), in order.
+    pub headers: Vec<(String, String)>,
+    /// Body (de-chunked).
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request with exactly these extra `headers` (no token unless
+/// given) and a JSON body (empty: none).
+pub fn http_raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)], json: &str) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let ctype = if json.is_empty() { "" } else { "Content-Type: application/json\r\n" };
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{ctype}Content-Length: {}\r\n\r\n{json}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}{ctype}Content-Length: {}\r\n\r\n{json}",
         json.len()
     )?;
     let mut buf = Vec::new();
@@ -226,8 +260,14 @@ pub fn http_body(port: u16, method: &str, path: &str, json: &str) -> std::io::Re
     let text = String::from_utf8_lossy(&buf).to_string();
     let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-    Ok((status, body))
+    Ok(HttpResponse { status, headers, body })
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -5,12 +5,18 @@
 //! registry has it) and `live_state` (its current state while live, else
 //! `null`). A call that is live but has no record yet (its first write failed
 //! or is in flight) is shown from the registry's summary.
+//!
+//! Roles (see [`crate::http::auth`]): reading needs a viewer, hanging up a
+//! supervisor allowed on the call's queue, dialing an admin. Every call
+//! action is recorded on the call as a `supervisor.action` event
+//! `{action, by, role}` ([`audit`]).
 
 use crate::call::command::CallCommand;
 use crate::call::registry::{CallSummary, RegistryError};
 use crate::call::state::CallState;
 use crate::http::HttpState;
-use crate::http::error::ApiError;
+use crate::http::auth::{Principal, Role};
+use crate::http::error::{ApiError, ErrorBody};
 use crate::ids::CallId;
 use crate::store::CallRecord;
 use crate::store::events::CallEvent;
@@ -24,29 +30,60 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 
-/// One call as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// One call as the API shows it: the fields of its call record (`id`,
+/// `sip_call_id`, `direction`, `from_uri`, `to_uri`, `did`, `state`,
+/// `invited_at`, `answered_at`, `ended_at`, `end_reason`, …) plus the
+/// fields below.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CallView {
     /// The stored record (flattened into this object).
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub record: CallRecord,
     /// True while the call is in the live-call registry.
     pub live: bool,
-    /// The registry's state while live; `None` (`null`) otherwise.
+    /// The registry's state while live (`ringing`, `answered`, `on_hold`,
+    /// `transferring`, `ending`, `ended`); `None` (`null`) otherwise.
+    #[schema(value_type = Option<String>)]
     pub live_state: Option<CallState>,
     /// The transcript, turn by turn with timings (only in `GET /api/v1/calls/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub turns: Option<Vec<TurnRecord>>,
-    /// Events of the call (e.g. Twilio status changes), oldest first (only
-    /// in `GET /api/v1/calls/{id}`).
+    /// Events of the call (e.g. Twilio status changes, supervisor actions),
+    /// oldest first (only in `GET /api/v1/calls/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub events: Option<Vec<CallEvent>>,
 }
 
+/// Answer of `GET /api/v1/calls`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CallList {
+    /// Recent calls, newest first.
+    pub calls: Vec<CallView>,
+}
+
+/// Answer of `POST /api/v1/calls`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DialAccepted {
+    /// The new call's id.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: CallId,
+}
+
+/// Answer of `POST /api/v1/calls/{id}/hangup`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HangupAccepted {
+    /// Always `hanging_up`.
+    pub status: String,
+}
+
 /// Query of `GET /api/v1/calls`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Most records to return; default [`DEFAULT_LIMIT`], capped at [`MAX_LIMIT`].
+    /// Most records to return; default 50, capped at 500.
     pub limit: Option<u32>,
 }
 
@@ -60,10 +97,25 @@ pub const MAX_LIMIT: u32 = 500;
 /// Inputs: `limit` (default 50, values above 500 count as 500). Output:
 /// `200 {"calls": [CallView…]}`. Status: 400 when `limit` is not a
 /// non-negative integer, 500 when the store fails.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls",
+    tag = "calls",
+    params(ListParams),
+    responses(
+        (status = 200, description = "Recent calls, newest first", body = CallList),
+        (status = 400, description = "`limit` is not a non-negative integer", body = ErrorBody),
+        (status = 401, description = "No valid token or session", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+    extensions(("x-skald-role" = json!("viewer"))),
+)]
 pub async fn list(
     State(st): State<HttpState>,
+    _who: Principal,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<CallList>, ApiError> {
     let Query(params) =
         params.map_err(|_| ApiError::BadRequest("limit must be a non-negative integer".into()))?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
@@ -87,7 +139,7 @@ pub async fn list(
             }
         })
         .collect();
-    Ok(Json(json!({ "calls": calls })))
+    Ok(Json(CallList { calls }))
 }
 
 /// `GET /api/v1/calls/{id}`: one call.
@@ -97,8 +149,24 @@ pub async fn list(
 /// (by call id or by the record's Twilio CallSid).
 /// Status: 400 when `id` is not a UUID, 404 when neither the store nor the
 /// registry knows it, 500 when the store fails.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/{id}",
+    tag = "calls",
+    params(("id" = String, Path, description = "Call id (UUID)")),
+    responses(
+        (status = 200, description = "The call with its transcript and events", body = CallView),
+        (status = 400, description = "`id` is not a UUID", body = ErrorBody),
+        (status = 401, description = "No valid token or session", body = ErrorBody),
+        (status = 404, description = "No such call", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+    extensions(("x-skald-role" = json!("viewer"))),
+)]
 pub async fn get(
     State(st): State<HttpState>,
+    _who: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<CallView>, ApiError> {
     let id = parse_id(&id)?;
@@ -121,7 +189,7 @@ pub async fn get(
 }
 
 /// Body of `POST /api/v1/calls`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DialRequest {
     /// Callee: a phone number (`+15551234567`, with `trunk`) or a SIP URI.
@@ -138,6 +206,7 @@ pub struct DialRequest {
     /// The conversation's starting point: the agent resumes from its intent
     /// and slots.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<crate::agent::context::CallContext>,
 }
 
@@ -152,11 +221,30 @@ const DIRECT_RING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// body, an unknown application or trunk, or a `to` that is not a phone
 /// number (with a trunk) or a SIP URI; 503 while skald is shutting down (or
 /// runs without a SIP stack) or has no free RTP port; 500 when SIP fails.
+/// Needs the admin role (403 otherwise).
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls",
+    tag = "calls",
+    request_body = DialRequest,
+    responses(
+        (status = 202, description = "The INVITE is sent", body = DialAccepted),
+        (status = 400, description = "Malformed body, unknown application or trunk, bad `to`", body = ErrorBody),
+        (status = 401, description = "No valid token or session", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 500, description = "SIP failed", body = ErrorBody),
+        (status = 503, description = "Shutting down, no SIP stack or no free RTP port", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+    extensions(("x-skald-role" = json!("admin"))),
+)]
 pub async fn dial(
     State(st): State<HttpState>,
+    who: Principal,
     body: Result<Json<DialRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     use crate::call::service::{DialError, trunk_target};
+    who.require(Role::Admin)?;
     let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("body: {}", e.body_text())))?;
     if !st.config.applications.contains_key(&req.app) {
         return Err(ApiError::BadRequest(format!("unknown application `{}`", req.app)));
@@ -199,7 +287,10 @@ pub async fn dial(
         }
     };
     match res {
-        Ok(id) => Ok((StatusCode::ACCEPTED, Json(json!({ "id": id })))),
+        Ok(id) => {
+            audit(&st, id, &who, "dial", json!({ "to": req.to, "app": req.app })).await;
+            Ok((StatusCode::ACCEPTED, Json(DialAccepted { id })))
+        }
         Err(e @ (DialError::UnknownApp(_) | DialError::UnknownTrunk(_) | DialError::BadNumber(_))) => {
             Err(ApiError::BadRequest(e.to_string()))
         }
@@ -218,28 +309,84 @@ pub async fn dial(
 /// {"status":"hanging_up"}` once the command is in the call's mailbox (the
 /// call ends asynchronously). Status: 400 for a malformed id, 404 when no
 /// such call exists, 409 when the call exists but has ended or is ending,
-/// 500 when the store fails.
+/// 500 when the store fails. Needs a supervisor allowed on the call's queue
+/// (403 otherwise); recorded as a `supervisor.action` event.
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/{id}/hangup",
+    tag = "calls",
+    params(("id" = String, Path, description = "Call id (UUID)")),
+    responses(
+        (status = 202, description = "The hang-up is under way", body = HangupAccepted),
+        (status = 400, description = "`id` is not a UUID", body = ErrorBody),
+        (status = 401, description = "No valid token or session", body = ErrorBody),
+        (status = 403, description = "Not a supervisor, or not one of this call's queue", body = ErrorBody),
+        (status = 404, description = "No such call", body = ErrorBody),
+        (status = 409, description = "The call has ended or is ending", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+    extensions(("x-skald-role" = json!("supervisor"))),
+)]
 pub async fn hangup(
     State(st): State<HttpState>,
+    who: Principal,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    who.require(Role::Supervisor)?;
     let id = parse_id(&id)?;
+    if let Some(summary) = st.registry.get(id)
+        && !who.may_act_on(call_queue(&summary))
+    {
+        return Err(ApiError::Forbidden(format!("`{}` may not act on calls of this queue", who.name)));
+    }
     match st.registry.send(
         id,
         CallCommand::Hangup {
             reason: "api".into(),
         },
     ) {
-        Ok(()) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "status": "hanging_up" })),
-        )),
+        Ok(()) => {
+            audit(&st, id, &who, "hangup", json!({})).await;
+            Ok((StatusCode::ACCEPTED, Json(HangupAccepted { status: "hanging_up".into() })))
+        }
         Err(RegistryError::Gone(_)) => Err(not_live(id)),
         Err(RegistryError::NotFound(_)) => match st.store.get_call(id).await? {
             Some(_) => Err(not_live(id)),
             None => Err(not_found(id)),
         },
     }
+}
+
+/// The queue a live call waits in or was taken from, for
+/// [`Principal::may_act_on`].
+///
+/// Hook: calls carry no queue yet, so every call is open to every
+/// supervisor; return the call's queue here once the call summary has one.
+fn call_queue(_call: &CallSummary) -> Option<&str> {
+    None
+}
+
+/// Records a call action by `who` on call `id`: a `supervisor.action`
+/// event `{action, by, role, …details}` stored on the call and published
+/// on the event bus. A store failure is logged; the action stands.
+pub(crate) async fn audit(st: &HttpState, id: CallId, who: &Principal, action: &str, details: serde_json::Value) {
+    let mut data = json!({ "action": action, "by": who.name, "role": who.role.as_str() });
+    if let (Some(d), serde_json::Value::Object(extra)) = (data.as_object_mut(), details) {
+        d.extend(extra);
+    }
+    tracing::info!(call_id = %id, action, by = %who.name, role = %who.role, "supervisor action");
+    let event = CallEvent {
+        call_id: Some(id),
+        twilio_call_sid: None,
+        kind: "supervisor.action".into(),
+        at: crate::call::service::now_ms(),
+        data,
+    };
+    if let Err(e) = st.store.add_event(&event).await {
+        tracing::error!(error = %e, "cannot store the audit event of a call action");
+    }
+    st.events.publish(event.call_id, &event.kind, event.at, event.data);
 }
 
 /// The id from the path, or 400.
