@@ -51,6 +51,21 @@ pub fn context_from_headers(headers: &[(String, String)], key: &[u8]) -> Context
     }
 }
 
+/// LiveKit SIP reports a participant's SIP headers as attributes named
+/// `sip.h.<header name, lowercase>` (its `headers_to_attributes` /
+/// `include_headers` trunk settings); this reads the call context from
+/// them exactly as from an INVITE ([`context_from_headers`]).
+pub fn context_from_livekit_attributes<'a>(
+    attributes: impl IntoIterator<Item = (&'a str, &'a str)>,
+    key: &[u8],
+) -> ContextIn {
+    let headers: Vec<(String, String)> = attributes
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("sip.h.")?.to_string(), v.to_string())))
+        .collect();
+    context_from_headers(&headers, key)
+}
+
 /// Fetches a by-reference context from the skald that issued it. Errors:
 /// the request fails, times out, or answers non-200 / not a context.
 pub async fn fetch_context(url: &str, token: &str) -> Result<CallContext, String> {
@@ -97,6 +112,20 @@ mod tests {
         let h = vec![("X-Skald-Context".to_string(), ctx().encode_signed(b"another key"))];
         assert!(matches!(context_from_headers(&h, KEY), ContextIn::Rejected(_)));
         assert_eq!(context_from_headers(&[], KEY), ContextIn::None);
+    }
+
+    #[test]
+    fn livekit_sip_attributes_carry_the_context() {
+        let value = ctx().encode_signed(KEY);
+        let attrs = [("sip.callID", "abc"), ("sip.h.x-skald-context", value.as_str()), ("x-skald-context", "ignored")];
+        assert_eq!(context_from_livekit_attributes(attrs, KEY), ContextIn::Inline(Box::new(ctx())));
+        let attrs = [("sip.h.x-skald-context-ref", "http://a.example/api/v1/context/r1"), ("sip.h.x-skald-context-token", "t1")];
+        assert_eq!(
+            context_from_livekit_attributes(attrs, KEY),
+            ContextIn::ByRef("http://a.example/api/v1/context/r1".into(), "t1".into())
+        );
+        // Without the prefix an attribute is not a SIP header.
+        assert_eq!(context_from_livekit_attributes([("x-skald-context", value.as_str())], KEY), ContextIn::None);
     }
 
     #[test]
