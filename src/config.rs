@@ -180,6 +180,12 @@ pub struct SipRegistrarConfig {
     /// Longer expiries are cut to this, s (7200).
     #[serde(default = "default_reg_max_expires")]
     pub max_expires_s: u64,
+    /// Digest algorithms challenged with, in preference order (RFC 8760):
+    /// `MD5`, `SHA-256`. Default both, MD5 first. Some phones (libre-based,
+    /// e.g. baresip 1.0) fail on any challenge they cannot answer: list
+    /// only `MD5` for them.
+    #[serde(default = "default_reg_algorithms")]
+    pub algorithms: Vec<String>,
 }
 
 /// One registrar user.
@@ -213,6 +219,9 @@ fn default_reg_min_expires() -> u64 {
 }
 fn default_reg_max_expires() -> u64 {
     7200
+}
+fn default_reg_algorithms() -> Vec<String> {
+    vec!["MD5".into(), "SHA-256".into()]
 }
 
 /// RTP media (RFC 3550/3551).
@@ -887,6 +896,15 @@ impl Config {
                 ));
             }
         }
+        let known = |a: &String| a.eq_ignore_ascii_case("MD5") || a.eq_ignore_ascii_case("SHA-256");
+        let distinct = reg.algorithms.iter().enumerate().all(|(i, a)| !reg.algorithms.iter().take(i).any(|b| b.eq_ignore_ascii_case(a)));
+        if reg.algorithms.is_empty() || !reg.algorithms.iter().all(known) || !distinct {
+            return Err(invalid(
+                "sip.registrar.algorithms",
+                "algorithms:",
+                "list MD5 and/or SHA-256, each once, in preference order".into(),
+            ));
+        }
         let (min, def, max) = (reg.min_expires_s, reg.default_expires_s, reg.max_expires_s);
         if min == 0 || def < min || max < def {
             return Err(invalid(
@@ -1272,6 +1290,9 @@ mod tests {
         assert!(e.starts_with("test.yaml:7: sip.registrar.min_expires_s:"), "{e}");
         let e = parse(&REGISTRAR.replace("realm: skald", "realm: \"a\\\"b\"")).unwrap_err().to_string();
         assert!(e.starts_with("test.yaml:3: sip.registrar.realm:"), "{e}");
+        let e = parse(&format!("{REGISTRAR}    algorithms: [MD5, SHA-512]\n")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:7: sip.registrar.algorithms:"), "{e}");
+        assert_eq!(reg.algorithms, ["MD5", "SHA-256"]);
         let e = parse(&format!("{REGISTRAR}    password: x\n")).unwrap_err().to_string();
         assert!(e.starts_with("test.yaml:7:"), "{e}");
     }

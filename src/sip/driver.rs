@@ -21,6 +21,7 @@ use crate::config::SipConfig;
 use crate::ids::DialogId;
 use crate::observability::{Dir, Metrics};
 use crate::sip::msg::{self, Uri};
+use crate::sip::proto::auth::Algorithm;
 use crate::sip::proto::registrar::{Registrar, RegistrarConfig};
 use crate::sip::proto::{
     EndpointConfig, Event, InviteParams, Output, SipEndpoint, Timers, Transmit, literal_dest,
@@ -352,6 +353,7 @@ fn registrar_config(reg: &crate::config::SipRegistrarConfig) -> RegistrarConfig 
     c.default_expires = Duration::from_secs(reg.default_expires_s);
     c.min_expires = Duration::from_secs(reg.min_expires_s);
     c.max_expires = Duration::from_secs(reg.max_expires_s);
+    c.algorithms = reg.algorithms.iter().filter_map(|a| Algorithm::parse(a)).collect();
     c
 }
 

@@ -17,7 +17,7 @@
 //!             To is a SIP URI with a user? ── no ──► 404
 //!                 │ yes
 //!                 ▼
-//!             Authorization for our realm? ── no ──► 401 + challenges (SHA-256, MD5)
+//!             Authorization for our realm? ── no ──► 401 + challenges (MD5, SHA-256)
 //!                 │ yes                  (bad syntax: 400; bad or foreign nonce: 401)
 //!                 ▼
 //!             user known and response right? ── no ──► 403, failure counted
@@ -118,6 +118,13 @@ pub struct RegistrarConfig {
     pub max_expires: Duration,
     /// Age after which a nonce is stale (401 `stale=true`). Default 300 s.
     pub nonce_ttl: Duration,
+    /// Digest algorithms challenged with, one `WWW-Authenticate` each, in
+    /// this order (RFC 8760 §2.4: clients take the first they support).
+    /// Default MD5 then SHA-256: libre-based phones (baresip 1.0) give up
+    /// at a first challenge they cannot answer, so SHA-256 first would lock
+    /// them out. Credentials with an algorithm not listed get a new
+    /// challenge.
+    pub algorithms: Vec<Algorithm>,
     /// Failures that start a block. Default 5.
     pub max_failures: usize,
     /// Window the failures are counted in. Default 60 s.
@@ -136,6 +143,7 @@ impl std::fmt::Debug for RegistrarConfig {
             .field("min_expires", &self.min_expires)
             .field("max_expires", &self.max_expires)
             .field("nonce_ttl", &self.nonce_ttl)
+            .field("algorithms", &self.algorithms)
             .field("max_failures", &self.max_failures)
             .field("failure_window", &self.failure_window)
             .field("block_for", &self.block_for)
@@ -312,6 +320,7 @@ impl RegistrarConfig {
             min_expires: Duration::from_secs(60),
             max_expires: Duration::from_secs(7200),
             nonce_ttl: Duration::from_secs(300),
+            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
             max_failures: 5,
             failure_window: Duration::from_secs(60),
             block_for: Duration::from_secs(60),
@@ -455,6 +464,13 @@ impl Registrar {
             Some(Err(e)) => return Err(RegisterError::BadRequest(format!("Bad Request ({e})"))),
             Some(Ok(c)) => c,
         };
+        let base = match creds.algorithm {
+            Algorithm::Md5 | Algorithm::Md5Sess => Algorithm::Md5,
+            Algorithm::Sha256 | Algorithm::Sha256Sess => Algorithm::Sha256,
+        };
+        if !self.cfg.algorithms.contains(&base) {
+            return Err(RegisterError::Challenge);
+        }
         let Some(issued) = self.nonce_time(&creds.nonce) else {
             return Err(RegisterError::Challenge);
         };
@@ -608,7 +624,7 @@ impl Registrar {
         match e {
             RegisterError::Challenge | RegisterError::Stale => {
                 let nonce = self.nonce(now);
-                for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
+                for &algorithm in &self.cfg.algorithms {
                     let ch = Challenge {
                         realm: self.cfg.realm.clone(),
                         nonce: nonce.clone(),

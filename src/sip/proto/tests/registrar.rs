@@ -139,7 +139,7 @@ fn challenge_then_good_credentials_gives_200_with_bindings() {
     assert_eq!((r.status, r.reason.as_str()), (401, "Unauthorized"));
     assert!(r.headers.to().unwrap().tag().is_some());
     let offered: Vec<Challenge> = r.headers.get_all("WWW-Authenticate").map(|v| Challenge::parse(v).unwrap()).collect();
-    assert_eq!(offered.iter().map(|c| c.algorithm).collect::<Vec<_>>(), [Algorithm::Sha256, Algorithm::Md5]);
+    assert_eq!(offered.iter().map(|c| c.algorithm).collect::<Vec<_>>(), [Algorithm::Md5, Algorithm::Sha256]);
     assert!(offered.iter().all(|c| c.realm == "skald" && c.offers_auth_qop() && !c.stale));
     assert!(rig.events.is_empty() && rig.ep.bindings("alice", t0()).is_empty());
 
