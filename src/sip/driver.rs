@@ -713,6 +713,72 @@ mod tests {
         assert!(any.parse::<IpAddr>().is_ok_and(|ip| !ip.is_unspecified()));
     }
 
+    /// A phone on a real UDP socket registers; the handle finds its binding
+    /// (at the packet source) and reports the event.
+    #[tokio::test]
+    async fn registrar_handle_looks_up_a_registered_phone() {
+        use crate::config::{RegistrarUserConfig, SipRegistrarConfig};
+        use crate::sip::proto::auth::{Challenge, authorization};
+        let tracker = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let mut c = cfg();
+        c.registrar = Some(SipRegistrarConfig {
+            realm: "skald".into(),
+            users: vec![RegistrarUserConfig {
+                user: "alice".into(),
+                password_env: "UNUSED".into(),
+                password: Some("pw".into()),
+            }],
+            default_expires_s: 3600,
+            min_expires_s: 60,
+            max_expires_s: 7200,
+            algorithms: vec!["MD5".into(), "SHA-256".into()],
+        });
+        let (sip, _in) = start_with(&c, None, stop.clone(), &tracker).await.unwrap();
+        let reg = sip.registrar().expect("registrar on");
+        let mut events = reg.subscribe();
+        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let me = phone.local_addr().unwrap();
+        let ruri = format!("sip:{}", sip.local_addr());
+        let register = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKr{cseq};rport\r\n\
+From: <sip:alice@127.0.0.1>;tag=p\r\nTo: <sip:alice@127.0.0.1>\r\nCall-ID: drv-reg\r\nCSeq: {cseq} REGISTER\r\n\
+Contact: <sip:alice@10.1.2.3:5062>\r\n{auth}Content-Length: 0\r\n\r\n"
+            )
+        };
+        let wait = Duration::from_secs(5);
+        let dest = sip.local_addr();
+        let exchange = |text: String| {
+            let phone = &phone;
+            async move {
+                let mut buf = vec![0u8; 4096];
+                phone.send_to(text.as_bytes(), dest).await.unwrap();
+                let (n, _) = tokio::time::timeout(wait, phone.recv_from(&mut buf)).await.unwrap().unwrap();
+                match msg::parse(buf.get(..n).unwrap()) {
+                    Ok(msg::SipMessage::Response(r)) => r,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let r = exchange(register(1, "")).await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.headers.get_all("WWW-Authenticate").count(), 2);
+        let ch = Challenge::parse(r.headers.get("WWW-Authenticate").unwrap()).unwrap();
+        let auth = authorization(&ch, "alice", "pw", "REGISTER", &ruri, "cn", 1);
+        let r = exchange(register(2, &format!("Authorization: {auth}\r\n"))).await;
+        assert_eq!(r.status, 200);
+        let b = reg.lookup("alice").await.unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!((b[0].contact.as_str(), b[0].source, b[0].transport), ("sip:alice@10.1.2.3:5062", me, Transport::Udp));
+        assert!(reg.lookup("bob").await.unwrap().is_empty());
+        let ev = tokio::time::timeout(wait, events.recv()).await.unwrap().unwrap();
+        assert!(matches!(ev, RegistrarEvent::Registered { ref aor, source, .. } if aor == "alice" && source == me), "{ev:?}");
+        stop.cancel();
+        tracker.close();
+        tokio::time::timeout(wait, tracker.wait()).await.unwrap();
+    }
+
     /// Two real stacks on loopback: UDP call, answer, BYE; TCP OPTIONS.
     #[tokio::test]
     async fn two_stacks_call_over_udp_and_options_over_tcp() {
