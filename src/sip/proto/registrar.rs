@@ -91,8 +91,9 @@ type HmacSha256 = Hmac<Sha256>;
 /// Most bindings one AOR may hold; a REGISTER adding more gets 403.
 pub const MAX_BINDINGS_PER_AOR: usize = 16;
 
-/// Most failure records (IPs and user names) kept; beyond that new user
-/// names are not tracked (source IPs still are).
+/// Most failure records (IPs and user names) kept at once; while the table
+/// is full, failures of new keys are not counted (records are forgotten
+/// `failure_window` after their last failure, or when their block ends).
 const MAX_TRACKED: usize = 10_000;
 
 /// Length of the nonce's MAC part in hex digits (128 bits).
@@ -695,13 +696,12 @@ impl Registrar {
     /// Counts a failed authentication against the source IP and the user
     /// name; starts a block (and logs it once) at `max_failures`.
     fn record_failure(&mut self, ip: IpAddr, user: &str, now: Instant) {
-        let mut keys = vec![FailureKey::Ip(ip)];
-        let user_key = FailureKey::User(user.to_string());
-        if self.failures.len() < MAX_TRACKED || self.failures.contains_key(&user_key) {
-            keys.push(user_key);
-        }
+        let keys = [FailureKey::Ip(ip), FailureKey::User(user.to_string())];
         let (window, max, block_for) = (self.cfg.failure_window, self.cfg.max_failures, self.cfg.block_for);
         for key in keys {
+            if self.failures.len() >= MAX_TRACKED && !self.failures.contains_key(&key) {
+                continue;
+            }
             let f = self.failures.entry(key.clone()).or_default();
             while f.recent.front().is_some_and(|t| now.saturating_duration_since(*t) >= window) {
                 f.recent.pop_front();

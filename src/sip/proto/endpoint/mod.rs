@@ -5,7 +5,9 @@
 //! * an input to an existing server transaction (retransmission, ACK for a
 //!   non-2xx), or to an existing client transaction (response);
 //! * a new server transaction, answered by the UA core (§8.2): 100/180/200
-//!   for INVITE, 200 for BYE/OPTIONS/CANCEL, or a rejection: 400 (malformed,
+//!   for INVITE, 200 for BYE/OPTIONS/CANCEL, the registrar's answer for
+//!   REGISTER when one is set ([`SipEndpoint::set_registrar`], §10.3; its
+//!   binding changes come out as [`Event::Registrar`]), or a rejection: 400 (malformed,
 //!   with the reason phrase saying what is wrong), 405/501 (method), 416
 //!   (URI scheme), 420 (Require), 415 (body type), 481 (no dialog or
 //!   transaction), 482 (merged request), 483 (Max-Forwards 0), 500 (CSeq out
