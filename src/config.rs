@@ -156,6 +156,72 @@ pub struct SipConfig {
     pub send_ringing: bool,
     /// Delay between 180 and 200, ms (0 = answer at once).
     pub answer_delay_ms: u64,
+    /// The registrar for agents' SIP phones (RFC 3261 §10.3); absent: no
+    /// registrar, REGISTER gets 405.
+    pub registrar: Option<SipRegistrarConfig>,
+}
+
+/// `sip.registrar`: SIP phones register here with digest auth (RFC 3261
+/// §10.3, §22). Passwords come from the environment only: each user names
+/// the variable in `password_env`, resolved by [`Config::load`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipRegistrarConfig {
+    /// Digest realm (RFC 3261 §22.1), e.g. `skald`.
+    pub realm: String,
+    /// Users allowed to register (their AOR is `sip:USER@…`).
+    pub users: Vec<RegistrarUserConfig>,
+    /// Expiry when a REGISTER names none, s (RFC 3261: 3600).
+    #[serde(default = "default_reg_expires")]
+    pub default_expires_s: u64,
+    /// Shorter non-zero expiries get 423 with Min-Expires, s (60).
+    #[serde(default = "default_reg_min_expires")]
+    pub min_expires_s: u64,
+    /// Longer expiries are cut to this, s (7200).
+    #[serde(default = "default_reg_max_expires")]
+    pub max_expires_s: u64,
+    /// Digest algorithms challenged with, in preference order (RFC 8760):
+    /// `MD5`, `SHA-256`. Default both, MD5 first. Some phones (libre-based,
+    /// e.g. baresip 1.0) fail on any challenge they cannot answer: list
+    /// only `MD5` for them.
+    #[serde(default = "default_reg_algorithms")]
+    pub algorithms: Vec<String>,
+}
+
+/// One registrar user.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarUserConfig {
+    /// SIP user name (the AOR's user part and the digest username).
+    pub user: String,
+    /// Name of the environment variable holding the password.
+    pub password_env: String,
+    /// The password, resolved from `password_env` at load. Not read from YAML.
+    #[serde(skip)]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RegistrarUserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrarUserConfig")
+            .field("user", &self.user)
+            .field("password_env", &self.password_env)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+fn default_reg_expires() -> u64 {
+    3600
+}
+fn default_reg_min_expires() -> u64 {
+    60
+}
+fn default_reg_max_expires() -> u64 {
+    7200
+}
+fn default_reg_algorithms() -> Vec<String> {
+    vec!["MD5".into(), "SHA-256".into()]
 }
 
 /// RTP media (RFC 3550/3551).
@@ -495,6 +561,11 @@ impl TrunkConfig {
     }
 }
 
+/// True for a usable environment variable name (ASCII letters, digits, `_`).
+fn is_env_var_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// True for a phone number a trunk can dial: an optional `+`, then 1–32
 /// digits (`*` and `#` allowed for service codes).
 pub fn is_dialable_number(n: &str) -> bool {
@@ -694,6 +765,7 @@ impl Default for SipConfig {
             t4_ms: 5000,
             send_ringing: true,
             answer_delay_ms: 0,
+            registrar: None,
         }
     }
 }
@@ -769,6 +841,24 @@ impl Config {
         cfg.twilio.resolve_env();
         cfg.context_key = Some(context_key_from_env());
         cfg.validate(&text, path)?;
+        if let Some(reg) = &mut cfg.sip.registrar {
+            for (i, u) in reg.users.iter_mut().enumerate() {
+                match std::env::var(&u.password_env) {
+                    Ok(v) if !v.is_empty() => u.password = Some(v),
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            file: path.to_path_buf(),
+                            line: find_line(&text, &u.password_env),
+                            field: format!("sip.registrar.users[{i}].password_env"),
+                            message: format!(
+                                "environment variable `{}` (the SIP password of `{}`) is not set",
+                                u.password_env, u.user
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         for (name, trunk) in &mut cfg.trunks {
             if let Err(message) = trunk.resolve_env() {
                 let needle = trunk.password_env.clone().unwrap_or_default();
@@ -899,6 +989,7 @@ impl Config {
             return Err(invalid("sip.t1_ms", "t1_ms:", "need 0 < T1 <= T2".into()));
         }
         self.validate_twilio(&invalid)?;
+        self.validate_registrar(&invalid)?;
         self.validate_trunks(&invalid)?;
         self.validate_tokens(&invalid)
     }
@@ -914,7 +1005,7 @@ impl Config {
             if self.http.tokens[..i].iter().any(|o| o.name == t.name) {
                 return Err(invalid(&field("name"), &t.name, format!("two tokens are named `{}`", t.name)));
             }
-            if t.token_env.is_empty() || !t.token_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !is_env_var_name(&t.token_env) {
                 return Err(invalid(
                     &field("token_env"),
                     &t.token_env,
@@ -931,6 +1022,56 @@ impl Config {
                     format!("only a supervisor's token is limited to queues (`{}` is {})", t.name, t.role),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// `sip.registrar`: a plain realm, unique SIP user names, password
+    /// variable names (never passwords), 0 < min <= default <= max expiry.
+    fn validate_registrar(&self, invalid: &dyn Fn(&str, &str, String) -> ConfigError) -> Result<(), ConfigError> {
+        let Some(reg) = &self.sip.registrar else { return Ok(()) };
+        if reg.realm.is_empty() || reg.realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+            return Err(invalid("sip.registrar.realm", "realm:", "must be non-empty, without quotes or backslashes".into()));
+        }
+        if reg.users.is_empty() {
+            return Err(invalid("sip.registrar.users", "users:", "list at least one user".into()));
+        }
+        for (i, u) in reg.users.iter().enumerate() {
+            let field = |f: &str| format!("sip.registrar.users[{i}].{f}");
+            let user_ok = !u.user.is_empty()
+                && u.user.len() <= 64
+                && u.user.chars().all(|c| c.is_ascii_alphanumeric() || "+-_.!~*'()&=$,?/".contains(c));
+            if !user_ok {
+                return Err(invalid(&field("user"), &format!("user: {}", u.user), format!("`{}` is not a SIP user name", u.user)));
+            }
+            if reg.users.iter().take(i).any(|o| o.user == u.user) {
+                return Err(invalid(&field("user"), &format!("user: {}", u.user), format!("user `{}` is listed twice", u.user)));
+            }
+            let var = &u.password_env;
+            if !is_env_var_name(var) {
+                return Err(invalid(
+                    &field("password_env"),
+                    var,
+                    format!("`{var}` is not an environment variable name (the password itself never goes in the file)"),
+                ));
+            }
+        }
+        let known = |a: &String| a.eq_ignore_ascii_case("MD5") || a.eq_ignore_ascii_case("SHA-256");
+        let distinct = reg.algorithms.iter().enumerate().all(|(i, a)| !reg.algorithms.iter().take(i).any(|b| b.eq_ignore_ascii_case(a)));
+        if reg.algorithms.is_empty() || !reg.algorithms.iter().all(known) || !distinct {
+            return Err(invalid(
+                "sip.registrar.algorithms",
+                "algorithms:",
+                "list MD5 and/or SHA-256, each once, in preference order".into(),
+            ));
+        }
+        let (min, def, max) = (reg.min_expires_s, reg.default_expires_s, reg.max_expires_s);
+        if min == 0 || def < min || max < def {
+            return Err(invalid(
+                "sip.registrar.min_expires_s",
+                "expires_s",
+                "need 0 < min_expires_s <= default_expires_s <= max_expires_s".into(),
+            ));
         }
         Ok(())
     }
@@ -997,7 +1138,7 @@ impl Config {
                 ));
             }
             if let Some(var) = &t.password_env
-                && (var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                && !is_env_var_name(var)
             {
                 return Err(invalid(
                     &field("password_env"),
@@ -1290,6 +1431,49 @@ mod tests {
         // Fields inside a `type:`-tagged application are buffered by serde, so
         // a typo there points at the applications map, not its own line.
         assert!(e.starts_with("test.yaml:") && e.contains("unknown field `greting_ms`"), "{e}");
+    }
+
+    const REGISTRAR: &str = "sip:\n  registrar:\n    realm: skald\n    users:\n      - user: alice\n        password_env: SKALD_TEST_SIP_ALICE\n";
+
+    #[test]
+    fn registrar_section_defaults_and_errors() {
+        let c = parse(REGISTRAR).unwrap();
+        let reg = c.sip.registrar.as_ref().unwrap();
+        assert_eq!((reg.default_expires_s, reg.min_expires_s, reg.max_expires_s), (3600, 60, 7200));
+        assert_eq!(reg.users[0].user, "alice");
+        assert!(parse("sip:\n  t1_ms: 500\n").unwrap().sip.registrar.is_none());
+        let e = parse(&REGISTRAR.replace("SKALD_TEST_SIP_ALICE", "pass word")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:6: sip.registrar.users[0].password_env: `pass word` is not an environment"), "{e}");
+        let e = parse(&REGISTRAR.replace("user: alice", "user: a<b")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:5: sip.registrar.users[0].user:"), "{e}");
+        let e = parse(&format!("{REGISTRAR}    min_expires_s: 0\n")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:7: sip.registrar.min_expires_s:"), "{e}");
+        let e = parse(&REGISTRAR.replace("realm: skald", "realm: \"a\\\"b\"")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:3: sip.registrar.realm:"), "{e}");
+        let e = parse(&format!("{REGISTRAR}    algorithms: [MD5, SHA-512]\n")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:7: sip.registrar.algorithms:"), "{e}");
+        assert_eq!(reg.algorithms, ["MD5", "SHA-256"]);
+        let e = parse(&format!("{REGISTRAR}    password: x\n")).unwrap_err().to_string();
+        assert!(e.starts_with("test.yaml:7:"), "{e}");
+    }
+
+    #[test]
+    fn registrar_passwords_come_from_the_environment_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("skald.yaml");
+        std::fs::write(&file, REGISTRAR.replace("SKALD_TEST_SIP_ALICE", "SKALD_TEST_SIP_ALICE_UNSET_XYZ")).unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(
+            e.ends_with(":6: sip.registrar.users[0].password_env: environment variable `SKALD_TEST_SIP_ALICE_UNSET_XYZ` (the SIP password of `alice`) is not set"),
+            "{e}"
+        );
+        // SAFETY: set_var is unsafe in edition 2024 (another thread may read the
+        // environment); no other test reads this variable.
+        unsafe { std::env::set_var("SKALD_TEST_SIP_ALICE_SET", "s3cret-pw") };
+        std::fs::write(&file, REGISTRAR.replace("SKALD_TEST_SIP_ALICE", "SKALD_TEST_SIP_ALICE_SET")).unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.sip.registrar.as_ref().unwrap().users[0].password.as_deref(), Some("s3cret-pw"));
+        assert!(!format!("{c:?}").contains("s3cret-pw"));
     }
 
     #[test]

@@ -11,11 +11,18 @@
 //! the request came on (§18.2.2), requests to a TCP destination without a
 //! connection open one. Handles talk to the task over an unbounded command
 //! channel, so their methods are synchronous.
+//!
+//! With `sip.registrar` configured, the endpoint answers REGISTER with its
+//! [`Registrar`] (RFC 3261 §10.3) and [`SipHandle::registrar`] gives a
+//! [`RegistrarHandle`]: look up where an agent's phone is registered, or
+//! follow bindings as they come and go.
 
 use crate::config::SipConfig;
 use crate::ids::DialogId;
 use crate::observability::{Dir, Metrics};
 use crate::sip::msg::{self, Uri};
+use crate::sip::proto::auth::Algorithm;
+use crate::sip::proto::registrar::{Registrar, RegistrarConfig};
 use crate::sip::proto::{
     EndpointConfig, Event, InviteParams, Output, SipEndpoint, Timers, Transmit, literal_dest,
 };
@@ -27,17 +34,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::sip::proto::registrar::{Binding, RegistrarEvent, UnregisterReason};
 pub use crate::sip::proto::{DialogEvent, InviteInfo, Transport};
 
 /// Capacity of the IncomingCall channel.
 const INCOMING_CAPACITY: usize = 256;
 /// Capacity of each dialog's event channel.
 const DIALOG_EVENTS_CAPACITY: usize = 64;
+/// Capacity of the registrar's event broadcast (a slow subscriber misses
+/// the oldest events and should look the bindings up again).
+const REGISTRAR_EVENTS_CAPACITY: usize = 256;
 
 /// Errors of the SIP edge.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +115,7 @@ enum Command {
     Invite(Box<InviteParams>, oneshot::Sender<Result<OutboundCall, SipError>>),
     Options(String, SocketAddr, Transport, oneshot::Sender<Result<u16, SipError>>),
     Draining(Duration),
+    Bindings(String, oneshot::Sender<Vec<Binding>>),
 }
 
 /// A handle on one dialog; commands are queued to the SIP driver.
@@ -185,9 +197,43 @@ pub struct SipHandle {
     advertised_host: String,
     /// Command channel of the driver task.
     commands: mpsc::UnboundedSender<Command>,
+    /// The registrar's handle, when `sip.registrar` is configured.
+    registrar: Option<RegistrarHandle>,
+}
+
+/// Cloneable handle on the registrar (RFC 3261 §10.3) inside the running
+/// SIP stack: where agents' phones are registered.
+#[derive(Debug, Clone)]
+pub struct RegistrarHandle {
+    /// Command channel of the driver task.
+    commands: mpsc::UnboundedSender<Command>,
+    /// Every registrar event, as it happens.
+    events: broadcast::Sender<RegistrarEvent>,
+}
+
+impl RegistrarHandle {
+    /// The current bindings of AOR user `user` (e.g. `alice`), oldest
+    /// first: each has the Contact URI and the source address and transport
+    /// the phone registered from (send requests there: it may be behind
+    /// NAT). Empty when the user has none.
+    pub async fn lookup(&self, user: &str) -> Result<Vec<Binding>, SipError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Bindings(user.to_string(), tx)).map_err(|_| SipError::Stopped)?;
+        rx.await.map_err(|_| SipError::Stopped)
+    }
+
+    /// Registrations and unregistrations from now on (a lagging receiver
+    /// loses the oldest; look up again after `RecvError::Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<RegistrarEvent> {
+        self.events.subscribe()
+    }
 }
 
 impl SipHandle {
+    /// The registrar, when `sip.registrar` is configured.
+    pub fn registrar(&self) -> Option<RegistrarHandle> {
+        self.registrar.clone()
+    }
     /// Bound listen address (port 0 resolved).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -256,7 +302,7 @@ pub async fn start_with(
         .await
         .map_err(|source| SipError::Bind { transport: "tcp", addr: local_addr, source })?;
     let advertised_host = advertised_host(cfg, local_addr);
-    let endpoint = SipEndpoint::new(
+    let mut endpoint = SipEndpoint::new(
         EndpointConfig {
             host: advertised_host.clone(),
             port: local_addr.port(),
@@ -267,6 +313,11 @@ pub async fn start_with(
         std::time::Instant::now(),
     );
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let registrar = cfg.registrar.as_ref().map(|reg| {
+        endpoint.set_registrar(Some(Registrar::new(registrar_config(reg), rand::random(), std::time::Instant::now())));
+        tracing::info!(realm = %reg.realm, users = reg.users.len(), "SIP registrar on");
+        RegistrarHandle { commands: cmd_tx.clone(), events: broadcast::channel(REGISTRAR_EVENTS_CAPACITY).0 }
+    });
     let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_CAPACITY);
     let (net_tx, net_rx) = mpsc::channel(1024);
     tracker.spawn(accept_loop(tcp, net_tx.clone(), shutdown.clone(), tracker.clone()));
@@ -278,6 +329,7 @@ pub async fn start_with(
         dialogs: HashMap::new(),
         options: HashMap::new(),
         incoming: incoming_tx,
+        registrar_events: registrar.as_ref().map(|r| r.events.clone()),
         commands: cmd_tx.clone(),
         net_tx,
         tracker: tracker.clone(),
@@ -285,7 +337,24 @@ pub async fn start_with(
     };
     tracker.spawn(driver.run(cmd_rx, net_rx));
     tracing::info!(%local_addr, host = %advertised_host, "SIP listening on UDP and TCP");
-    Ok((SipHandle { local_addr, advertised_host, commands: cmd_tx }, incoming_rx))
+    Ok((SipHandle { local_addr, advertised_host, commands: cmd_tx, registrar }, incoming_rx))
+}
+
+/// The sans-IO registrar's settings from `sip.registrar` (passwords were
+/// resolved from the environment by `Config::load`; a user without one
+/// cannot register).
+fn registrar_config(reg: &crate::config::SipRegistrarConfig) -> RegistrarConfig {
+    let users = reg
+        .users
+        .iter()
+        .filter_map(|u| u.password.clone().map(|p| (u.user.clone(), p)))
+        .collect();
+    let mut c = RegistrarConfig::new(reg.realm.clone(), users);
+    c.default_expires = Duration::from_secs(reg.default_expires_s);
+    c.min_expires = Duration::from_secs(reg.min_expires_s);
+    c.max_expires = Duration::from_secs(reg.max_expires_s);
+    c.algorithms = reg.algorithms.iter().filter_map(|a| Algorithm::parse(a)).collect();
+    c
 }
 
 /// Input from TCP connection tasks.
@@ -315,6 +384,8 @@ struct Driver {
     options: HashMap<u64, oneshot::Sender<Result<u16, SipError>>>,
     /// Where incoming calls go.
     incoming: mpsc::Sender<IncomingCall>,
+    /// Where registrar events go (`None`: no registrar).
+    registrar_events: Option<broadcast::Sender<RegistrarEvent>>,
     /// For the handles it creates.
     commands: mpsc::UnboundedSender<Command>,
     /// For connection tasks it spawns.
@@ -434,6 +505,19 @@ impl Driver {
                     let _ = tx.send(if status == 408 { Err(SipError::Timeout) } else { Ok(status) });
                 }
             }
+            Event::Registrar(e) => {
+                match &e {
+                    RegistrarEvent::Registered { aor, contact, source, expires } => tracing::info!(
+                        aor = %aor, contact = %contact, source = %source, expires_s = expires.as_secs(), "sip registered"
+                    ),
+                    RegistrarEvent::Unregistered { aor, contact, reason } => {
+                        tracing::info!(aor = %aor, contact = %contact, reason = ?reason, "sip unregistered")
+                    }
+                }
+                if let Some(tx) = &self.registrar_events {
+                    let _ = tx.send(e);
+                }
+            }
         }
     }
 
@@ -451,6 +535,10 @@ impl Driver {
             Command::AcceptReinvite(id, sdp) => self.endpoint.accept_reinvite(id, &sdp, now),
             Command::RejectReinvite(id, status) => self.endpoint.reject_reinvite(id, status, now),
             Command::Refer(id, target) => self.endpoint.refer(id, &target, now),
+            Command::Bindings(user, reply) => {
+                let _ = reply.send(self.endpoint.bindings(&user, now));
+                Ok(())
+            }
             Command::Draining(retry) => {
                 self.endpoint.set_draining(Some(retry));
                 Ok(())
@@ -623,6 +711,72 @@ mod tests {
         c.advertised_host = None;
         let any = advertised_host(&c, "0.0.0.0:5060".parse().unwrap());
         assert!(any.parse::<IpAddr>().is_ok_and(|ip| !ip.is_unspecified()));
+    }
+
+    /// A phone on a real UDP socket registers; the handle finds its binding
+    /// (at the packet source) and reports the event.
+    #[tokio::test]
+    async fn registrar_handle_looks_up_a_registered_phone() {
+        use crate::config::{RegistrarUserConfig, SipRegistrarConfig};
+        use crate::sip::proto::auth::{Challenge, authorization};
+        let tracker = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let mut c = cfg();
+        c.registrar = Some(SipRegistrarConfig {
+            realm: "skald".into(),
+            users: vec![RegistrarUserConfig {
+                user: "alice".into(),
+                password_env: "UNUSED".into(),
+                password: Some("pw".into()),
+            }],
+            default_expires_s: 3600,
+            min_expires_s: 60,
+            max_expires_s: 7200,
+            algorithms: vec!["MD5".into(), "SHA-256".into()],
+        });
+        let (sip, _in) = start_with(&c, None, stop.clone(), &tracker).await.unwrap();
+        let reg = sip.registrar().expect("registrar on");
+        let mut events = reg.subscribe();
+        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let me = phone.local_addr().unwrap();
+        let ruri = format!("sip:{}", sip.local_addr());
+        let register = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKr{cseq};rport\r\n\
+From: <sip:alice@127.0.0.1>;tag=p\r\nTo: <sip:alice@127.0.0.1>\r\nCall-ID: drv-reg\r\nCSeq: {cseq} REGISTER\r\n\
+Contact: <sip:alice@10.1.2.3:5062>\r\n{auth}Content-Length: 0\r\n\r\n"
+            )
+        };
+        let wait = Duration::from_secs(5);
+        let dest = sip.local_addr();
+        let exchange = |text: String| {
+            let phone = &phone;
+            async move {
+                let mut buf = vec![0u8; 4096];
+                phone.send_to(text.as_bytes(), dest).await.unwrap();
+                let (n, _) = tokio::time::timeout(wait, phone.recv_from(&mut buf)).await.unwrap().unwrap();
+                match msg::parse(buf.get(..n).unwrap()) {
+                    Ok(msg::SipMessage::Response(r)) => r,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let r = exchange(register(1, "")).await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.headers.get_all("WWW-Authenticate").count(), 2);
+        let ch = Challenge::parse(r.headers.get("WWW-Authenticate").unwrap()).unwrap();
+        let auth = authorization(&ch, "alice", "pw", "REGISTER", &ruri, "cn", 1);
+        let r = exchange(register(2, &format!("Authorization: {auth}\r\n"))).await;
+        assert_eq!(r.status, 200);
+        let b = reg.lookup("alice").await.unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!((b[0].contact.as_str(), b[0].source, b[0].transport), ("sip:alice@10.1.2.3:5062", me, Transport::Udp));
+        assert!(reg.lookup("bob").await.unwrap().is_empty());
+        let ev = tokio::time::timeout(wait, events.recv()).await.unwrap().unwrap();
+        assert!(matches!(ev, RegistrarEvent::Registered { ref aor, source, .. } if aor == "alice" && source == me), "{ev:?}");
+        stop.cancel();
+        tracker.close();
+        tokio::time::timeout(wait, tracker.wait()).await.unwrap();
     }
 
     /// Two real stacks on loopback: UDP call, answer, BYE; TCP OPTIONS.

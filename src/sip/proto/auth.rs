@@ -168,6 +168,29 @@ impl Challenge {
         })
     }
 
+    /// The header value for a `WWW-Authenticate` / `Proxy-Authenticate`
+    /// field carrying this challenge (server side, RFC 7616 §3.3, RFC 8760
+    /// §2.4): `Digest realm="…", nonce="…", algorithm=…[, qop="…"][,
+    /// opaque="…"][, stale=true]`. [`Challenge::parse`] reads it back.
+    pub fn to_header_value(&self) -> String {
+        let mut out = format!(
+            "Digest realm=\"{}\", nonce=\"{}\", algorithm={}",
+            escape(&self.realm),
+            escape(&self.nonce),
+            self.algorithm.as_str()
+        );
+        if !self.qop.is_empty() {
+            out.push_str(&format!(", qop=\"{}\"", escape(&self.qop.join(","))));
+        }
+        if let Some(opaque) = &self.opaque {
+            out.push_str(&format!(", opaque=\"{}\"", escape(opaque)));
+        }
+        if self.stale {
+            out.push_str(", stale=true");
+        }
+        out
+    }
+
     /// Whether the challenge offers `qop=auth` (case-insensitive).
     pub fn offers_auth_qop(&self) -> bool {
         self.qop.iter().any(|q| q.eq_ignore_ascii_case("auth"))
@@ -709,6 +732,21 @@ mod tests {
                 .unwrap()
                 .stale
         );
+    }
+
+    #[test]
+    fn challenge_header_round_trips() {
+        let ch = Challenge {
+            realm: "sk\"ald".into(),
+            nonce: "abc".into(),
+            opaque: Some("o".into()),
+            algorithm: Algorithm::Sha256,
+            qop: vec!["auth".into()],
+            stale: true,
+        };
+        assert_eq!(Challenge::parse(&ch.to_header_value()).unwrap(), ch);
+        let plain = Challenge { opaque: None, stale: false, qop: vec![], ..ch };
+        assert_eq!(Challenge::parse(&plain.to_header_value()).unwrap(), plain);
     }
 
     #[test]

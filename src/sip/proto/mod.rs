@@ -1,5 +1,6 @@
 //! Sans-IO SIP core (RFC 3261): transactions (§17), dialogs (§12), the UA
-//! core and router ([`SipEndpoint`]), timers, digest auth.
+//! core and router ([`SipEndpoint`]), timers, digest auth, and the
+//! registrar ([`registrar`], §10.3) that REGISTER is handed to when it is on.
 //!
 //! Nothing here does IO or reads the clock: time comes in as `now: Instant`
 //! and everything to do comes out of [`SipEndpoint::poll_output`] as values.
@@ -43,6 +44,7 @@
 pub mod auth;
 pub mod dialog;
 pub mod endpoint;
+pub mod registrar;
 pub mod timers;
 pub mod transaction;
 
@@ -50,7 +52,7 @@ pub mod transaction;
 mod tests;
 
 pub use endpoint::{
-    ALLOW, DialogEvent, EndpointConfig, EndpointError, Event, InviteInfo, InviteParams, Output,
+    ALLOW, ALLOW_WITH_REGISTER, DialogEvent, EndpointConfig, EndpointError, Event, InviteInfo, InviteParams, Output,
     SipEndpoint, Transmit, Transport, literal_dest,
 };
 pub use timers::Timers;

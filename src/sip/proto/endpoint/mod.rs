@@ -5,7 +5,9 @@
 //! * an input to an existing server transaction (retransmission, ACK for a
 //!   non-2xx), or to an existing client transaction (response);
 //! * a new server transaction, answered by the UA core (§8.2): 100/180/200
-//!   for INVITE, 200 for BYE/OPTIONS/CANCEL, or a rejection: 400 (malformed,
+//!   for INVITE, 200 for BYE/OPTIONS/CANCEL, the registrar's answer for
+//!   REGISTER when one is set ([`SipEndpoint::set_registrar`], §10.3; its
+//!   binding changes come out as [`Event::Registrar`]), or a rejection: 400 (malformed,
 //!   with the reason phrase saying what is wrong), 405/501 (method), 416
 //!   (URI scheme), 420 (Require), 415 (body type), 481 (no dialog or
 //!   transaction), 482 (merged request), 483 (Max-Forwards 0), 500 (CSeq out
@@ -26,6 +28,7 @@ mod uac;
 mod uas;
 
 use super::dialog::{Dialog, Role};
+use super::registrar::{Binding, Registrar, RegistrarEvent};
 use super::timers::Timers;
 use super::transaction::{
     ClientInviteTx, ClientKey, ClientNonInviteTx, ServerInviteTx, ServerKey, ServerNonInviteTx,
@@ -39,8 +42,11 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// Methods skald implements, for Allow.
+/// Methods skald implements, for Allow (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY";
+
+/// Allow when the registrar is on (RFC 3261 §20.5, §10.3).
+pub const ALLOW_WITH_REGISTER: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, REGISTER";
 
 /// How long `poll_output` reports as the next timeout when nothing is
 /// scheduled.
@@ -106,6 +112,9 @@ pub enum Event {
         /// Final status code.
         status: u16,
     },
+    /// A registrar binding was added, refreshed or removed (RFC 3261 §10.3;
+    /// only with [`SipEndpoint::set_registrar`]).
+    Registrar(RegistrarEvent),
 }
 
 /// What skald learned from an incoming INVITE.
@@ -269,6 +278,8 @@ pub struct SipEndpoint {
     next_request: u64,
     /// `Some(retry_after)` once draining: new INVITEs get 503.
     draining: Option<Duration>,
+    /// The registrar answering REGISTER (`None`: REGISTER gets 405).
+    registrar: Option<Registrar>,
 }
 
 /// A server transaction with its addressing.
@@ -426,6 +437,7 @@ impl SipEndpoint {
             next_dialog: 1,
             next_request: 1,
             draining: None,
+            registrar: None,
         }
     }
 
@@ -455,6 +467,28 @@ impl SipEndpoint {
         self.server_timeouts(now);
         self.client_timeouts(now);
         self.call_timeouts(now);
+        if let Some(r) = self.registrar.as_mut() {
+            r.handle_timeout(now);
+        }
+        self.drain_registrar();
+    }
+
+    /// Turns the registrar on (REGISTER is answered by it and listed in
+    /// Allow) or off (`None`: REGISTER gets 405, as RFC 3261 §10.3 lets a
+    /// UA that is no registrar answer).
+    pub fn set_registrar(&mut self, registrar: Option<Registrar>) {
+        self.registrar = registrar;
+    }
+
+    /// The registrar, when on.
+    pub fn registrar(&self) -> Option<&Registrar> {
+        self.registrar.as_ref()
+    }
+
+    /// Current registrar bindings of AOR user `user` (empty when the
+    /// registrar is off); see [`Registrar::bindings`].
+    pub fn bindings(&self, user: &str, now: Instant) -> Vec<Binding> {
+        self.registrar.as_ref().map(|r| r.bindings(user, now)).unwrap_or_default()
     }
 
     /// Next output. Returns `Output::Timeout` when there is nothing else to
@@ -559,7 +593,20 @@ impl SipEndpoint {
             });
             [ok, c.ring_deadline]
         });
-        servers.chain(clients).chain(calls.flatten()).min()
+        let registrar = self.registrar.as_ref().and_then(Registrar::poll_timeout);
+        servers.chain(clients).chain(calls.flatten()).chain(registrar).min()
+    }
+
+    /// Moves the registrar's events to the output queue.
+    fn drain_registrar(&mut self) {
+        while let Some(e) = self.registrar.as_mut().and_then(Registrar::poll_event) {
+            self.emit(Event::Registrar(e));
+        }
+    }
+
+    /// Methods for Allow: REGISTER only with the registrar on.
+    fn allow(&self) -> &'static str {
+        if self.registrar.is_some() { ALLOW_WITH_REGISTER } else { ALLOW }
     }
 
     fn server_timeouts(&mut self, now: Instant) {

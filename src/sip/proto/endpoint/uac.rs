@@ -3,7 +3,7 @@
 //! them.
 
 use super::{
-    ALLOW, Call, CancelReason, ClientTx, ClientTxKind, DialogEvent, EndpointError, Event,
+    Call, CancelReason, ClientTx, ClientTxKind, DialogEvent, EndpointError, Event,
     InviteParams, Phase, Purpose, SipEndpoint, Transport, response_sdp,
 };
 use crate::ids::DialogId;
@@ -38,7 +38,7 @@ impl SipEndpoint {
         req.headers.push("CSeq", "1 INVITE");
         req.headers.push("Contact", self.contact(&p.from_user, p.transport));
         req.headers.push("User-Agent", self.cfg.user_agent.clone());
-        req.headers.push("Allow", ALLOW);
+        req.headers.push("Allow", self.allow());
         for (n, v) in &p.extra_headers {
             req.headers.push(n.clone(), v.clone());
         }

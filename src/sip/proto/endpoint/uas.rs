@@ -2,7 +2,7 @@
 //! §13.3, §14.2, §15.1.2) and the application's answers to them.
 
 use super::{
-    ALLOW, Call, DialogEvent, EndpointError, Event, InviteInfo, OkRetransmit, Phase, ServerTx,
+    Call, DialogEvent, EndpointError, Event, InviteInfo, OkRetransmit, Phase, ServerTx,
     ServerTxKind, SipEndpoint, Transport, response_dest, sdp_body,
 };
 use crate::ids::DialogId;
@@ -80,12 +80,15 @@ impl SipEndpoint {
         }
         match &req.method {
             Method::Other(_) => {
-                self.respond(key, 501, "Not Implemented", now, |r| r.headers.push("Allow", ALLOW));
+                let allow = self.allow();
+                self.respond(key, 501, "Not Implemented", now, |r| r.headers.push("Allow", allow));
                 return;
             }
             Method::Invite | Method::Bye | Method::Options | Method::Notify => {}
+            Method::Register if self.registrar.is_some() => {}
             _ => {
-                self.respond(key, 405, "Method Not Allowed", now, |r| r.headers.push("Allow", ALLOW));
+                let allow = self.allow();
+                self.respond(key, 405, "Method Not Allowed", now, |r| r.headers.push("Allow", allow));
                 return;
             }
         }
@@ -124,6 +127,7 @@ impl SipEndpoint {
     fn out_of_dialog_request(&mut self, key: &ServerKey, req: &Request, from: SocketAddr, transport: Transport, now: Instant) {
         match req.method {
             Method::Options => self.respond_options(key, now),
+            Method::Register => self.handle_register(key, req, from, transport, now),
             Method::Invite => {
                 if self.is_merged(req, key) {
                     self.respond(key, 482, "Loop Detected", now, |_| {});
@@ -325,9 +329,28 @@ impl SipEndpoint {
         }
     }
 
+    /// REGISTER (RFC 3261 §10.3): the registrar decides, the response goes
+    /// out in this non-INVITE server transaction (retransmissions of the
+    /// REGISTER get the same response from it).
+    fn handle_register(&mut self, key: &ServerKey, req: &Request, from: SocketAddr, transport: Transport, now: Instant) {
+        let Some(registrar) = self.registrar.as_mut() else {
+            let allow = self.allow();
+            self.respond(key, 405, "Method Not Allowed", now, |r| r.headers.push("Allow", allow));
+            return;
+        };
+        let reply = registrar.handle_register(req, from, transport, now);
+        self.respond(key, reply.status, &reply.reason, now, |r| {
+            for (name, value) in reply.headers {
+                r.headers.push(name, value);
+            }
+        });
+        self.drain_registrar();
+    }
+
     fn respond_options(&mut self, key: &ServerKey, now: Instant) {
+        let allow = self.allow();
         self.respond(key, 200, "OK", now, |r| {
-            r.headers.push("Allow", ALLOW);
+            r.headers.push("Allow", allow);
             r.headers.push("Accept", "application/sdp");
             r.headers.push("Supported", "");
         });
@@ -425,10 +448,11 @@ impl SipEndpoint {
     /// bytes for §13.3.1.4 retransmission.
     fn send_2xx(&mut self, key: &ServerKey, transport: Transport, sdp: &str, now: Instant) -> Vec<u8> {
         let contact = self.contact("skald", transport);
+        let allow = self.allow();
         let mut sent = Vec::new();
         self.respond(key, 200, "OK", now, |r| {
             r.headers.push("Contact", contact);
-            r.headers.push("Allow", ALLOW);
+            r.headers.push("Allow", allow);
             r.headers.push("Supported", "");
             if !sdp.is_empty() {
                 r.headers.push("Content-Type", "application/sdp");

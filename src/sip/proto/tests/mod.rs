@@ -5,6 +5,7 @@
 
 mod flows;
 mod refer;
+mod registrar;
 mod stateless;
 
 use super::{EndpointConfig, Event, InviteParams, Output, SipEndpoint, Timers, Transmit, Transport};
