@@ -4,14 +4,17 @@
 //! [`AgentPool::handle_timeout`].
 //!
 //! ## Presence
-//! ```text
-//!  Offline ──online──► Available ──ring──► Ringing{call, until}
-//!     ▲                 ▲   ▲  ▲              │ answer        │ until reached / declined /
-//!     │ offline         │   │  └──────────────┼───────────────┘ caller left (stop_ringing)
-//!  (from any state)     │   │                 ▼
-//!                       │   └─ wrap-up 0 ── OnCall{call} ──hang_up──► WrapUp{until}
-//!                       └───────────────── until reached ─────────────────┘
-//! ```
+//! | from | input | to |
+//! |---|---|---|
+//! | `Offline` | [`AgentPool::online`] (registered) | `Available`, idle since now |
+//! | `Available` | [`AgentPool::ring`] | `Ringing { call, until: now + ring timeout }` |
+//! | `Ringing` | [`AgentPool::answer`] | `OnCall { call }` |
+//! | `Ringing` | `until` reached ([`AgentPool::handle_timeout`]), or [`AgentPool::stop_ringing`] (declined, caller left, overflow) | `Available`, idle since unchanged |
+//! | `OnCall` | [`AgentPool::hang_up`] | `WrapUp { until: now + wrap-up }`, or `Available` (idle since now) when wrap-up is 0 |
+//! | `WrapUp` | `until` reached ([`AgentPool::handle_timeout`]) | `Available`, idle since `until` |
+//! | any but `OnCall` | [`AgentPool::offline`] (registration lost) | `Offline` |
+//! | `OnCall` | [`AgentPool::offline`] | stays `OnCall` (the call goes on); `Offline` at hang-up unless online again first |
+//!
 //! *Idle since* (the longest-idle key) is when the agent last became
 //! available after a call (end of wrap-up) or after coming online; an
 //! unanswered offer does not reset it.
@@ -86,6 +89,8 @@ struct Agent<C> {
     presence: Presence<C>,
     /// When the agent last became available (longest-idle key).
     idle_since: Instant,
+    /// Registration was lost during a call: offline when it ends.
+    offline_after_call: bool,
 }
 
 /// All human agents, keyed by id (iteration in id order).
@@ -114,7 +119,7 @@ impl<C: CallKey> AgentPool<C> {
             return Err(AgentError::DuplicateAgent(profile.id));
         }
         let presence = if online { Presence::Available } else { Presence::Offline };
-        self.agents.insert(profile.id.clone(), Agent { profile, presence, idle_since: now });
+        self.agents.insert(profile.id.clone(), Agent { profile, presence, idle_since: now, offline_after_call: false });
         Ok(())
     }
 
@@ -150,6 +155,7 @@ impl<C: CallKey> AgentPool<C> {
     /// available (idle since `now`); any other state is kept.
     pub fn online(&mut self, id: &HumanAgentId, now: Instant) -> Result<(), AgentError> {
         let a = self.get_mut(id)?;
+        a.offline_after_call = false;
         if a.presence == Presence::Offline {
             a.presence = Presence::Available;
             a.idle_since = now;
@@ -157,12 +163,16 @@ impl<C: CallKey> AgentPool<C> {
         Ok(())
     }
 
-    /// The agent's registration was lost: offline from any state (a call in
-    /// progress continues; the agent stays offline after it). Returns the
+    /// The agent's registration was lost: offline at once, except during a
+    /// call, which goes on (the agent is offline when it ends). Returns the
     /// call that was ringing, whose offer the caller must retract.
     pub fn offline(&mut self, id: &HumanAgentId) -> Result<Option<C>, AgentError> {
         let a = self.get_mut(id)?;
         let ringing = match a.presence {
+            Presence::OnCall { .. } => {
+                a.offline_after_call = true;
+                return Ok(None);
+            }
             Presence::Ringing { call, .. } => Some(call),
             _ => None,
         };
@@ -206,14 +216,16 @@ impl<C: CallKey> AgentPool<C> {
 
     /// The agent's call `call` ended at `now`: wrap-up until `now` + the
     /// agent's wrap-up time (available at once, idle since `now`, when that
-    /// is zero). An agent in another state (e.g. offline) is left as is.
-    /// Returns whether the agent was on that call.
+    /// is zero), or offline when the registration was lost during the call.
+    /// Returns whether the agent was on that call (otherwise nothing changes).
     pub fn hang_up(&mut self, id: &HumanAgentId, call: C, now: Instant) -> bool {
         let Some(a) = self.agents.get_mut(id) else { return false };
         if a.presence != (Presence::OnCall { call }) {
             return false;
         }
-        if a.profile.wrap_up.is_zero() {
+        if std::mem::take(&mut a.offline_after_call) {
+            a.presence = Presence::Offline;
+        } else if a.profile.wrap_up.is_zero() {
             a.presence = Presence::Available;
             a.idle_since = now;
         } else {

@@ -61,26 +61,15 @@ pub enum QueueConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The YAML is malformed, or a key is unknown or has the wrong type.
-    #[error("{file}:{line}:{column}: {message}")]
-    Syntax {
-        /// Path of the file.
-        file: PathBuf,
-        /// 1-based line (0 when unknown).
-        line: usize,
-        /// 1-based column (0 when unknown).
-        column: usize,
-        /// What is wrong, prefixed with the field path.
-        message: String,
-    },
-    /// The YAML is well-formed but a value or reference is not acceptable.
+    /// The YAML is malformed, a key is unknown or has the wrong type, or a
+    /// value or reference is not acceptable.
     #[error("{file}:{line}: {message}")]
     Invalid {
         /// Path of the file.
         file: PathBuf,
         /// 1-based line of the offending entry (0 when unknown).
         line: usize,
-        /// What is wrong, naming the agent or queue.
+        /// What is wrong: the field path for syntax errors, else the agent or queue.
         message: String,
     },
 }
@@ -159,15 +148,18 @@ pub fn parse(
     let raw: File = serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
-        let (line, column) =
-            inner.location().map(|l| (l.line(), l.column())).unwrap_or_else(|| (loc.line(&field), 0));
-        let inner_text = inner.to_string();
-        let message = if field.is_empty() || field == "." || inner_text.starts_with(&field) {
-            inner_text
+        let line = inner.location().map_or_else(|| loc.line(&field), |l| l.line());
+        // serde_yaml_ng's text already names the enclosing field and ends
+        // with the location, which the error carries as its line.
+        let text = inner.to_string();
+        let text = text.rsplit_once(" at line ").map_or(text.as_str(), |(t, _)| t);
+        let top = field.split(['.', '[']).next().unwrap_or("");
+        let message = if top.is_empty() || top == "." || text.starts_with(top) {
+            text.to_string()
         } else {
-            format!("{field}: {inner_text}")
+            format!("{field}: {text}")
         };
-        QueueConfigError::Syntax { file: path.to_path_buf(), line, column, message }
+        QueueConfigError::Invalid { file: path.to_path_buf(), line, message }
     })?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     Validator { file: path, dir, loc, known_ai_agents, known_sip_users }.validate(raw)

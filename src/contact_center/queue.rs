@@ -122,6 +122,8 @@ pub enum QueueEvent<C> {
         reason: RetractReason,
     },
     /// The call waited `max_wait` and has left this queue for `target`.
+    /// [`super::ContactCenter`] itself enqueues it in a target queue; other
+    /// targets are the driver's to connect.
     Overflow {
         /// The call.
         call: C,
@@ -405,8 +407,10 @@ impl<C: CallKey> Queue<C> {
 
     /// Fires what is due at `now`: first overflows (calls whose wait reached
     /// `max_wait`, exactly at the deadline; a ringing offer is retracted
-    /// first), then announcements in position order. An announcement due
-    /// while the call is ringing an agent is skipped, not delayed.
+    /// first; a queue with `max_wait` but no `overflow` sends calls to
+    /// [`OverflowTarget::Voicemail`]), then announcements in position order.
+    /// An announcement due while the call is ringing an agent is skipped,
+    /// not delayed.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.waiting.len() {

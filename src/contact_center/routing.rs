@@ -212,8 +212,9 @@ impl<C: CallKey> ContactCenter<C> {
         Ok(())
     }
 
-    /// The agent's registration was lost: offline; a call ringing it is
-    /// offered elsewhere ([`RetractReason::AgentOffline`]).
+    /// The agent's registration was lost: offline (after the current call,
+    /// if talking); a call ringing it is offered elsewhere
+    /// ([`RetractReason::AgentOffline`]).
     pub fn agent_offline(&mut self, agent: &HumanAgentId, now: Instant) -> Result<(), RoutingError> {
         if let Some(call) = self.pool.offline(agent)? {
             self.queue_mut_of(call)?.retract(call, RetractReason::AgentOffline)?;
@@ -340,10 +341,10 @@ impl<C: CallKey> ContactCenter<C> {
         for (_, _, qid, call) in calls {
             let Some(q) = self.queues.get_mut(&qid) else { continue };
             let Some(member) = choose(q, &self.pool, call) else { continue };
-            if let Member::Human(agent) = &member {
-                if self.pool.ring(agent, call, now).is_err() {
-                    continue;
-                }
+            if let Member::Human(agent) = &member
+                && self.pool.ring(agent, call, now).is_err()
+            {
+                continue;
             }
             if q.offer(call, member, now).is_ok() {
                 any = true;

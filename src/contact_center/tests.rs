@@ -81,6 +81,22 @@ fn drain_q(q: &mut Queue<u32>) -> Vec<QueueEvent<u32>> {
     std::iter::from_fn(|| q.poll_event()).collect()
 }
 
+/// Calls 1..=n arrive 10 s apart into `q`; each is answered 1 s after its
+/// offer and ends 1 s later. Returns who took each.
+fn serve_one_by_one(cc: &mut ContactCenter<u32>, n: u32) -> Vec<String> {
+    let mut picks = Vec::new();
+    for call in 1..=n {
+        let t = 10_000 * u64::from(call);
+        cc.enqueue(&qid("q"), call, 0, at(t)).unwrap();
+        let events = drain(cc);
+        let Some(QueueEvent::Offer { member: Member::Human(a), .. }) = events.first() else { panic!("{events:?}") };
+        picks.push(a.0.clone());
+        cc.answered(a, call, at(t + 1_000)).unwrap();
+        cc.ended(call, at(t + 2_000)).unwrap();
+    }
+    picks
+}
+
 fn offer(call: u32, member: Member) -> QueueEvent<u32> {
     QueueEvent::Offer { call, member }
 }
@@ -248,16 +264,7 @@ fn a_declined_offer_goes_to_the_next_agent() {
 #[test]
 fn longest_idle_picks_the_agent_free_longest() {
     let mut cc = center_with(&[(profile("x", &[], 0), 3_000), (profile("y", &[], 0), 1_000), (profile("z", &[], 0), 2_000)], settings(&["x", "y", "z"], &[]));
-    let mut picks = Vec::new();
-    for (n, call) in (1..=4).enumerate() {
-        let t = 10_000 * (n as u64 + 1);
-        cc.enqueue(&qid("q"), call, 0, at(t)).unwrap();
-        let events = drain(&mut cc);
-        let Some(QueueEvent::Offer { member: Member::Human(a), .. }) = events.first() else { panic!("{events:?}") };
-        picks.push(a.0.clone());
-        cc.answered(a, call, at(t + 1_000)).unwrap();
-        cc.ended(call, at(t + 2_000)).unwrap();
-    }
+    let picks = serve_one_by_one(&mut cc, 4);
     // y (idle since 1 s), z (2 s), x (3 s), then y again (free since 12 s).
     assert_eq!(picks, ["y", "z", "x", "y"]);
 }
@@ -267,16 +274,7 @@ fn round_robin_rotates_through_members_in_order() {
     let mut s = settings(&["x", "y", "z"], &[]);
     s.strategy = Strategy::RoundRobin;
     let mut cc = center_with(&[(profile("x", &[], 0), 3_000), (profile("y", &[], 0), 1_000), (profile("z", &[], 0), 2_000)], s);
-    let mut picks = Vec::new();
-    for call in 1..=4 {
-        let t = 10_000 * u64::from(call);
-        cc.enqueue(&qid("q"), call, 0, at(t)).unwrap();
-        let events = drain(&mut cc);
-        let Some(QueueEvent::Offer { member: Member::Human(a), .. }) = events.first() else { panic!("{events:?}") };
-        picks.push(a.0.clone());
-        cc.answered(a, call, at(t + 1_000)).unwrap();
-        cc.ended(call, at(t + 2_000)).unwrap();
-    }
+    let picks = serve_one_by_one(&mut cc, 4);
     assert_eq!(picks, ["x", "y", "z", "x"]);
     // The pointer skips a busy member without losing its turn order.
     cc.enqueue(&qid("q"), 5, 0, at(60_000)).unwrap();
@@ -335,6 +333,21 @@ fn agent_going_offline_while_ringing_moves_the_offer() {
     cc.agent_online(&id("x"), at(20_000)).unwrap();
     assert_eq!(cc.pool().presence(&id("x")), Some(Presence::Available));
     assert_eq!(cc.pool().idle_since(&id("x")), Some(at(20_000)));
+}
+
+#[test]
+fn agent_going_offline_during_a_call_is_offline_when_it_ends() {
+    let mut cc = center(&["x"], settings(&["x"], &[]));
+    cc.enqueue(&qid("q"), 1, 0, at(0)).unwrap();
+    cc.answered(&id("x"), 1, at(1_000)).unwrap();
+    cc.agent_offline(&id("x"), at(2_000)).unwrap();
+    assert_eq!(cc.pool().presence(&id("x")), Some(Presence::OnCall { call: 1 }), "the call goes on");
+    cc.enqueue(&qid("q"), 2, 0, at(3_000)).unwrap();
+    cc.ended(1, at(4_000)).unwrap();
+    assert_eq!(cc.pool().presence(&id("x")), Some(Presence::Offline));
+    drain(&mut cc);
+    cc.agent_online(&id("x"), at(5_000)).unwrap();
+    assert_eq!(drain(&mut cc), [offer(2, human("x"))]);
 }
 
 #[test]
@@ -470,11 +483,16 @@ agents:
 #[test]
 fn unknown_keys_are_refused_with_their_line() {
     let e = err(&format!("{AGENTS}queues:\n  billing:\n    members: [alice]\n    max_wiat_secs: 3\n"));
-    assert!(e.starts_with("/cfg/queues.yaml:10:"), "{e}");
-    assert!(e.contains("unknown field `max_wiat_secs`"), "{e}");
+    assert!(e.starts_with("/cfg/queues.yaml:10: queues.billing: unknown field `max_wiat_secs`"), "{e}");
     let e = err(&format!("{AGENTS}queues:\n  billing:\n    members:\n      - alice\n      - ai: tier1-llm\n        capacty: 3\n"));
-    assert!(e.starts_with("/cfg/queues.yaml:12:"), "{e}");
-    assert!(e.contains("unknown field `capacty`"), "{e}");
+    assert_eq!(e, "/cfg/queues.yaml:12: queues.billing.members[1]: unknown field `capacty`, expected `ai` or `capacity`");
+    let e = err("queues:\n  a:\n    members:\n      - [x]\n");
+    assert_eq!(
+        e,
+        "/cfg/queues.yaml:4: queues.a.members[0]: invalid type: sequence, expected a human agent id or {ai: <AI agent>, capacity: <n>}"
+    );
+    let e = err("queues:\n  a:\n    strategy: random\n    members: [x]\n");
+    assert_eq!(e, "/cfg/queues.yaml:3: queues.a.strategy: unknown variant `random`, expected `longest-idle` or `round-robin`");
 }
 
 #[test]
@@ -550,3 +568,4 @@ fn unreadable_file_is_an_io_error() {
     let e = config::load(Path::new("/nonexistent/queues.yaml"), &[], None).unwrap_err();
     assert!(matches!(e, QueueConfigError::Io { .. }), "{e}");
 }
+
