@@ -46,3 +46,39 @@ impl fmt::Display for DialogId {
         write!(f, "dlg-{}", self.0)
     }
 }
+
+/// The name of one contact-center queue: a key under `queues:` in
+/// `sip-config/queues.yaml` (e.g. `billing`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct QueueId(pub String);
+
+impl From<&str> for QueueId {
+    fn from(s: &str) -> Self {
+        QueueId(s.to_string())
+    }
+}
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The id of one human contact-center agent: an `id:` under `agents:` in
+/// `sip-config/queues.yaml` (e.g. `alice`). Not an AI agent's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HumanAgentId(pub String);
+
+impl From<&str> for HumanAgentId {
+    fn from(s: &str) -> Self {
+        HumanAgentId(s.to_string())
+    }
+}
+
+impl fmt::Display for HumanAgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -32,6 +32,7 @@
 //! | [`http`] | health, metrics, `/api/v1/calls`, the live event stream `/api/v1/events`, the Twilio webhook and status callback, the Media Streams WebSocket, `/api/v1/context` (axum) |
 //! | [`call`] | one actor per call (SIP: [`call::actor`]; Twilio Media Streams: [`call::stream`]), [`call::command::CallCommand`], the live-call registry, DID routing, the built-in applications, the voice agent's turn-taking ([`call::voice`]), transfers with the call context ([`call::transfer`]) |
 //! | [`transports`] | provider call protocols as sans-IO cores: Twilio webhook signatures, TwiML, Media Streams, the Twilio REST client |
+//! | [`contact_center`] | queues with hold music and position announcements, human agents' presence, routing to human and AI members (pure), `sip-config/queues.yaml` |
 //! | [`agent`] | the YAML flow agent: intents, slots, templates, transitions (pure); the call context and its SIP header codec |
 //! | [`pipeline`] | the internal audio format (16 kHz mono PCM16), frames, Silero VAD, turn detection, answering-machine detection, sentence aggregation, WAV prompts and recordings |
 //! | [`providers`] | STT/LLM/TTS traits; the local models (Moonshine, Piper, ONNX Runtime, `skald models fetch`); cloud providers (Deepgram, ElevenLabs, OpenAI TTS, OpenAI-compatible and Anthropic LLMs) with failover |
@@ -58,6 +59,7 @@ pub mod agent;
 pub mod app;
 pub mod call;
 pub mod config;
+pub mod contact_center;
 pub mod events;
 pub mod http;
 pub mod ids;

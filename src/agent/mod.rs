@@ -208,7 +208,7 @@ pub mod graph;
 pub mod llm_agent;
 pub mod tools;
 
-mod config;
+pub(crate) mod config;
 mod slots;
 mod template;
 mod text;
