@@ -70,6 +70,14 @@ impl App {
         };
         let media_ip = media_ip(&config, &sip.advertised_host());
         let bind_ip = config.sip.listen.ip();
+        let events = crate::events::EventBus::new();
+        let contact = match &config.contact_center {
+            Some(cc) => Some(
+                crate::call::contact::start(cc.clone(), sip.registrar(), store.clone(), events.clone(), shutdown.clone(), &tracker)
+                    .map_err(|e| anyhow::anyhow!("contact center: {e}"))?,
+            ),
+            None => None,
+        };
         let services = Arc::new(CallServices {
             config: config.clone(),
             store: store.clone(),
@@ -82,7 +90,8 @@ impl App {
             tracker: tracker.clone(),
             voice,
             contexts: crate::agent::context::ContextStore::new(),
-            events: crate::events::EventBus::new(),
+            events,
+            contact,
         });
 
         let svc = services.clone();

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A configuration error, pointing at the offending place.
@@ -38,6 +39,9 @@ pub enum ConfigError {
     /// An agent file under `agents_dir` is bad (names its own file and line).
     #[error(transparent)]
     Agent(#[from] crate::agent::flow::AgentConfigError),
+    /// The contact center's `queues_file` is bad (names its own file and line).
+    #[error(transparent)]
+    Queues(#[from] crate::contact_center::config::QueueConfigError),
     /// The YAML is well-formed but a value is not acceptable.
     #[error("{file}:{line}: {field}: {message}")]
     Invalid {
@@ -93,6 +97,13 @@ pub struct Config {
     /// config not made by `load` (tests).
     #[serde(skip)]
     pub context_key: Option<String>,
+    /// The contact center's human agents and queues (`sip-config/queues.yaml`;
+    /// relative to this file). Absent: no queues (an escalation to a queue
+    /// is refused and the agent goes on).
+    pub queues_file: Option<PathBuf>,
+    /// The loaded and validated `queues_file` (not read from YAML).
+    #[serde(skip)]
+    pub contact_center: Option<Arc<crate::contact_center::config::ContactCenterConfig>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -114,6 +125,8 @@ impl std::fmt::Debug for Config {
             trunks,
             base_dir,
             context_key,
+            queues_file,
+            contact_center,
         } = self;
         f.debug_struct("Config")
             .field("sip", sip)
@@ -131,6 +144,8 @@ impl std::fmt::Debug for Config {
             .field("trunks", trunks)
             .field("base_dir", base_dir)
             .field("context_key", &context_key.as_ref().map(|_| "<set>"))
+            .field("queues_file", queues_file)
+            .field("contact_center", &contact_center.as_ref().map(|c| c.queues.len()))
             .finish()
     }
 }
@@ -821,6 +836,8 @@ impl Default for Config {
             trunks: BTreeMap::new(),
             base_dir: PathBuf::from("."),
             context_key: None,
+            queues_file: None,
+            contact_center: None,
         }
     }
 }
@@ -873,6 +890,7 @@ impl Config {
         if let Err((field, needle, message)) = cfg.http.resolve_env() {
             return Err(ConfigError::Invalid { file: path.to_path_buf(), line: find_line(&text, &needle), field, message });
         }
+        cfg.contact_center = cfg.load_contact_center(&text, path)?.map(Arc::new);
         Ok(cfg)
     }
 
@@ -1211,6 +1229,23 @@ impl Config {
                 None => ConfigError::Agent(e),
             }
         })
+    }
+
+    /// Loads `queues_file` (when set): its AI members must be agents of
+    /// `agents_dir`, its SIP users registrar users (when a registrar is
+    /// configured). Errors name the queues file and line.
+    pub fn load_contact_center(
+        &self,
+        text: &str,
+        path: &Path,
+    ) -> Result<Option<crate::contact_center::config::ContactCenterConfig>, ConfigError> {
+        let Some(file) = &self.queues_file else { return Ok(None) };
+        let graph = self.load_agent_graph(text, path)?;
+        let mut ai: Vec<String> = graph.flow_agents().keys().chain(graph.llm_agents().keys()).cloned().collect();
+        ai.sort();
+        let users: Option<Vec<String>> =
+            self.sip.registrar.as_ref().map(|r| r.users.iter().map(|u| u.user.clone()).collect());
+        Ok(Some(crate::contact_center::config::load(&self.resolve(file), &ai, users.as_deref())?))
     }
 
     /// Resolves a path from the config against the config directory.

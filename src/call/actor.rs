@@ -39,6 +39,8 @@ use tokio::sync::mpsc;
 mod amd;
 #[path = "bridge.rs"]
 pub mod bridge;
+#[path = "queued.rs"]
+pub mod queued;
 use tokio::time::Instant;
 
 /// How long to wait for the far end to confirm our BYE/CANCEL.
@@ -137,8 +139,16 @@ pub struct CallActor {
     context: Option<CallContext>,
     /// A REFERred transfer in progress: (request, give up at).
     transfer: Option<(TransferRequest, Instant)>,
-    /// The second leg of a bridged transfer (warm, or REFER refused).
+    /// The second leg of a bridged transfer (warm, or REFER refused), or
+    /// of a queued call offered to a human agent.
     bridge: Option<bridge::Bridge>,
+    /// Waiting in a contact-center queue.
+    queued: Option<queued::Queued>,
+    /// The contact center holds this call (queued, or with one of its
+    /// agents): told when the call ends.
+    in_contact_center: bool,
+    /// The voice agent's settings (to start another agent of the graph).
+    voice_config: Option<VoiceConfig>,
     /// Answering-machine detection (outbound voice-agent calls with `amd`).
     amd: Option<amd::OutboundAmd>,
 }
@@ -177,6 +187,9 @@ impl CallActor {
             context: None,
             transfer: None,
             bridge: None,
+            queued: None,
+            in_contact_center: false,
+            voice_config: None,
             amd: None,
         }
     }
@@ -400,9 +413,10 @@ impl CallActor {
             let media = &mut self.media;
             // The agent is on hold while a second leg owns the caller's audio.
             let mut held = None;
-            let voice = if self.bridge.is_some() { &mut held } else { &mut self.voice };
+            let voice = if self.bridge.is_some() || self.queued.is_some() { &mut held } else { &mut self.voice };
             let input = tokio::select! {
                 ev = bridge::next_bridge(&mut self.bridge) => Input::Bridge(ev),
+                ev = queued::next_queued(&mut self.queued) => Input::Queued(ev),
                 ev = self.events.recv() => Input::Dialog(ev),
                 cmd = self.commands.recv() => Input::Command(cmd),
                 ev = next_media(media) => Input::Media(ev),
@@ -423,6 +437,7 @@ impl CallActor {
                 Input::Voice(ev) => self.on_voice_event(ev).await,
                 Input::AmdMessage(msg) => self.amd_message(msg).await,
                 Input::Bridge(ev) => self.on_bridge(ev).await,
+                Input::Queued(ev) => self.on_queued(ev).await,
             };
             if let Some(exit) = flow {
                 return exit;
@@ -529,7 +544,13 @@ impl CallActor {
                 let m = self.media.as_mut()?;
                 m.codec.decode(payload.as_deref(), &mut m.pcm16);
                 let frame = std::mem::take(&mut m.pcm16);
-                if self.bridged() {
+                if self.bridged() || self.queued() {
+                    if let Some(rec) = self.recorder.as_mut()
+                        && let Err(e) = rec.write(&frame)
+                    {
+                        tracing::warn!(error = %e, "recording failed; stopping it");
+                        self.recorder = None;
+                    }
                     self.bridge_caller_audio(&frame);
                     if let Some(m) = self.media.as_mut() {
                         m.pcm16 = frame;
@@ -557,7 +578,7 @@ impl CallActor {
                 tracing::info!(%digit, duration_ms, "DTMF");
                 self.record.dtmf.push(digit);
                 self.save(false).await;
-                if self.bridged() {
+                if self.bridged() || self.queued() {
                     self.bridge_caller_dtmf(digit);
                     return None;
                 }
@@ -583,9 +604,18 @@ impl CallActor {
         if self.transfer.as_ref().is_some_and(|(_, until)| *until <= Instant::now()) {
             return self.transfer_failed("no answer in time").await;
         }
+        if self.queued() {
+            self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
+            if let Some(exit) = self.queued_tick().await {
+                return Some(exit);
+            }
+        }
         if self.bridged() {
             self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
             return self.bridge_tick().await;
+        }
+        if self.queued() {
+            return None;
         }
         if let Some(exit) = self.amd_tick().await {
             return Some(exit);
@@ -663,6 +693,7 @@ impl CallActor {
             Brain::App(app) => self.app = Some(app),
             Brain::Voice { cfg, record } => {
                 let Some(svc) = self.svc.voice.clone() else { return };
+                self.voice_config = Some(cfg.clone());
                 let ptime = self
                     .media
                     .as_ref()
@@ -877,6 +908,10 @@ impl CallActor {
     /// with the call's context in the Refer-To headers. Warm: call the
     /// target first ([`bridge`]).
     async fn start_transfer(&mut self, req: TransferRequest) -> Option<Exit> {
+        if let Some(queue) = req.target.strip_prefix("queue:") {
+            let queue = queue.to_string();
+            return self.join_queue(req, &queue).await;
+        }
         if req.mode == TransferMode::Warm {
             return self.start_bridge(req, "warm").await;
         }
@@ -992,6 +1027,7 @@ impl CallActor {
 
     async fn finish(&mut self, reason: &str, status: Option<u16>) {
         self.bridge_hangup();
+        self.leave_contact_center();
         self.stop_recording();
         if let Some(r) = self.stereo.take()
             && let Err(e) = r.finalize() {
@@ -1072,6 +1108,7 @@ impl AudioOut for Media {
 /// One input to the loop, gathered by `select!`.
 enum Input {
     Bridge(bridge::BridgeInput),
+    Queued(queued::QueuedInput),
     Voice(VoiceEvent),
     AmdMessage(Result<Vec<i16>, String>),
     Dialog(Option<DialogEvent>),

@@ -28,6 +28,7 @@ use crate::agent::context::{CallContext, invite_headers};
 use crate::agent::escalation::{Brief, TransferMode, TransferRequest};
 use crate::call::service::OutboundLeg;
 use crate::call::state::CallState;
+use crate::ids::HumanAgentId;
 use crate::rtp::proto::session::RtpEvent;
 use crate::sip::driver::{DialogEvent, DialogHandle};
 use crate::sip::sdp::{self, LocalMedia};
@@ -58,6 +59,9 @@ pub(super) enum Phase {
 pub(super) struct Bridge {
     /// What the agent asked for.
     req: TransferRequest,
+    /// The human agent rung for a queued call (a contact-center offer), if
+    /// that is what this leg is.
+    offer: Option<HumanAgentId>,
     /// Why skald bridges: `warm`, or `refer-refused`.
     why: &'static str,
     /// The Request-URI dialed.
@@ -82,6 +86,18 @@ pub(super) struct Bridge {
     brief_queued: bool,
     /// Ringback tone position, samples.
     ringback_pos: usize,
+}
+
+impl Bridge {
+    /// The human agent this leg rings for a queued call, if it is an offer.
+    pub(super) fn offer(&self) -> Option<&HumanAgentId> {
+        self.offer.as_ref()
+    }
+
+    /// Whether caller and target hear each other.
+    pub(super) fn connected(&self) -> bool {
+        self.phase == Phase::Connected
+    }
 }
 
 /// One input from the second leg, gathered by the actor's `select!`.
@@ -157,6 +173,17 @@ impl CallActor {
     /// ringback meanwhile; the voice agent is on hold. A target that cannot
     /// even be dialed sends the caller back to the agent at once.
     pub(super) async fn start_bridge(&mut self, req: TransferRequest, why: &'static str) -> Option<Exit> {
+        self.start_leg(req, why, None).await
+    }
+
+    /// Rings the human agent a queued call is offered to: a second leg
+    /// connected as soon as the agent answers; hold music goes on meanwhile.
+    pub(super) async fn start_offer(&mut self, req: TransferRequest, agent: HumanAgentId) -> Option<Exit> {
+        self.start_leg(req, "queue-offer", Some(agent)).await
+    }
+
+    /// Dials the second leg (see [`CallActor::start_bridge`]).
+    async fn start_leg(&mut self, req: TransferRequest, why: &'static str, offer: Option<HumanAgentId>) -> Option<Exit> {
         let mut ctx = self.transfer_context(&req);
         ctx.escalation_reason.get_or_insert_with(|| "caller asked for a person".into());
         let key = self.svc.config.context_key.clone().unwrap_or_default();
@@ -178,6 +205,11 @@ impl CallActor {
         };
         let OutboundLeg { call, local, sockets, target } = match leg {
             Ok(l) => l,
+            Err(e) if offer.is_some() => {
+                tracing::warn!(error = %e, "cannot ring the agent: next");
+                self.offer_declined(offer.as_ref()?);
+                return None;
+            }
             Err(e) => {
                 self.transfer = Some((req, tokio::time::Instant::now()));
                 return Box::pin(self.transfer_failed(&format!("cannot call the target: {e}"))).await;
@@ -188,11 +220,14 @@ impl CallActor {
             "target": req.target, "mode": mode_name(req.mode), "bridged": true, "why": why, "context": ctx,
         });
         self.event("transfer.started", data).await;
-        self.set_state(CallState::Transferring).await;
+        if offer.is_none() {
+            self.set_state(CallState::Transferring).await;
+        }
         let brief_rx = (req.mode == TransferMode::Warm && req.brief == Brief::Spoken)
-            .then(|| self.render_brief(brief_text(&ctx)))
+            .then(|| self.render_speech(brief_text(&ctx)))
             .flatten();
         self.bridge = Some(Bridge {
+            offer,
             req,
             why,
             target_uri: target,
@@ -207,7 +242,7 @@ impl CallActor {
             brief_queued: false,
             ringback_pos: 0,
         });
-        if let Some(m) = self.media.as_mut() {
+        if let Some(m) = self.media.as_mut().filter(|_| self.queued.is_none()) {
             m.stream.session_mut().clear_outbound();
         }
         self.playout_check.get_or_insert_with(|| tokio::time::Instant::now() + super::PLAYOUT_CHECK);
@@ -216,7 +251,7 @@ impl CallActor {
 
     /// Starts rendering `text` with the call's TTS in a task; the audio
     /// (16 kHz mono) arrives on the returned channel. `None` without TTS.
-    fn render_brief(&self, text: String) -> Option<oneshot::Receiver<Vec<i16>>> {
+    pub(super) fn render_speech(&self, text: String) -> Option<oneshot::Receiver<Vec<i16>>> {
         let tts = self.svc.voice.as_ref()?.tts.clone();
         let (tx, rx) = oneshot::channel();
         self.svc.tracker.spawn(async move {
@@ -383,6 +418,10 @@ impl CallActor {
         if b.phase == Phase::Briefing && b.brief_queued && b.media.as_ref().is_some_and(|m| m.stream_outbound_len() == 0) {
             return self.bridge_connect().await;
         }
+        if self.queued.is_some() {
+            // A queued caller hears the queue's music ([`super::queued`]).
+            return None;
+        }
         let b = self.bridge.as_mut()?;
         if let Some(m) = self.media.as_mut() {
             let frame = m.codec.frame_16k();
@@ -414,6 +453,10 @@ impl CallActor {
     async fn bridge_connect(&mut self) -> Option<Exit> {
         let b = self.bridge.as_mut()?;
         b.phase = Phase::Connected;
+        if let Some(agent) = b.offer.clone() {
+            self.offer_answered(&agent);
+        }
+        let b = self.bridge.as_mut()?;
         let data = serde_json::json!({
             "target": b.req.target, "mode": mode_name(b.req.mode), "bridged": true, "why": b.why,
         });
@@ -433,6 +476,11 @@ impl CallActor {
     /// stops and the caller is back with the agent, who says so.
     async fn bridge_failed(&mut self, why: &str) -> Option<Exit> {
         let b = self.bridge.take()?;
+        if let Some(agent) = &b.offer {
+            tracing::info!(%agent, %why, "the agent did not take the call: next");
+            self.offer_declined(agent);
+            return None;
+        }
         if let Some(m) = self.media.as_mut() {
             m.stream.session_mut().clear_outbound();
         }

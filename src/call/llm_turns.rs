@@ -211,10 +211,7 @@ impl LlmBrain {
                             out.push(LlmOut::TransferAfter(TransferRequest::cold(number)))
                         }
                         EscalationTarget::Agent(name) => queue.push_back(AgentStep::Handoff { to: name }),
-                        EscalationTarget::Queue(q) => {
-                            out.push(LlmOut::Error(format!("escalation to queue `{q}`: queues are not served yet")));
-                            out.push(LlmOut::HangupAfter(format!("escalated-to-queue: {q}")));
-                        }
+                        EscalationTarget::Queue(q) => out.push(LlmOut::TransferAfter(TransferRequest::cold(format!("queue:{q}")))),
                     }
                     out.push(LlmOut::Close);
                 }

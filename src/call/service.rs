@@ -86,6 +86,8 @@ pub struct CallServices {
     pub contexts: crate::agent::context::ContextStore,
     /// Live event bus (`GET /api/v1/events`).
     pub events: crate::events::EventBus,
+    /// The contact center (queues, human agents), when `queues_file` is set.
+    pub contact: Option<super::contact::ContactCenterHandle>,
 }
 
 impl CallServices {

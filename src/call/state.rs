@@ -15,6 +15,8 @@ pub enum CallState {
     /// skald asked the caller's side to call another party (REFER) and
     /// waits for the outcome.
     Transferring,
+    /// The caller waits in a contact-center queue (hold music).
+    Queued,
     /// The caller is connected to a transfer target through skald (a warm
     /// transfer, or a cold one whose REFER was refused): skald relays media.
     Bridged,
@@ -32,6 +34,7 @@ impl CallState {
             CallState::Answered => "answered",
             CallState::OnHold => "on_hold",
             CallState::Transferring => "transferring",
+            CallState::Queued => "queued",
             CallState::Bridged => "bridged",
             CallState::Ending => "ending",
             CallState::Ended => "ended",

@@ -9,20 +9,25 @@
 //! | `Offline` | [`AgentPool::online`] (registered) | `Available`, idle since now |
 //! | `Available` | [`AgentPool::ring`] | `Ringing { call, until: now + ring timeout }` |
 //! | `Ringing` | [`AgentPool::answer`] | `OnCall { call }` |
-//! | `Ringing` | `until` reached ([`AgentPool::handle_timeout`]), or [`AgentPool::stop_ringing`] (declined, caller left, overflow) | `Available`, idle since unchanged |
+//! | `Ringing` | `until` reached ([`AgentPool::handle_timeout`]) or [`AgentPool::declined`] | `WrapUp { until: now + MISSED_OFFER_REST }` (rests, then idle since its end) |
+//! | `Ringing` | [`AgentPool::stop_ringing`] (caller left, overflow) | `Available`, idle since unchanged |
 //! | `OnCall` | [`AgentPool::hang_up`] | `WrapUp { until: now + wrap-up }`, or `Available` (idle since now) when wrap-up is 0 |
 //! | `WrapUp` | `until` reached ([`AgentPool::handle_timeout`]) | `Available`, idle since `until` |
 //! | any but `OnCall` | [`AgentPool::offline`] (registration lost) | `Offline` |
 //! | `OnCall` | [`AgentPool::offline`] | stays `OnCall` (the call goes on); `Offline` at hang-up unless online again first |
 //!
 //! *Idle since* (the longest-idle key) is when the agent last became
-//! available after a call (end of wrap-up) or after coming online; an
-//! unanswered offer does not reset it.
+//! available after a call or a missed offer (end of wrap-up / rest) or
+//! after coming online.
 
 use super::queue::CallKey;
 use crate::ids::HumanAgentId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+
+/// How long an agent who declined an offer or let it ring out rests (as in
+/// wrap-up) before the next offer: a busy phone is not rung again at once.
+pub const MISSED_OFFER_REST: Duration = Duration::from_secs(10);
 
 /// A human agent's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +196,20 @@ impl<C: CallKey> AgentPool<C> {
         Ok(())
     }
 
+    /// The agent declined the offer of `call` (busy, reject): like a ring
+    /// out, the agent rests for [`MISSED_OFFER_REST`] before the next
+    /// offer (RONA, redirect on no answer). Returns false when the agent was
+    /// not ringing for `call`.
+    pub fn declined(&mut self, id: &HumanAgentId, call: C, now: Instant) -> bool {
+        if !self.stop_ringing(id, call) {
+            return false;
+        }
+        if let Some(a) = self.agents.get_mut(id) {
+            a.presence = Presence::WrapUp { until: now + MISSED_OFFER_REST };
+        }
+        true
+    }
+
     /// Ends the ringing for `call` without an answer: the agent is available
     /// again (idle since unchanged). Returns whether the agent was ringing
     /// for that call (otherwise nothing changes).
@@ -243,7 +262,7 @@ impl<C: CallKey> AgentPool<C> {
         for (id, a) in &mut self.agents {
             match a.presence {
                 Presence::Ringing { call, until } if until <= now => {
-                    a.presence = Presence::Available;
+                    a.presence = Presence::WrapUp { until: now + MISSED_OFFER_REST };
                     rung_out.push((id.clone(), call));
                 }
                 Presence::WrapUp { until } if until <= now => {

@@ -235,7 +235,7 @@ impl<C: CallKey> ContactCenter<C> {
     /// The ringing agent rejected `call` (busy, declined): the agent is
     /// available again, skipped for this call, and the call is offered on.
     pub fn declined(&mut self, agent: &HumanAgentId, call: C, now: Instant) -> Result<(), RoutingError> {
-        if !self.pool.stop_ringing(agent, call) {
+        if !self.pool.declined(agent, call, now) {
             return Err(AgentError::NotRinging(agent.clone()).into());
         }
         self.queue_mut_of(call)?.retract(call, RetractReason::Declined)?;

@@ -243,9 +243,9 @@ fn ring_timeout_moves_the_offer_to_the_next_agent() {
     assert!(drain(&mut cc).is_empty());
     cc.handle_timeout(at(17_000));
     assert_eq!(drain(&mut cc), [retract(1, "x", RetractReason::RingTimeout), offer(1, human("y"))]);
-    assert_eq!(cc.pool().presence(&id("x")), Some(Presence::Available));
-    assert_eq!(cc.pool().idle_since(&id("x")), Some(at(0)), "a missed ring does not reset idle time");
-    // y rings out too: everyone was tried, so x is rung again.
+    // x rests before the next offer (redirect on no answer).
+    assert_eq!(cc.pool().presence(&id("x")), Some(Presence::WrapUp { until: at(27_000) }));
+    // y rings out too: everyone was tried, so x is rung again, now rested.
     cc.handle_timeout(at(32_000));
     assert_eq!(drain(&mut cc), [retract(1, "y", RetractReason::RingTimeout), offer(1, human("x"))]);
     assert_eq!(cc.position(1), Some(1), "the call kept its place throughout");
@@ -259,6 +259,8 @@ fn a_declined_offer_goes_to_the_next_agent() {
     assert!(cc.declined(&id("y"), 1, at(1_000)).is_err());
     cc.declined(&id("x"), 1, at(1_000)).unwrap();
     assert_eq!(drain(&mut cc), [retract(1, "x", RetractReason::Declined), offer(1, human("y"))]);
+    // A busy agent is not rung again at once.
+    assert_eq!(cc.pool().presence(&id("x")), Some(Presence::WrapUp { until: at(11_000) }));
 }
 
 #[test]
@@ -327,9 +329,13 @@ fn agent_going_offline_while_ringing_moves_the_offer() {
     cc.agent_offline(&id("x"), at(4_000)).unwrap();
     assert_eq!(drain(&mut cc), [retract(1, "x", RetractReason::AgentOffline), offer(1, human("y"))]);
     assert_eq!(cc.pool().presence(&id("x")), Some(Presence::Offline));
-    // y rings out; x is offline, so y (the only one left) is rung again.
+    // y rings out; x is offline, so y (the only one left) is rung again
+    // once rested: a missed offer is not rung again at once.
     cc.handle_timeout(at(19_000));
-    assert_eq!(drain(&mut cc), [retract(1, "y", RetractReason::RingTimeout), offer(1, human("y"))]);
+    assert_eq!(drain(&mut cc), [retract(1, "y", RetractReason::RingTimeout)]);
+    assert_eq!(cc.poll_timeout(), Some(at(29_000)));
+    cc.handle_timeout(at(29_000));
+    assert_eq!(drain(&mut cc), [offer(1, human("y"))]);
     cc.agent_online(&id("x"), at(20_000)).unwrap();
     assert_eq!(cc.pool().presence(&id("x")), Some(Presence::Available));
     assert_eq!(cc.pool().idle_since(&id("x")), Some(at(20_000)));

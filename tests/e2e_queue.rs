@@ -1,0 +1,253 @@
+//! End to end: a caller escalated to a contact-center queue. The dental
+//! agent's transfer goes to `queue:front`; the queue has two human agents
+//! in round-robin order: alice at a fixed URI (a sipp phone that checks the
+//! INVITE's context headers and answers 486 Busy Here) and bob, a baresip
+//! phone that registers with skald's registrar (digest auth) while the
+//! caller waits and answers automatically, speaking real (Piper) speech.
+//! The caller (sipp signaling, the test's RTP endpoint) must hear hold
+//! music, a spoken position announcement, then bob.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PASSWORD_ENV: &str = "SKALD_TEST_BOB_PASSWORD";
+const PASSWORD: &str = "bob-secret-123";
+
+/// Config dir: the dental agent transferring to `queue:front`, a registrar
+/// for bob, and `queues.yaml` with alice (at `alice_uri`) and bob.
+fn config(dir: &Path, alice_uri: &str) -> String {
+    let agents = dir.join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
+        let p = e.unwrap().path();
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        if p.ends_with("dental-front-desk.yaml") {
+            text = text.replace("target: sip:frontdesk@clinic.example", "target: queue:front");
+        }
+        std::fs::write(agents.join(p.file_name().unwrap()), text).unwrap();
+    }
+    let hold = repo().join("sip-config/prompts/hold.wav");
+    std::fs::write(
+        dir.join("queues.yaml"),
+        format!(
+            "agents:\n  - id: alice\n    uri: {alice_uri}\n    ring_timeout_secs: 10\n  \
+             - id: bob\n    sip_user: bob\n    ring_timeout_secs: 10\n\
+             queues:\n  front:\n    hold_music: {}\n    announce_every_secs: 4\n    \
+             strategy: round-robin\n    members: [alice, bob]\n",
+            hold.display()
+        ),
+    )
+    .unwrap();
+    example_config()
+        .lines()
+        .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replacen(
+            "sip:\n",
+            &format!(
+                "sip:\n  registrar:\n    realm: skald\n    algorithms: [MD5]\n    users:\n      \
+                 - user: bob\n        password_env: {PASSWORD_ENV}\n"
+            ),
+            1,
+        )
+        + &format!("\nqueues_file: {}\n", dir.join("queues.yaml").display())
+}
+
+/// alice's phone: sipp checking the context headers and the caller's
+/// number, then refusing with 486.
+fn alice_phone(dir: &Path) -> (std::thread::JoinHandle<std::process::Output>, String) {
+    let mut s = std::fs::read_to_string(scenario("uas_target.xml")).unwrap();
+    s = s.replace("@FINAL@", &std::fs::read_to_string(repo().join("tests/sipp/target_busy.xml.part")).unwrap());
+    for (k, v) in [("FROM_RE", "sip:\\+15550199@"), ("RING_MS", "500")] {
+        s = s.replace(&format!("@{k}@"), v);
+    }
+    let sf = dir.join("alice.xml");
+    std::fs::write(&sf, s).unwrap();
+    let port = free_port();
+    let sf = sf.display().to_string();
+    let t = std::thread::spawn(move || {
+        let p = port.to_string();
+        sipp(&["-sf", &sf, "-i", "127.0.0.1", "-p", &p, "-m", "1"], Duration::from_secs(120))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    (t, format!("sip:alice@127.0.0.1:{port}"))
+}
+
+/// bob's phone: baresip registering as bob, answering automatically and
+/// playing `wav` into the call, for `secs` seconds.
+fn bob_phone(dir: &Path, skald: &Skald, wav: &Path, secs: u32) -> std::thread::JoinHandle<String> {
+    let port = free_port();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\n\
+             audio_player nil,nil\naudio_source aufile,{}\naudio_alert nil,nil\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+             module_app account.so\nmodule_app menu.so\n",
+            wav.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("accounts"),
+        format!("<sip:bob@127.0.0.1:{}>;auth_pass={PASSWORD};regint=60;answermode=auto\n", skald.sip_port),
+    )
+    .unwrap();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let out = Command::new("timeout")
+            .arg((secs + 10).to_string())
+            .arg("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .args(["-t", &secs.to_string()])
+            .output()
+            .expect("baresip (installed by `make test`)");
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    })
+}
+
+/// Writes µ-law 8 kHz audio as a 16-bit WAV.
+fn write_wav(path: &Path, ulaw: &[u8]) {
+    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    // Half a second of silence first: the caller is connected at the answer.
+    for _ in 0..4000 {
+        w.write_sample(0i16).unwrap();
+    }
+    for &b in ulaw {
+        w.write_sample(mulaw_to_linear(b)).unwrap();
+    }
+    // Then silence: baresip ends the call when its source file ends.
+    for _ in 0..8000 * 30 {
+        w.write_sample(0i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// Waits until a call on `skald` is in `state`; returns when.
+fn wait_state(skald: &Skald, state: &str, timeout: Duration) -> Instant {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if skald.calls().iter().any(|c| c["state"] == state) {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "no call `{state}` in {timeout:?}:\n{}", skald.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Share of the energy of an 8 kHz window at the frequencies `hz`.
+fn tone_share(w: &[i16], hz: &[f64]) -> f64 {
+    let energy: f64 = w.iter().map(|&x| (x as f64).powi(2)).sum();
+    let power = |f: f64| {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (n, &x) in w.iter().enumerate() {
+            let ph = 2.0 * std::f64::consts::PI * f * n as f64 / 8000.0;
+            re += x as f64 * ph.cos();
+            im -= x as f64 * ph.sin();
+        }
+        re * re + im * im
+    };
+    hz.iter().map(|&f| power(f)).sum::<f64>() / (w.len() as f64 / 2.0 * energy.max(1.0))
+}
+
+#[test]
+fn a_queued_caller_hears_hold_music_and_the_position_then_the_registered_agent() {
+    let person = piper_ulaw("Can I talk to a person please?");
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, alice_uri) = alice_phone(dir.path());
+    let yaml = config(dir.path(), &alice_uri);
+    let skald = Skald::start_with_env(&yaml, &[(PASSWORD_ENV, PASSWORD)]);
+    let bob_wav = dir.path().join("bob.wav");
+    write_wav(&bob_wav, &piper_ulaw("Hi, this is Bob from the front desk. How can I help you?"));
+
+    let peer = RtpPeer::start();
+    let caller = std::thread::spawn({
+        let uri = skald.uri("+15550123");
+        let sf = dir.path().join("caller.xml");
+        let mut s = std::fs::read_to_string(scenario("uac_call.xml")).unwrap();
+        for (k, v) in [
+            ("PTS", "0 101".to_string()),
+            ("MEDIA_PORT", peer.port.to_string()),
+            ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0".to_string()),
+            ("MEDIA", String::new()),
+        ] {
+            s = s.replace(&format!("@{k}@"), &v);
+        }
+        std::fs::write(&sf, s).unwrap();
+        move || {
+            let hostport = uri.split('@').nth(1).unwrap().to_string();
+            let (sf, p) = (sf.display().to_string(), free_port().to_string());
+            sipp(&[&hostport, "-s", "+15550123", "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", "32000"], Duration::from_secs(100))
+        }
+    });
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    peer.say(&person);
+    let queued_at = wait_state(&skald, "queued", Duration::from_secs(20));
+    // alice is rung first (round-robin) and is busy; bob is not registered
+    // yet: the caller waits, with music and an announcement.
+    std::thread::sleep(Duration::from_secs(7));
+    let bob = bob_phone(&dir.path().join("bob"), &skald, &bob_wav, 40);
+    let bridged_at = wait_state(&skald, "bridged", Duration::from_secs(20));
+    let end = peer.wait_agent_turn(bridged_at, Duration::from_millis(1500), Duration::from_secs(20));
+    let heard: Vec<_> = peer.heard().into_iter().filter(|(t, _)| *t >= bridged_at && *t <= end).collect();
+    let from_bob = transcribe_heard(&heard).to_lowercase();
+    eprintln!("the caller heard bob: {from_bob}");
+
+    let waiting: Vec<(Instant, Vec<i16>)> =
+        peer.heard().into_iter().filter(|(t, _)| *t >= queued_at && *t < bridged_at).collect();
+    // The announcement: what is heard while waiting that is not music.
+    let chord = [261.6, 329.6, 392.0, 523.3];
+    let spoken: Vec<(Instant, Vec<i16>)> = waiting
+        .chunks(5)
+        .filter(|w| {
+            let s: Vec<i16> = w.iter().flat_map(|(_, f)| f.clone()).collect();
+            tone_share(&s, &chord) < 0.3
+        })
+        .flat_map(|w| w.to_vec())
+        .collect();
+    let announcement = transcribe_heard(&spoken).to_lowercase();
+    eprintln!("while waiting ({} of {} frames not music): {announcement}", spoken.len(), waiting.len());
+    let samples: Vec<i16> = waiting.iter().flat_map(|(_, f)| f.clone()).collect();
+    // Hold music (sip-config/prompts/hold.wav: a C-major chord, C4 E4 G4
+    // C5), not ringback and not silence.
+    let windows: Vec<&[i16]> = samples.chunks_exact(800).collect();
+    let music = windows.iter().filter(|w| is_loud(w) && tone_share(w, &chord) > 0.5).count();
+    let ringback = windows.iter().filter(|w| is_loud(w) && tone_share(w, &[440.0, 480.0]) > 0.6).count();
+    eprintln!("{} windows of 100 ms: {music} music, {ringback} ringback", windows.len());
+    assert!(music >= 20, "at least 2 s of hold music: {music} × 100 ms");
+    assert_eq!(ringback, 0, "music, not ringback");
+    assert!(from_bob.contains("bob") && from_bob.contains("front desk"), "bob reaches the caller: {from_bob}");
+
+    let c = caller.join().unwrap();
+    assert!(c.status.success(), "caller:\n{}\n{}", String::from_utf8_lossy(&c.stderr), String::from_utf8_lossy(&c.stdout));
+    let out = alice.join().unwrap();
+    assert!(out.status.success(), "alice's phone (context headers, caller number):\n{}", String::from_utf8_lossy(&out.stderr));
+    let bob_out = bob.join().unwrap();
+    assert!(bob_out.contains("200 OK"), "bob registered:\n{bob_out}");
+
+    let c = &skald.wait_ended(1, Duration::from_secs(30))[0];
+    let d = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()));
+    let kinds: Vec<&str> = d["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    eprintln!("events: {kinds:?}");
+    let offers: Vec<String> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "queue.offer")
+        .map(|e| e["data"]["agent"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(announcement.contains("next in line"), "the position is announced: {announcement}");
+    assert_eq!(offers, ["alice", "bob"], "round-robin: alice first, then bob once registered");
+    for kind in ["queue.joined", "queue.declined", "queue.position", "queue.answered", "queue.left", "transfer.completed"] {
+        assert!(kinds.contains(&kind), "`{kind}` in {kinds:?}");
+    }
+    assert_eq!(d["end_reason"], "remote-bye", "{d:#}");
+}
