@@ -56,6 +56,13 @@ function showOk(where, text) {
   node.hidden = false;
 }
 
+/** Shows a request under way (and clears an earlier outcome's style). */
+function pending(sel, text) {
+  const node = $(sel);
+  node.textContent = text;
+  node.className = 'result';
+}
+
 function fmtDuration(ms) {
   if (ms === null || ms === undefined || ms < 0) return '–';
   const s = Math.floor(ms / 1000);
@@ -336,7 +343,7 @@ async function openCall(id) {
   state.current = { id, call: null, turns: new Map(), events: [], session: null, link: null, mode: null };
   $('#call-title').textContent = `Call ${id.slice(0, 8)}…`;
   for (const s of ['#transcript', '#events', '#latency tbody', '#call-facts']) $(s).replaceChildren();
-  $('#sup-result').textContent = '';
+  pending('#sup-result', '');
   $('#sup-mode').textContent = '';
   $('#context').textContent = 'none received';
   await loadCall(id);
@@ -424,7 +431,7 @@ function renderTranscript() {
 }
 
 function renderLatency() {
-  const rows = [...state.current.turns.values()].filter((t) => t.latency).sort((a, b) => a.seq - b.seq);
+  const rows = [...state.current.turns.values()].filter((t) => t.latency && Object.values(t.latency).some((x) => x !== null && x !== undefined)).sort((a, b) => a.seq - b.seq);
   const v = (x) => (x === null || x === undefined ? '–' : String(x));
   $('#latency tbody').replaceChildren(...rows.map((t) =>
     el('tr', {}, el('td', { text: `#${t.seq}` }), el('td', { text: v(t.latency.stt_ms) }), el('td', { text: v(t.latency.agent_ms) }),
@@ -471,7 +478,7 @@ async function supervise(action) {
   const text = $('#sup-text').value.trim();
   if (action === 'whisper' && text) body.text = text;
   if (cur.session) body.session = cur.session;
-  $('#sup-result').textContent = `${label}…`;
+  pending('#sup-result', `${label}…`);
   try {
     const res = await api('POST', `/api/v1/calls/${cur.id}/supervise`, body);
     if (state.current !== cur) return;
@@ -534,7 +541,7 @@ function closeSupervision(message) {
 async function hangup() {
   const cur = state.current;
   if (!cur) return;
-  $('#sup-result').textContent = 'Hanging up…';
+  pending('#sup-result', 'Hanging up…');
   try {
     await api('POST', `/api/v1/calls/${cur.id}/hangup`);
     showOk('#sup-result', 'Hang up: the call is ending.');
@@ -549,7 +556,7 @@ async function transfer(ev) {
   if (!cur) return;
   const target = $('#xfer-target').value.trim();
   const mode = $('#xfer-mode').value;
-  $('#sup-result').textContent = 'Transferring…';
+  pending('#sup-result', 'Transferring…');
   try {
     const res = await api('POST', `/api/v1/calls/${cur.id}/transfer`, { target, mode });
     showOk('#sup-result', `Transfer (${mode}) to ${target}: ${res && res.status ? res.status : 'started'}`);
@@ -607,7 +614,7 @@ function fillAppSelects() {
 function wireTestView() {
   $('#test-call-form').addEventListener('submit', startTestCall);
   $('#talk-start').addEventListener('click', startTalk);
-  $('#talk-stop').addEventListener('click', () => { stopTalk(); $('#talk-result').textContent = 'Stopped.'; });
+  $('#talk-stop').addEventListener('click', () => { stopTalk(); pending('#talk-result', 'Stopped.'); });
 }
 
 async function startTestCall(ev) {
@@ -618,7 +625,7 @@ async function startTestCall(ev) {
   if (trunk) body.trunk = trunk;
   if (from) body.from = from;
   const result = $('#tc-result');
-  result.textContent = 'Calling…';
+  pending('#tc-result', 'Calling…');
   try {
     const res = await api('POST', '/api/v1/calls', body);
     result.replaceChildren('Call placed: ', el('a', { href: `#/calls/${res.id}`, 'data-call-id': res.id, text: res.id }));
@@ -637,7 +644,7 @@ async function startTalk() {
   const path = `/api/v1/talk?app=${encodeURIComponent(app)}`;
   let opened = false;
   $('#talk-transcript').replaceChildren();
-  result.textContent = 'Connecting…';
+  pending('#talk-result', 'Connecting…');
   const link = new AudioLink(wsUrl(path), {
     onOpen: async () => {
       opened = true;
