@@ -15,6 +15,9 @@
 //! | `POST /api/v1/calls` [admin] | [`api::calls::dial`] |
 //! | `GET /api/v1/calls/{id}` [viewer] | [`api::calls::get`] |
 //! | `POST /api/v1/calls/{id}/hangup` [supervisor] | [`api::calls::hangup`] |
+//! | `GET /api/v1/calls/{id}/recording` [viewer] | [`api::calls::recording`] |
+//! | `GET /api/v1/agents` [viewer] | [`api::agents::list`] |
+//! | `GET /agent/gui`, `/agent/gui/assets/{file}` (open, static; not in the OpenAPI) | [`ui`] |
 //! | `GET /api/v1/twilio/media-stream` (WebSocket, Twilio-signed) | [`media_ws::media_stream`] |
 //! | `GET /api/v1/events[?call_id=ID]` (WebSocket) [viewer] | [`events_ws::events`] |
 //! | `GET /api/v1/context/{ref}?token=…` [context token or viewer] | [`api::context::get`] |
@@ -38,6 +41,7 @@ pub mod health;
 pub mod media_ws;
 pub mod openapi;
 pub mod twilio;
+pub mod ui;
 
 use crate::call::registry::CallRegistry;
 use crate::observability::Metrics;
@@ -98,6 +102,7 @@ pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn router(state: HttpState) -> Router {
     let (routes, _) = routes(&state.auth).split_for_parts();
     routes
+        .merge(ui::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -114,6 +119,8 @@ pub fn routes(auth: &auth::Auth) -> OpenApiRouter<HttpState> {
         .routes(routes!(api::calls::list, api::calls::dial))
         .routes(routes!(api::calls::get))
         .routes(routes!(api::calls::hangup))
+        .routes(routes!(api::calls::recording))
+        .routes(routes!(api::agents::list))
         .routes(routes!(auth::logout))
         .routes(routes!(openapi::openapi_json))
         .route_layer(require.clone())

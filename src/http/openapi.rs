@@ -145,6 +145,8 @@ mod tests {
             "POST /api/v1/calls",
             "GET /api/v1/calls/{id}",
             "POST /api/v1/calls/{id}/hangup",
+            "GET /api/v1/calls/{id}/recording",
+            "GET /api/v1/agents",
             "GET /api/v1/twilio/media-stream",
             "GET /api/v1/events",
             "GET /api/v1/context/{reference}",

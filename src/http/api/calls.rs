@@ -415,3 +415,58 @@ fn record_from_summary(s: &CallSummary) -> CallRecord {
         ..CallRecord::default()
     }
 }
+
+/// `GET /api/v1/calls/{id}/recording`: the call's recording as WAV (the
+/// record's `recording_path`; stereo for voice agents: caller left, agent
+/// right).
+///
+/// Inputs: `id`, a call id (UUID). Output: `200 audio/wav`. Status: 400 for
+/// a malformed id, 404 when there is no such call or it has no recording
+/// (or its file is gone), 409 while the call is live (the file is still
+/// being written), 500 when the store fails. A viewer may fetch it, like
+/// the transcript it goes with.
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/{id}/recording",
+    tag = "calls",
+    params(("id" = String, Path, description = "Call id (UUID)")),
+    responses(
+        (status = 200, description = "The recording", content_type = "audio/wav"),
+        (status = 400, description = "`id` is not a UUID", body = ErrorBody),
+        (status = 401, description = "No valid token or session", body = ErrorBody),
+        (status = 404, description = "No such call, or no recording", body = ErrorBody),
+        (status = 409, description = "The call is live; its recording is still being written", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+    extensions(("x-skald-role" = json!("viewer"))),
+)]
+pub async fn recording(
+    State(st): State<HttpState>,
+    _who: Principal,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    use axum::http::header;
+    let id = parse_id(&id)?;
+    let record = st.store.get_call(id).await?;
+    if st.registry.get(id).is_some() {
+        return Err(ApiError::Conflict(format!("call {id} is live; its recording is still being written")));
+    }
+    let record = record.ok_or_else(|| not_found(id))?;
+    let Some(path) = record.recording_path else {
+        return Err(ApiError::NotFound(format!("call {id} has no recording")));
+    };
+    let wav = tokio::fs::read(&path).await.map_err(|e| {
+        tracing::warn!(error = %e, call_id = %id, "recording file unreadable");
+        ApiError::NotFound(format!("the recording of call {id} is gone"))
+    })?;
+    let disposition = format!("inline; filename=\"skald-{id}.wav\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "audio/wav".to_owned()),
+            (header::CACHE_CONTROL, "private, no-store".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        wav,
+    ))
+}

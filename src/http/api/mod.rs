@@ -1,4 +1,5 @@
 //! The versioned JSON API under `/api/v1`.
 
+pub mod agents;
 pub mod calls;
 pub mod context;
