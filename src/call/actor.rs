@@ -39,6 +39,8 @@ use tokio::sync::mpsc;
 mod amd;
 #[path = "bridge.rs"]
 pub mod bridge;
+#[path = "supervise.rs"]
+pub mod supervise;
 use tokio::time::Instant;
 
 /// How long to wait for the far end to confirm our BYE/CANCEL.
@@ -141,6 +143,8 @@ pub struct CallActor {
     bridge: Option<bridge::Bridge>,
     /// Answering-machine detection (outbound voice-agent calls with `amd`).
     amd: Option<amd::OutboundAmd>,
+    /// Supervisors listening, whispering, barging in or taking over.
+    supervision: supervise::Supervision,
 }
 
 /// How long a REFERred transfer may take to report success.
@@ -178,6 +182,7 @@ impl CallActor {
             transfer: None,
             bridge: None,
             amd: None,
+            supervision: supervise::Supervision::default(),
         }
     }
 
@@ -397,10 +402,11 @@ impl CallActor {
         loop {
             let app_deadline = self.app.as_ref().and_then(|a| a.poll_timeout()).map(Instant::from_std);
             let playout_check = self.playout_check;
+            let hold = self.bridge.is_some() || self.supervise_holds_agent();
             let media = &mut self.media;
             // The agent is on hold while a second leg owns the caller's audio.
             let mut held = None;
-            let voice = if self.bridge.is_some() { &mut held } else { &mut self.voice };
+            let voice = if hold { &mut held } else { &mut self.voice };
             let input = tokio::select! {
                 ev = bridge::next_bridge(&mut self.bridge) => Input::Bridge(ev),
                 ev = self.events.recv() => Input::Dialog(ev),
@@ -519,7 +525,12 @@ impl CallActor {
                 self.send_dtmf(&digits);
                 None
             }
-            CallCommand::Transfer { target } => self.start_transfer(TransferRequest::cold(target)).await,
+            CallCommand::Transfer { target, mode } => self.start_transfer(TransferRequest { mode, ..TransferRequest::cold(target) }).await,
+            CallCommand::Supervise { session, mode, text, by, reply } => self.on_supervise(session, mode, text, by, reply).await,
+            CallCommand::SuperviseAttach { session, reply } => {
+                self.on_supervise_attach(&session, reply);
+                None
+            }
         }
     }
 
@@ -529,8 +540,14 @@ impl CallActor {
                 let m = self.media.as_mut()?;
                 m.codec.decode(payload.as_deref(), &mut m.pcm16);
                 let frame = std::mem::take(&mut m.pcm16);
-                if self.bridged() {
-                    self.bridge_caller_audio(&frame);
+                if let Some(exit) = self.supervise_caller_frame(&frame).await {
+                    return Some(exit);
+                }
+                if self.bridged() || self.supervise_owns_caller() {
+                    if self.bridged() {
+                        let to_target = self.supervision.to_target(&frame);
+                        self.bridge_caller_audio(&to_target);
+                    }
                     if let Some(m) = self.media.as_mut() {
                         m.pcm16 = frame;
                     }
@@ -590,7 +607,7 @@ impl CallActor {
         if let Some(exit) = self.amd_tick().await {
             return Some(exit);
         }
-        if self.voice.is_some() {
+        if self.voice.is_some() && !self.supervise_holds_agent() {
             self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
             return self.voice_tick().await;
         }
@@ -720,6 +737,7 @@ impl CallActor {
         let now_ms = self.call_ms();
         let (Some(v), Some(m)) = (self.voice.as_mut(), self.media.as_ref()) else { return None };
         let (audio, actions) = v.on_tick(m, now_ms);
+        self.supervision.agent_audio(&audio);
         if self.stereo.is_some() {
             self.agent_sent.extend_from_slice(&audio);
         }

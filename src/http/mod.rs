@@ -15,6 +15,9 @@
 //! | `POST /api/v1/calls` [admin] | [`api::calls::dial`] |
 //! | `GET /api/v1/calls/{id}` [viewer] | [`api::calls::get`] |
 //! | `POST /api/v1/calls/{id}/hangup` [supervisor] | [`api::calls::hangup`] |
+//! | `POST /api/v1/calls/{id}/supervise` [supervisor] | [`api::supervise::supervise`] |
+//! | `GET /api/v1/calls/{id}/audio?session=S` (WebSocket) [supervisor] | [`api::supervise::audio`] |
+//! | `POST /api/v1/calls/{id}/transfer` [supervisor] | [`api::supervise::transfer`] |
 //! | `GET /api/v1/twilio/media-stream` (WebSocket, Twilio-signed) | [`media_ws::media_stream`] |
 //! | `GET /api/v1/events[?call_id=ID]` (WebSocket) [viewer] | [`events_ws::events`] |
 //! | `GET /api/v1/context/{ref}?token=…` [context token or viewer] | [`api::context::get`] |
@@ -114,6 +117,8 @@ pub fn routes(auth: &auth::Auth) -> OpenApiRouter<HttpState> {
         .routes(routes!(api::calls::list, api::calls::dial))
         .routes(routes!(api::calls::get))
         .routes(routes!(api::calls::hangup))
+        .routes(routes!(api::supervise::supervise))
+        .routes(routes!(api::supervise::transfer))
         .routes(routes!(auth::logout))
         .routes(routes!(openapi::openapi_json))
         .route_layer(require.clone())
@@ -123,6 +128,7 @@ pub fn routes(auth: &auth::Auth) -> OpenApiRouter<HttpState> {
         .routes(routes!(twilio::status_callback));
     let untimed = OpenApiRouter::new()
         .routes(routes!(events_ws::events))
+        .routes(routes!(api::supervise::audio))
         .routes(routes!(health::metrics))
         .route_layer(require)
         .routes(routes!(media_ws::media_stream))

@@ -2,3 +2,4 @@
 
 pub mod calls;
 pub mod context;
+pub mod supervise;
