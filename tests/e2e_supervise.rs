@@ -41,6 +41,11 @@ fn voice_config(dir: &Path) -> String {
 /// A call to the dental agent whose RTP goes to a fresh [`RtpPeer`]; sipp
 /// waits for skald's BYE (`wait_for_bye`) or hangs up after `ms`.
 fn call(skald: &Skald, dir: &Path, wait_for_bye: bool, ms: u64) -> (RtpPeer, std::thread::JoinHandle<std::process::Output>) {
+    call_to(skald, dir, "+15550123", wait_for_bye, ms)
+}
+
+/// [`call`] to `service`.
+fn call_to(skald: &Skald, dir: &Path, service: &str, wait_for_bye: bool, ms: u64) -> (RtpPeer, std::thread::JoinHandle<std::process::Output>) {
     let peer = RtpPeer::start();
     let template = if wait_for_bye { "uac_wait_bye.xml" } else { "uac_call.xml" };
     let mut s = std::fs::read_to_string(scenario(template)).unwrap();
@@ -57,11 +62,12 @@ fn call(skald: &Skald, dir: &Path, wait_for_bye: bool, ms: u64) -> (RtpPeer, std
     std::fs::write(&sf, s).unwrap();
     let target = format!("127.0.0.1:{}", skald.sip_port);
     let sf = sf.display().to_string();
+    let service = service.to_string();
     let t = std::thread::spawn(move || {
         let p = free_port().to_string();
         let d = ms.to_string();
         sipp(
-            &[&target, "-s", "+15550123", "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", &d],
+            &[&target, "-s", &service, "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", &d],
             Duration::from_secs(ms / 1000 + 60),
         )
     });
@@ -74,12 +80,15 @@ fn supervise(skald: &Skald, id: &str, body: serde_json::Value) -> (u16, serde_js
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }
 
+/// Frames with their arrival times, shared with the socket's thread.
+type Frames = Arc<Mutex<Vec<(Instant, Vec<i16>)>>>;
+
 /// A supervisor's browser: a WebSocket on the session's audio route, in
 /// its own thread. Keeps every frame received with its arrival time and
 /// every status message; sends queued microphone frames every 20 ms.
 struct Supervisor {
     /// Frames heard (16 kHz).
-    heard: Arc<Mutex<Vec<(Instant, Vec<i16>)>>>,
+    heard: Frames,
     /// Status messages (JSON).
     status: Arc<Mutex<Vec<serde_json::Value>>>,
     /// Microphone frames waiting to be sent.
@@ -351,4 +360,80 @@ fn a_supervisor_browser_that_disconnects_mid_listen_leaves_the_call_untouched() 
     assert!(agent_turns >= 2, "greeting and answer: {detail:#}");
     let (status, _) = supervise(&skald, &id, serde_json::json!({"action": "listen"}));
     assert_eq!(status, 409, "an action on an ended call");
+}
+
+/// A local server speaking OpenAI's streaming chat-completions protocol
+/// that answers every request with one sentence; returns its port and the
+/// request bodies it received.
+fn mock_openai() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+    use axum::{Json, Router, routing::post};
+    let seen = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let log = seen.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let app = Router::new().route(
+                "/v1/chat/completions",
+                post(move |Json(body): Json<serde_json::Value>| {
+                    let log = log.clone();
+                    async move {
+                        log.lock().unwrap().push(body);
+                        let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+                            let c = serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "test",
+                                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+                            format!("data: {c}\n\n")
+                        };
+                        let mut sse = chunk(serde_json::json!({"role": "assistant", "content": "We are open every day."}), None);
+                        sse += &chunk(serde_json::json!({}), Some("stop"));
+                        sse += "data: [DONE]\n\n";
+                        ([("content-type", "text/event-stream")], sse)
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    (port, seen)
+}
+
+/// A typed whisper to an LLM agent becomes an instruction in every later
+/// request to the model.
+#[test]
+fn a_whispered_instruction_reaches_the_llm_agent() {
+    let (port, seen) = mock_openai();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = voice_config(dir.path());
+    std::fs::write(
+        dir.path().join("agents/test-llm.yaml"),
+        format!(
+            "kind: llm\nname: test-llm\ngreeting: Hello, this is the test line.\ninstructions: You answer questions about opening hours.\nllm:\n  - kind: openai\n    base_url: http://127.0.0.1:{port}/v1\n    model: test\ntools: [end_call]\n"
+        ),
+    )
+    .unwrap();
+    let yaml = yaml
+        .replacen("    support: support", "    support: support\n    \"+15550177\": llm-test", 1)
+        .replacen("applications:\n", "applications:\n  llm-test:\n    type: voice-agent\n    agent: test-llm\n", 1);
+    let skald = Skald::start_with(&yaml);
+    let (peer, sipp_t) = call_to(&skald, dir.path(), "+15550177", false, 20_000);
+    let id = skald.wait_live(Duration::from_secs(10))["id"].as_str().unwrap().to_string();
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(800), Duration::from_secs(20));
+    let text = "Offer the caller a ten percent discount.";
+    let (status, body) = supervise(&skald, &id, serde_json::json!({"action": "whisper", "text": text}));
+    assert_eq!((status, body["mode"].as_str()), (200, Some("whisper")), "{body}");
+    let asked = Instant::now();
+    peer.say(&piper_ulaw("What are your opening hours?"));
+    peer.wait_agent_turn(asked, Duration::from_millis(800), Duration::from_secs(20));
+    let seen = seen.lock().unwrap().clone();
+    let last = seen.last().expect("the model was asked");
+    let system = last["messages"][0]["content"].as_str().unwrap();
+    assert!(system.ends_with(&format!("Supervisor instruction: {text}")), "{system}");
+    let evs = events(&skald, &id);
+    let whisper = evs.iter().find(|e| e["kind"] == "supervisor.action").unwrap_or_else(|| panic!("{evs:#?}"));
+    assert_eq!((whisper["data"]["action"].as_str(), whisper["data"]["text"].as_str()), (Some("whisper"), Some(text)));
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, &skald);
 }
