@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 /// part of this skald: the test then expects listen and take over to
 /// succeed. While false it expects the page to show the API's 404 clearly.
 /// The test fails with a reminder when this is stale.
-const SUPERVISE_API_MERGED: bool = false;
+const SUPERVISE_API_MERGED: bool = true;
 
 /// What the page must show in `#sup-result` after pressing `label`.
 fn assert_supervise_outcome(label: &str, shown: &str) {

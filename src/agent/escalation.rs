@@ -12,11 +12,11 @@
 
 use super::graph::GraphEvent;
 use super::text::{find_contiguous, normalize};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How a transfer hands the caller on (agent files: `transfer.mode`; the
 /// LLM tools `transfer` and `warm_transfer`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TransferMode {
     /// Blind: REFER (RFC 3515) asks the caller's side to call the target and

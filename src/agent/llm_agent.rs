@@ -160,6 +160,9 @@ pub struct LlmAgent {
     escalation_reason: Option<String>,
     /// A terminal step was returned: further input is ignored.
     finished: bool,
+    /// Instructions a supervisor whispered during the call, oldest first
+    /// (kept across a handoff; see [`LlmAgent::add_instruction`]).
+    instructions: Vec<String>,
 }
 
 impl LlmAgent {
@@ -186,6 +189,7 @@ impl LlmAgent {
             previous_agents: start_ctx.previous_agents.clone(),
             escalation_reason: None,
             finished: false,
+            instructions: Vec::new(),
             start_ctx,
             def,
         };
@@ -217,6 +221,7 @@ impl LlmAgent {
             previous_agents,
             escalation_reason: None,
             finished: false,
+            instructions: self.instructions,
         };
         agent.system = agent.render_system();
         agent
@@ -410,6 +415,24 @@ impl LlmAgent {
         ctx
     }
 
+    /// A supervisor's instruction for the rest of the call (a typed
+    /// whisper): every later request's system message ends with
+    /// `Supervisor instruction: {text}` lines, oldest first. It goes into
+    /// the system prompt rather than a message of its own so that it stays
+    /// in force whatever the conversation's length and works with providers
+    /// that take a single system prompt (Anthropic Messages).
+    pub fn add_instruction(&mut self, text: &str) {
+        let text = text.trim();
+        if !text.is_empty() {
+            self.instructions.push(text.to_string());
+        }
+    }
+
+    /// Instructions whispered by supervisors so far, oldest first.
+    pub fn instructions(&self) -> &[String] {
+        &self.instructions
+    }
+
     /// The conversation so far (without the system prompt).
     pub fn messages(&self) -> &[ChatMessage] {
         &self.messages
@@ -443,7 +466,12 @@ impl LlmAgent {
 
     fn request(&self) -> LlmRequest {
         let mut messages = Vec::with_capacity(self.messages.len() + 1);
-        messages.push(ChatMessage::system(self.system.clone()));
+        let mut system = self.system.clone();
+        for i in &self.instructions {
+            system.push_str("\n\nSupervisor instruction: ");
+            system.push_str(i);
+        }
+        messages.push(ChatMessage::system(system));
         messages.extend(self.messages.iter().cloned());
         LlmRequest { messages, tools: self.def.tool_specs() }
     }

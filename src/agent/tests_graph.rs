@@ -543,3 +543,18 @@ fn module_doc_llm_example_is_a_valid_agent() {
     assert_eq!(def.escalations.len(), 5);
     assert_eq!(def.http_tool("lookup_order").unwrap().timeout, Duration::from_millis(3000));
 }
+
+#[test]
+fn a_whispered_instruction_stays_in_the_system_prompt_for_the_rest_of_the_call() {
+    let mut a = LlmAgent::new(tier1(), None);
+    a.add_instruction("  Offer the caller a 10% discount.  ");
+    a.add_instruction(" ");
+    assert_eq!(a.instructions(), ["Offer the caller a 10% discount."]);
+    let req = a.on_user_turn("hello");
+    assert_eq!(req.messages[0].role, Role::System);
+    assert!(req.messages[0].content.ends_with("\n\nSupervisor instruction: Offer the caller a 10% discount."), "{:?}", req.messages[0]);
+    assert!(!a.messages().iter().any(|m| m.content.contains("Supervisor")), "not a message of the conversation");
+    let mut b = a.handoff(tier2());
+    let req = b.on_user_turn("still there?");
+    assert!(req.messages[0].content.contains("Supervisor instruction: Offer the caller a 10% discount."), "kept across a handoff");
+}

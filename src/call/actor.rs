@@ -41,6 +41,8 @@ mod amd;
 pub mod bridge;
 #[path = "queued.rs"]
 pub mod queued;
+#[path = "supervise.rs"]
+pub mod supervise;
 use tokio::time::Instant;
 
 /// How long to wait for the far end to confirm our BYE/CANCEL.
@@ -151,6 +153,8 @@ pub struct CallActor {
     voice_config: Option<VoiceConfig>,
     /// Answering-machine detection (outbound voice-agent calls with `amd`).
     amd: Option<amd::OutboundAmd>,
+    /// Supervisors listening, whispering, barging in or taking over.
+    supervision: supervise::Supervision,
 }
 
 /// How long a REFERred transfer may take to report success.
@@ -191,6 +195,7 @@ impl CallActor {
             in_contact_center: false,
             voice_config: None,
             amd: None,
+            supervision: supervise::Supervision::default(),
         }
     }
 
@@ -410,10 +415,11 @@ impl CallActor {
         loop {
             let app_deadline = self.app.as_ref().and_then(|a| a.poll_timeout()).map(Instant::from_std);
             let playout_check = self.playout_check;
+            let hold = self.bridge.is_some() || self.queued.is_some() || self.supervise_holds_agent();
             let media = &mut self.media;
             // The agent is on hold while a second leg owns the caller's audio.
             let mut held = None;
-            let voice = if self.bridge.is_some() || self.queued.is_some() { &mut held } else { &mut self.voice };
+            let voice = if hold { &mut held } else { &mut self.voice };
             let input = tokio::select! {
                 ev = bridge::next_bridge(&mut self.bridge) => Input::Bridge(ev),
                 ev = queued::next_queued(&mut self.queued) => Input::Queued(ev),
@@ -534,7 +540,12 @@ impl CallActor {
                 self.send_dtmf(&digits);
                 None
             }
-            CallCommand::Transfer { target } => self.start_transfer(TransferRequest::cold(target)).await,
+            CallCommand::Transfer { target, mode } => self.start_transfer(TransferRequest { mode, ..TransferRequest::cold(target) }).await,
+            CallCommand::Supervise { session, mode, text, by, reply } => self.on_supervise(session, mode, text, by, reply).await,
+            CallCommand::SuperviseAttach { session, reply } => {
+                self.on_supervise_attach(&session, reply);
+                None
+            }
         }
     }
 
@@ -544,14 +555,20 @@ impl CallActor {
                 let m = self.media.as_mut()?;
                 m.codec.decode(payload.as_deref(), &mut m.pcm16);
                 let frame = std::mem::take(&mut m.pcm16);
-                if self.bridged() || self.queued() {
+                if let Some(exit) = self.supervise_caller_frame(&frame).await {
+                    return Some(exit);
+                }
+                if self.bridged() || self.queued() || self.supervise_owns_caller() {
                     if let Some(rec) = self.recorder.as_mut()
                         && let Err(e) = rec.write(&frame)
                     {
                         tracing::warn!(error = %e, "recording failed; stopping it");
                         self.recorder = None;
                     }
-                    self.bridge_caller_audio(&frame);
+                    if self.bridged() || self.queued() {
+                        let to_target = self.supervision.to_target(&frame);
+                        self.bridge_caller_audio(&to_target);
+                    }
                     if let Some(m) = self.media.as_mut() {
                         m.pcm16 = frame;
                     }
@@ -620,7 +637,7 @@ impl CallActor {
         if let Some(exit) = self.amd_tick().await {
             return Some(exit);
         }
-        if self.voice.is_some() {
+        if self.voice.is_some() && !self.supervise_holds_agent() {
             self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
             return self.voice_tick().await;
         }
@@ -751,6 +768,7 @@ impl CallActor {
         let now_ms = self.call_ms();
         let (Some(v), Some(m)) = (self.voice.as_mut(), self.media.as_ref()) else { return None };
         let (audio, actions) = v.on_tick(m, now_ms);
+        self.supervision.agent_audio(&audio);
         if self.stereo.is_some() {
             self.agent_sent.extend_from_slice(&audio);
         }

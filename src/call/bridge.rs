@@ -365,6 +365,7 @@ impl CallActor {
                 if self.stereo.is_some() {
                     self.agent_sent.extend_from_slice(&frame);
                 }
+                self.supervision.agent_audio(&frame);
                 if let Some(m) = self.bridge.as_mut().and_then(|b| b.media.as_mut()) {
                     m.pcm16 = frame;
                 }

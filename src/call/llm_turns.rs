@@ -91,6 +91,12 @@ impl LlmBrain {
         self.run(steps).await
     }
 
+    /// A supervisor's typed whisper: an instruction to the model for the
+    /// rest of the call (see [`LlmAgent::add_instruction`]).
+    pub fn add_instruction(&mut self, text: &str) {
+        self.agent.add_instruction(text);
+    }
+
     /// The call context as this agent sees it (for a transfer).
     pub fn context(&self) -> crate::agent::context::CallContext {
         self.agent.context()

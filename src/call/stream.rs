@@ -20,6 +20,7 @@
 //! `stop`, or floods bad messages ends with the reason in the record.
 
 use super::actor::{next_voice, sleep_opt};
+use super::actor::supervise::SuperviseError;
 use super::command::CallCommand;
 use super::registry::CallSummary;
 use super::service::{CallServices, now_ms};
@@ -440,6 +441,14 @@ impl StreamCall {
     async fn on_command(&mut self, cmd: CallCommand) -> Option<Exit> {
         match cmd {
             CallCommand::Hangup { reason } => Some(Exit { reason, close: true }),
+            CallCommand::Supervise { reply, .. } => {
+                reply.send(Err(SuperviseError::NotPossible("supervision is not supported on this transport".into())));
+                None
+            }
+            CallCommand::SuperviseAttach { reply, .. } => {
+                reply.send(Err(SuperviseError::NotPossible("supervision is not supported on this transport".into())));
+                None
+            }
             other => {
                 tracing::warn!(command = ?other, "command not supported on a media stream call");
                 None

@@ -372,6 +372,24 @@ impl VoiceAgent {
         self.apply(actions, None).await
     }
 
+    /// Whether an LLM agent runs the conversation (not a flow agent).
+    pub fn is_llm(&self) -> bool {
+        self.llm.is_some()
+    }
+
+    /// A supervisor's typed whisper: an instruction to the LLM agent for
+    /// the rest of the call. Returns false for a flow agent (it has no model
+    /// to instruct).
+    pub fn add_instruction(&mut self, text: &str) -> bool {
+        match self.llm.as_mut() {
+            Some(b) => {
+                b.add_instruction(text);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// An LLM agent's view of the call context (intent, summary, previous
     /// agents), for a transfer; `None` for a flow agent.
     pub fn llm_context(&self) -> Option<crate::agent::context::CallContext> {

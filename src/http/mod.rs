@@ -18,6 +18,9 @@
 //! | `GET /api/v1/calls/{id}/recording` [viewer] | [`api::calls::recording`] |
 //! | `GET /api/v1/agents` [viewer] | [`api::agents::list`] |
 //! | `GET /agent/gui`, `/agent/gui/assets/{file}` (open, static; not in the OpenAPI) | [`ui`] |
+//! | `POST /api/v1/calls/{id}/supervise` [supervisor] | [`api::supervise::supervise`] |
+//! | `GET /api/v1/calls/{id}/audio?session=S` (WebSocket) [supervisor] | [`api::supervise::audio`] |
+//! | `POST /api/v1/calls/{id}/transfer` [supervisor] | [`api::supervise::transfer`] |
 //! | `GET /api/v1/twilio/media-stream` (WebSocket, Twilio-signed) | [`media_ws::media_stream`] |
 //! | `GET /api/v1/events[?call_id=ID]` (WebSocket) [viewer] | [`events_ws::events`] |
 //! | `GET /api/v1/context/{ref}?token=…` [context token or viewer] | [`api::context::get`] |
@@ -121,6 +124,8 @@ pub fn routes(auth: &auth::Auth) -> OpenApiRouter<HttpState> {
         .routes(routes!(api::calls::hangup))
         .routes(routes!(api::calls::recording))
         .routes(routes!(api::agents::list))
+        .routes(routes!(api::supervise::supervise))
+        .routes(routes!(api::supervise::transfer))
         .routes(routes!(auth::logout))
         .routes(routes!(openapi::openapi_json))
         .route_layer(require.clone())
@@ -130,6 +135,7 @@ pub fn routes(auth: &auth::Auth) -> OpenApiRouter<HttpState> {
         .routes(routes!(twilio::status_callback));
     let untimed = OpenApiRouter::new()
         .routes(routes!(events_ws::events))
+        .routes(routes!(api::supervise::audio))
         .routes(routes!(health::metrics))
         .route_layer(require)
         .routes(routes!(media_ws::media_stream))

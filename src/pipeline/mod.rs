@@ -3,6 +3,7 @@
 pub mod aggregator;
 pub mod amd;
 pub mod frame;
+pub mod mixer;
 pub mod processor;
 pub mod recorder;
 pub mod turn;

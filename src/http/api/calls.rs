@@ -363,7 +363,7 @@ pub async fn hangup(
 ///
 /// Hook: calls carry no queue yet, so every call is open to every
 /// supervisor; return the call's queue here once the call summary has one.
-fn call_queue(_call: &CallSummary) -> Option<&str> {
+pub(crate) fn call_queue(_call: &CallSummary) -> Option<&str> {
     None
 }
 
@@ -390,15 +390,15 @@ pub(crate) async fn audit(st: &HttpState, id: CallId, who: &Principal, action: &
 }
 
 /// The id from the path, or 400.
-fn parse_id(text: &str) -> Result<CallId, ApiError> {
+pub(crate) fn parse_id(text: &str) -> Result<CallId, ApiError> {
     CallId::parse(text).map_err(|_| ApiError::BadRequest("call id must be a UUID".into()))
 }
 
-fn not_found(id: CallId) -> ApiError {
+pub(crate) fn not_found(id: CallId) -> ApiError {
     ApiError::NotFound(format!("no call {id}"))
 }
 
-fn not_live(id: CallId) -> ApiError {
+pub(crate) fn not_live(id: CallId) -> ApiError {
     ApiError::Conflict(format!("call {id} is not live"))
 }
 

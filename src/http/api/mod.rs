@@ -3,3 +3,4 @@
 pub mod agents;
 pub mod calls;
 pub mod context;
+pub mod supervise;

@@ -1,0 +1,439 @@
+//! End to end: a supervisor on a real call. sipp places the call, the test
+//! is the caller's RTP endpoint ([`RtpPeer`]) and the supervisor's browser
+//! (a real WebSocket client on `/api/v1/calls/{id}/audio`); skald runs the
+//! local models and the dental front-desk flow agent of the example config.
+//!
+//! Covered: `listen` hears the agent's greeting and the caller's speech;
+//! whisper text to a flow agent is refused (409); `barge` speech reaches
+//! the caller; `takeover` silences the agent and the supervisor's speech
+//! reaches the caller, and the call ends when that supervisor leaves; a
+//! supervisor socket dropped mid-listen leaves the call running; an action
+//! on an ended call answers 409; every action is an audited event.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Samples of one 20 ms frame at 16 kHz.
+const FRAME: usize = 320;
+
+/// The example config with its agents copied to `dir` (as e2e_voice does).
+fn voice_config(dir: &Path) -> String {
+    let agents = dir.join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, agents.join(p.file_name().unwrap())).unwrap();
+    }
+    example_config()
+        .lines()
+        .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A call to the dental agent whose RTP goes to a fresh [`RtpPeer`]; sipp
+/// waits for skald's BYE (`wait_for_bye`) or hangs up after `ms`.
+fn call(skald: &Skald, dir: &Path, wait_for_bye: bool, ms: u64) -> (RtpPeer, std::thread::JoinHandle<std::process::Output>) {
+    call_to(skald, dir, "+15550123", wait_for_bye, ms)
+}
+
+/// [`call`] to `service`.
+fn call_to(skald: &Skald, dir: &Path, service: &str, wait_for_bye: bool, ms: u64) -> (RtpPeer, std::thread::JoinHandle<std::process::Output>) {
+    let peer = RtpPeer::start();
+    let template = if wait_for_bye { "uac_wait_bye.xml" } else { "uac_call.xml" };
+    let mut s = std::fs::read_to_string(scenario(template)).unwrap();
+    for (k, v) in [
+        ("PTS", "0 101".to_string()),
+        ("MEDIA_PORT", peer.port.to_string()),
+        ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0".to_string()),
+        ("BYE_TIMEOUT", ms.to_string()),
+        ("MEDIA", String::new()),
+    ] {
+        s = s.replace(&format!("@{k}@"), &v);
+    }
+    let sf = dir.join(template);
+    std::fs::write(&sf, s).unwrap();
+    let target = format!("127.0.0.1:{}", skald.sip_port);
+    let sf = sf.display().to_string();
+    let service = service.to_string();
+    let t = std::thread::spawn(move || {
+        let p = free_port().to_string();
+        let d = ms.to_string();
+        sipp(
+            &[&target, "-s", &service, "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", &d],
+            Duration::from_secs(ms / 1000 + 60),
+        )
+    });
+    (peer, t)
+}
+
+/// `POST /api/v1/calls/{id}/supervise` with `body`: (status, JSON answer).
+fn supervise(skald: &Skald, id: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let (status, text) = http_body(skald.http_port, "POST", &format!("/api/v1/calls/{id}/supervise"), &body.to_string()).unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// Frames with their arrival times, shared with the socket's thread.
+type Frames = Arc<Mutex<Vec<(Instant, Vec<i16>)>>>;
+
+/// A supervisor's browser: a WebSocket on the session's audio route, in
+/// its own thread. Keeps every frame received with its arrival time and
+/// every status message; sends queued microphone frames every 20 ms.
+struct Supervisor {
+    /// Frames heard (16 kHz).
+    heard: Frames,
+    /// Status messages (JSON).
+    status: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// Microphone frames waiting to be sent.
+    mic: Arc<Mutex<std::collections::VecDeque<Vec<i16>>>>,
+    /// Set to close the socket.
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// The socket's thread (ends when the socket closes).
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Supervisor {
+    /// Connects to `path` (the `audio` of a supervise answer) as the admin.
+    fn connect(skald: &Skald, path: &str) -> Supervisor {
+        Self::try_connect(skald, path).expect("the audio socket opens")
+    }
+
+    /// [`Supervisor::connect`], or why the upgrade failed.
+    fn try_connect(skald: &Skald, path: &str) -> Result<Supervisor, String> {
+        let url = format!("ws://127.0.0.1:{}{path}", skald.http_port);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(Mutex::new(Vec::new()));
+        let mic = Arc::new(Mutex::new(std::collections::VecDeque::<Vec<i16>>::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (h, s, m, st) = (heard.clone(), status.clone(), mic.clone(), stop.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let mut req = url.as_str().into_client_request().unwrap();
+                req.headers_mut().insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
+                let (mut ws, _) = match tokio_tungstenite::connect_async(req).await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if st.load(std::sync::atomic::Ordering::SeqCst) {
+                                let _ = ws.close(None).await;
+                                return;
+                            }
+                            let frame = m.lock().unwrap().pop_front();
+                            if let Some(f) = frame {
+                                let bytes: Vec<u8> = f.iter().flat_map(|x| x.to_le_bytes()).collect();
+                                if ws.send(Message::Binary(bytes.into())).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        msg = ws.next() => match msg {
+                            Some(Ok(Message::Binary(b))) => {
+                                let f: Vec<i16> = b.chunks_exact(2).map(|x| i16::from_le_bytes([x[0], x[1]])).collect();
+                                h.lock().unwrap().push((Instant::now(), f));
+                            }
+                            Some(Ok(Message::Text(t))) => s.lock().unwrap().push(serde_json::from_str(&t).unwrap()),
+                            Some(Ok(_)) => {}
+                            None | Some(Err(_)) => return,
+                        },
+                    }
+                }
+            });
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())??;
+        Ok(Supervisor { heard, status, mic, stop, thread: Some(thread) })
+    }
+
+    /// Queues 8 kHz µ-law speech as 16 kHz microphone frames.
+    fn say(&self, ulaw: &[u8]) {
+        let pcm8: Vec<i16> = ulaw.iter().map(|&b| mulaw_to_linear(b)).collect();
+        let pcm16 = skald::rtp::codec::resample::resample_all(&pcm8, 8000, 16000).unwrap();
+        let mut q = self.mic.lock().unwrap();
+        for f in pcm16.chunks(FRAME) {
+            let mut f = f.to_vec();
+            f.resize(FRAME, 0);
+            q.push_back(f);
+        }
+    }
+
+    /// Microphone frames not sent yet.
+    fn pending(&self) -> usize {
+        self.mic.lock().unwrap().len()
+    }
+
+    /// Frames heard between `from` and `to`.
+    fn heard_between(&self, from: Instant, to: Instant) -> Vec<(Instant, Vec<i16>)> {
+        self.heard.lock().unwrap().iter().filter(|(t, _)| *t >= from && *t <= to).cloned().collect()
+    }
+
+    fn status(&self) -> Vec<serde_json::Value> {
+        self.status.lock().unwrap().clone()
+    }
+
+    /// Closes the socket (the browser goes away).
+    fn close(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// What the supervisor heard (16 kHz frames), transcribed by skald's STT.
+fn transcribe_16k(frames: &[(Instant, Vec<i16>)]) -> String {
+    let pcm: Vec<i16> = frames.iter().flat_map(|(_, f)| f.iter().copied()).collect();
+    let pcm8 = skald::rtp::codec::resample::resample_all(&pcm, 16000, 8000).unwrap();
+    let t = Instant::now();
+    let frames8: Vec<(Instant, Vec<i16>)> = pcm8.chunks(160).map(|c| (t, c.to_vec())).collect();
+    transcribe_heard(&frames8)
+}
+
+/// Waits until the supervisor's queued speech is sent, plus `tail`.
+fn wait_sent(sup: &Supervisor, tail: Duration) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sup.pending() > 0 {
+        assert!(Instant::now() < deadline, "the supervisor's speech was not sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(tail);
+}
+
+fn events(skald: &Skald, id: &str) -> Vec<serde_json::Value> {
+    skald.get_json(&format!("/api/v1/calls/{id}"))["events"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_supervisor_listens_barges_in_and_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let skald = Skald::start_with(&voice_config(dir.path()));
+    let (peer, sipp_t) = call(&skald, dir.path(), true, 90_000);
+    let id = skald.wait_live(Duration::from_secs(10))["id"].as_str().unwrap().to_string();
+
+    // listen: the greeting, then the caller's question and the agent's answer.
+    let (status, joined) = supervise(&skald, &id, serde_json::json!({"action": "listen"}));
+    assert_eq!(status, 200, "{joined}");
+    assert_eq!(joined["mode"], "listen");
+    let session = joined["session"].as_str().unwrap().to_string();
+    assert_eq!(joined["audio"], format!("/api/v1/calls/{id}/audio?session={session}"));
+    let sup = Supervisor::connect(&skald, joined["audio"].as_str().unwrap());
+    let t0 = Instant::now();
+    let greeting_end = peer.wait_agent_turn(t0, Duration::from_millis(800), Duration::from_secs(20));
+    let greeting = sup.heard_between(t0, greeting_end + Duration::from_millis(300));
+    assert!(greeting.len() > 50, "the supervisor gets 20 ms frames: {}", greeting.len());
+    assert!(greeting.iter().all(|(_, f)| f.len() == FRAME));
+    let said = transcribe_16k(&greeting).to_lowercase();
+    eprintln!("the supervisor heard the agent say: {said}");
+    assert!(said.contains("smile") || said.contains("dental"), "greeting not heard by the supervisor: {said:?}");
+    assert_eq!(sup.status().first(), Some(&serde_json::json!({"type": "mode", "mode": "listen"})));
+
+    let question = piper_ulaw("What are your opening hours?");
+    let asked = Instant::now();
+    peer.say(&question);
+    let answered = peer.wait_agent_turn(asked, Duration::from_millis(800), Duration::from_secs(20));
+    let caller_part = sup.heard_between(asked, asked + Duration::from_millis(question.len() as u64 / 8 + 300));
+    let caller_said = transcribe_16k(&caller_part).to_lowercase();
+    eprintln!("the supervisor heard the caller say: {caller_said}");
+    assert!(caller_said.contains("hours") || caller_said.contains("opening"), "{caller_said:?}");
+    let both = transcribe_16k(&sup.heard_between(asked, answered + Duration::from_millis(300))).to_lowercase();
+    assert!(both.contains("monday") || both.contains("friday") || both.contains("open"), "the answer too: {both:?}");
+
+    // whisper text needs an LLM agent: 409, and nothing changes.
+    let (status, body) = supervise(&skald, &id, serde_json::json!({"action": "whisper", "session": session, "text": "Offer a discount."}));
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("LLM"), "{body}");
+    // An unknown session: 404.
+    let (status, _) = supervise(&skald, &id, serde_json::json!({"action": "barge", "session": "nope"}));
+    assert_eq!(status, 404);
+
+    // barge: the caller hears the supervisor.
+    let (status, body) = supervise(&skald, &id, serde_json::json!({"action": "barge", "session": session}));
+    assert_eq!((status, body["mode"].as_str()), (200, Some("barge")), "{body}");
+    let barge_at = Instant::now();
+    sup.say(&piper_ulaw("This is your supervisor speaking, please stay on the line."));
+    wait_sent(&sup, Duration::from_millis(500));
+    let heard: Vec<_> = peer.heard().into_iter().filter(|(t, _)| *t >= barge_at).collect();
+    let caller_heard = transcribe_heard(&heard).to_lowercase();
+    eprintln!("the caller heard the barge-in: {caller_heard}");
+    assert!(caller_heard.contains("supervisor") && caller_heard.contains("line"), "{caller_heard:?}");
+
+    // takeover: the agent leaves; the caller's question gets no agent answer,
+    // the supervisor's speech reaches the caller.
+    let (status, body) = supervise(&skald, &id, serde_json::json!({"action": "takeover", "session": session}));
+    assert_eq!((status, body["mode"].as_str()), (200, Some("takeover")), "{body}");
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    peer.say(&question);
+    std::thread::sleep(Duration::from_millis(question.len() as u64 / 8 + 3000));
+    let after: Vec<_> = peer.heard().into_iter().filter(|(t, _)| *t >= asked).collect();
+    assert!(after.iter().all(|(_, f)| !is_loud(f)), "the agent spoke after the takeover");
+    let heard_question = transcribe_16k(&sup.heard_between(asked, Instant::now())).to_lowercase();
+    assert!(heard_question.contains("hours"), "the supervisor hears the caller: {heard_question:?}");
+    let takeover_at = Instant::now();
+    sup.say(&piper_ulaw("Hello, I am taking over this call now."));
+    wait_sent(&sup, Duration::from_millis(500));
+    let heard: Vec<_> = peer.heard().into_iter().filter(|(t, _)| *t >= takeover_at).collect();
+    let caller_heard = transcribe_heard(&heard).to_lowercase();
+    eprintln!("the caller heard the supervisor: {caller_heard}");
+    assert!(caller_heard.contains("taking over"), "{caller_heard:?}");
+    assert!(sup.status().iter().any(|s| s["mode"] == "takeover"), "{:?}", sup.status());
+
+    // The last supervisor with the caller leaves: the call ends.
+    let (status, body) = supervise(&skald, &id, serde_json::json!({"action": "leave", "session": session}));
+    assert_eq!((status, body["mode"].as_str()), (200, Some("leave")), "{body}");
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, &skald);
+    drop(peer);
+    let ended = skald.wait_ended(1, Duration::from_secs(10));
+    assert_eq!(ended[0]["end_reason"], "supervisor-left");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sup.status().last(), Some(&serde_json::json!({"type": "left"})), "{:?}", sup.status());
+    sup.close();
+
+    // Every accepted action is audited.
+    let evs = events(&skald, &id);
+    let actions: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["kind"] == "supervisor.action")
+        .map(|e| e["data"]["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["listen", "barge", "takeover", "leave"], "{evs:#?}");
+    let listen = evs.iter().find(|e| e["kind"] == "supervisor.action").unwrap();
+    assert_eq!(listen["data"]["by"], "admin");
+    assert_eq!(listen["data"]["role"], "admin");
+    assert_eq!(listen["data"]["session"], session.as_str());
+    assert!(evs.iter().any(|e| e["kind"] == "supervisor.takeover"), "{evs:#?}");
+
+    // An action on the ended call: 409, nothing breaks.
+    let (status, body) = supervise(&skald, &id, serde_json::json!({"action": "listen"}));
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = http_body(skald.http_port, "POST", &format!("/api/v1/calls/{id}/transfer"), r#"{"target":"sip:bob@127.0.0.1"}"#).unwrap();
+    assert_eq!(status, 409);
+    assert_eq!(skald.try_http("GET", "/health/ready").unwrap().0, 200);
+}
+
+#[test]
+fn a_supervisor_browser_that_disconnects_mid_listen_leaves_the_call_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let skald = Skald::start_with(&voice_config(dir.path()));
+    let (peer, sipp_t) = call(&skald, dir.path(), false, 25_000);
+    let id = skald.wait_live(Duration::from_secs(10))["id"].as_str().unwrap().to_string();
+    let (status, joined) = supervise(&skald, &id, serde_json::json!({"action": "listen"}));
+    assert_eq!(status, 200, "{joined}");
+    let sup = Supervisor::connect(&skald, joined["audio"].as_str().unwrap());
+    // A second socket on the same session: 409 before the upgrade.
+    let second = Supervisor::try_connect(&skald, joined["audio"].as_str().unwrap()).err();
+    assert!(second.as_deref().is_some_and(|e| e.contains("409")), "one socket per session: {second:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!sup.heard.lock().unwrap().is_empty(), "frames flow");
+    sup.close();
+    peer.wait_agent_turn(Instant::now() - Duration::from_secs(2), Duration::from_millis(800), Duration::from_secs(20));
+    // The caller still gets answers.
+    let asked = Instant::now();
+    peer.say(&piper_ulaw("What are your opening hours?"));
+    peer.wait_agent_turn(asked, Duration::from_millis(800), Duration::from_secs(20));
+    let evs = events(&skald, &id);
+    let left = evs.iter().find(|e| e["kind"] == "supervisor.left").unwrap_or_else(|| panic!("{evs:#?}"));
+    assert_eq!(left["data"]["why"], "socket-closed");
+    assert_eq!(left["data"]["session"], joined["session"]);
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, &skald);
+    let ended = skald.wait_ended(1, Duration::from_secs(10));
+    assert_ne!(ended[0]["end_reason"], "supervisor-left");
+    let detail = skald.get_json(&format!("/api/v1/calls/{id}"));
+    let agent_turns = detail["turns"].as_array().unwrap().iter().filter(|t| t["speaker"] == "agent").count();
+    assert!(agent_turns >= 2, "greeting and answer: {detail:#}");
+    let (status, _) = supervise(&skald, &id, serde_json::json!({"action": "listen"}));
+    assert_eq!(status, 409, "an action on an ended call");
+}
+
+/// A local server speaking OpenAI's streaming chat-completions protocol
+/// that answers every request with one sentence; returns its port and the
+/// request bodies it received.
+fn mock_openai() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+    use axum::{Json, Router, routing::post};
+    let seen = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let log = seen.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let app = Router::new().route(
+                "/v1/chat/completions",
+                post(move |Json(body): Json<serde_json::Value>| {
+                    let log = log.clone();
+                    async move {
+                        log.lock().unwrap().push(body);
+                        let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+                            let c = serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "test",
+                                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+                            format!("data: {c}\n\n")
+                        };
+                        let mut sse = chunk(serde_json::json!({"role": "assistant", "content": "We are open every day."}), None);
+                        sse += &chunk(serde_json::json!({}), Some("stop"));
+                        sse += "data: [DONE]\n\n";
+                        ([("content-type", "text/event-stream")], sse)
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    (port, seen)
+}
+
+/// A typed whisper to an LLM agent becomes an instruction in every later
+/// request to the model.
+#[test]
+fn a_whispered_instruction_reaches_the_llm_agent() {
+    let (port, seen) = mock_openai();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = voice_config(dir.path());
+    std::fs::write(
+        dir.path().join("agents/test-llm.yaml"),
+        format!(
+            "kind: llm\nname: test-llm\ngreeting: Hello, this is the test line.\ninstructions: You answer questions about opening hours.\nllm:\n  - kind: openai\n    base_url: http://127.0.0.1:{port}/v1\n    model: test\ntools: [end_call]\n"
+        ),
+    )
+    .unwrap();
+    let yaml = yaml
+        .replacen("    support: support", "    support: support\n    \"+15550177\": llm-test", 1)
+        .replacen("applications:\n", "applications:\n  llm-test:\n    type: voice-agent\n    agent: test-llm\n", 1);
+    let skald = Skald::start_with(&yaml);
+    let (peer, sipp_t) = call_to(&skald, dir.path(), "+15550177", false, 20_000);
+    let id = skald.wait_live(Duration::from_secs(10))["id"].as_str().unwrap().to_string();
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(800), Duration::from_secs(20));
+    let text = "Offer the caller a ten percent discount.";
+    let (status, body) = supervise(&skald, &id, serde_json::json!({"action": "whisper", "text": text}));
+    assert_eq!((status, body["mode"].as_str()), (200, Some("whisper")), "{body}");
+    let asked = Instant::now();
+    peer.say(&piper_ulaw("What are your opening hours?"));
+    peer.wait_agent_turn(asked, Duration::from_millis(800), Duration::from_secs(20));
+    let seen = seen.lock().unwrap().clone();
+    let last = seen.last().expect("the model was asked");
+    let system = last["messages"][0]["content"].as_str().unwrap();
+    assert!(system.ends_with(&format!("Supervisor instruction: {text}")), "{system}");
+    let evs = events(&skald, &id);
+    let whisper = evs.iter().find(|e| e["kind"] == "supervisor.action").unwrap_or_else(|| panic!("{evs:#?}"));
+    assert_eq!((whisper["data"]["action"].as_str(), whisper["data"]["text"].as_str()), (Some("whisper"), Some(text)));
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, &skald);
+}
