@@ -185,6 +185,7 @@ fn make_live(reg: &CallRegistry, id: CallId) -> mpsc::Receiver<CallCommand> {
         app: "echo".into(),
         state: CallState::Answered,
         started_at: 1_000,
+        queue: None,
     };
     reg.insert(summary, tx);
     rx

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 const PASSWORD_ENV: &str = "SKALD_TEST_BOB_PASSWORD";
 const PASSWORD: &str = "bob-secret-123";
+/// A supervisor limited to the `billing` queue.
+const SUP_TOKEN: &str = "billing-supervisor-token-0123";
 
 /// Config dir: the dental agent transferring to `queue:front`, a registrar
 /// for bob, and `queues.yaml` with alice (at `alice_uri`) and bob.
@@ -42,7 +44,12 @@ fn config(dir: &Path, alice_uri: &str) -> String {
         ),
     )
     .unwrap();
-    example_config()
+    let tokens = "http:\n  listen: 127.0.0.1:8080\n  tokens:\n    \
+        - {name: sam, role: supervisor, token_env: SKALD_TEST_SUP_TOKEN, queues: [billing]}\n";
+    let example = example_config();
+    let start = example.find("http:\n").expect("http section in the example");
+    let end = start + example[start..].find("\n\n").expect("end of the http section");
+    format!("{}{tokens}{}", &example[..start], &example[end + 1..])
         .lines()
         .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })
         .collect::<Vec<_>>()
@@ -164,7 +171,7 @@ fn a_queued_caller_hears_hold_music_and_the_position_then_the_registered_agent()
     let dir = tempfile::tempdir().unwrap();
     let (alice, alice_uri) = alice_phone(dir.path());
     let yaml = config(dir.path(), &alice_uri);
-    let skald = Skald::start_with_env(&yaml, &[(PASSWORD_ENV, PASSWORD)]);
+    let skald = Skald::start_with_env(&yaml, &[(PASSWORD_ENV, PASSWORD), ("SKALD_TEST_SUP_TOKEN", SUP_TOKEN)]);
     let bob_wav = dir.path().join("bob.wav");
     write_wav(&bob_wav, &piper_ulaw("Hi, this is Bob from the front desk. How can I help you?"));
 
@@ -193,7 +200,21 @@ fn a_queued_caller_hears_hold_music_and_the_position_then_the_registered_agent()
     let queued_at = wait_state(&skald, "queued", Duration::from_secs(20));
     // alice is rung first (round-robin) and is busy; bob is not registered
     // yet: the caller waits, with music and an announcement.
-    std::thread::sleep(Duration::from_secs(7));
+    std::thread::sleep(Duration::from_secs(5));
+    // The queue as the control page sees it; a supervisor of another queue
+    // may not act on this call.
+    let q = skald.get_json("/api/v1/queues");
+    eprintln!("queues: {q}");
+    let front = q["queues"].as_array().unwrap().iter().find(|q| q["name"] == "front").unwrap().clone();
+    assert_eq!(front["waiting"], 1, "{q}");
+    assert_eq!(front["calls"][0]["position"], 1, "{q}");
+    let presence = |id: &str| q["agents"].as_array().unwrap().iter().find(|a| a["id"] == id).unwrap()["presence"].clone();
+    assert_eq!(presence("alice"), "wrap_up", "alice was busy and rests: {q}");
+    assert_eq!(presence("bob"), "offline", "bob has not registered: {q}");
+    let id = front["calls"][0]["id"].as_str().unwrap().to_string();
+    let r = http_raw(skald.http_port, "POST", &format!("/api/v1/calls/{id}/hangup"), &[("Authorization", &format!("Bearer {SUP_TOKEN}"))], "").unwrap();
+    assert_eq!(r.status, 403, "a billing supervisor may not hang up a `front` call: {}", r.body);
+    std::thread::sleep(Duration::from_secs(2));
     let bob = bob_phone(&dir.path().join("bob"), &skald, &bob_wav, 40);
     let bridged_at = wait_state(&skald, "bridged", Duration::from_secs(20));
     let end = peer.wait_agent_turn(bridged_at, Duration::from_millis(1500), Duration::from_secs(20));

@@ -127,6 +127,7 @@ fn make_live(reg: &CallRegistry, id: CallId, state: CallState) -> mpsc::Receiver
         app: "echo".into(),
         state,
         started_at: 1_000,
+        queue: None,
     };
     reg.insert(summary, tx);
     rx

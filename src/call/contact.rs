@@ -81,8 +81,54 @@ pub enum JoinError {
     Refused(String),
 }
 
+/// What the contact center looks like now (`GET /api/v1/queues`).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CenterSnapshot {
+    /// Every queue, by name.
+    pub queues: Vec<QueueView>,
+    /// Every human agent and their presence.
+    pub agents: Vec<AgentView>,
+}
+
+/// One queue in a [`CenterSnapshot`].
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct QueueView {
+    /// Queue name.
+    pub name: String,
+    /// Calls waiting.
+    pub waiting: usize,
+    /// The waiting calls in service order.
+    pub calls: Vec<WaitingView>,
+}
+
+/// A waiting call in a [`QueueView`].
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct WaitingView {
+    /// skald call id.
+    #[schema(value_type = String)]
+    pub id: CallId,
+    /// 1-based place in line.
+    pub position: usize,
+    /// Seconds waited so far.
+    pub waited_s: u64,
+    /// The agent ringing for it, if any.
+    pub ringing: Option<String>,
+}
+
+/// A human agent in a [`CenterSnapshot`].
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AgentView {
+    /// Agent id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `available`, `ringing`, `on_call`, `wrap_up` or `offline`.
+    pub presence: String,
+}
+
 /// One input to the loop.
 enum Input {
+    Snapshot(oneshot::Sender<CenterSnapshot>),
     Join {
         call: CallId,
         queue: QueueId,
@@ -106,6 +152,7 @@ pub struct ContactCenterHandle {
 impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Input::Snapshot(_) => "Snapshot",
             Input::Join { .. } => "Join",
             Input::Answered { .. } => "Answered",
             Input::Declined { .. } => "Declined",
@@ -148,6 +195,14 @@ impl ContactCenterHandle {
     /// an agent (who goes to wrap-up), or left to something else.
     pub fn ended(&self, call: CallId) {
         let _ = self.tx.send(Input::Ended { call });
+    }
+
+    /// Queues, waiting calls and agents' presence now. `None` when the task
+    /// has stopped.
+    pub async fn snapshot(&self) -> Option<CenterSnapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Input::Snapshot(tx)).ok()?;
+        rx.await.ok()
     }
 
     /// The hold music configured for `queue` (a WAV path), if any.
@@ -209,6 +264,9 @@ impl Task {
         let now = std::time::Instant::now();
         tracing::debug!(?input, "contact center input");
         match input {
+            Input::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot(now));
+            }
             Input::Join { call, queue, priority, notices, reply } => {
                 let r = self.center.enqueue(&queue, call, priority, now).map_err(|e| match self.center.queue(&queue) {
                     None => JoinError::UnknownQueue(queue.to_string()),
@@ -248,6 +306,48 @@ impl Task {
                 }
             }
         }
+    }
+
+    fn snapshot(&self, now: std::time::Instant) -> CenterSnapshot {
+        use crate::contact_center::agents::Presence;
+        let queues = self
+            .config
+            .queues
+            .keys()
+            .filter_map(|id| self.center.queue(id))
+            .map(|q| {
+                let calls: Vec<WaitingView> = q
+                    .waiting()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| WaitingView {
+                        id: w.call,
+                        position: i + 1,
+                        waited_s: now.saturating_duration_since(w.since).as_secs(),
+                        ringing: w.ringing.as_ref().map(|a| a.to_string()),
+                    })
+                    .collect();
+                QueueView { name: q.id().to_string(), waiting: calls.len(), calls }
+            })
+            .collect();
+        let agents = self
+            .config
+            .agents
+            .iter()
+            .map(|a| AgentView {
+                id: a.profile.id.to_string(),
+                name: a.name.clone(),
+                presence: match self.center.pool().presence(&a.profile.id) {
+                    Some(Presence::Available) => "available",
+                    Some(Presence::Ringing { .. }) => "ringing",
+                    Some(Presence::OnCall { .. }) => "on_call",
+                    Some(Presence::WrapUp { .. }) => "wrap_up",
+                    Some(Presence::Offline) | None => "offline",
+                }
+                .into(),
+            })
+            .collect();
+        CenterSnapshot { queues, agents }
     }
 
     /// A phone registered (the agent is online) or its last binding went

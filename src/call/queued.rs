@@ -113,6 +113,7 @@ impl CallActor {
             None => Vec::new(),
         };
         tracing::info!(queue, "caller queued");
+        self.svc.registry.set_queue(self.record.id, queue);
         self.context = Some(self.transfer_context(&req));
         self.queued = Some(Queued {
             queue: queue.to_string(),

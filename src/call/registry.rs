@@ -36,6 +36,8 @@ pub struct CallSummary {
     pub state: CallState,
     /// Unix ms when it started.
     pub started_at: i64,
+    /// The contact-center queue the call waits in or was answered from.
+    pub queue: Option<String>,
 }
 
 struct Entry {
@@ -66,6 +68,14 @@ impl CallRegistry {
     pub fn set_state(&self, id: CallId, state: CallState) {
         if let Some(e) = self.lock().get_mut(&id) {
             e.summary.state = state;
+        }
+    }
+
+    /// Sets the queue a call joined (supervisors limited to queues may act
+    /// on it).
+    pub fn set_queue(&self, id: CallId, queue: &str) {
+        if let Some(e) = self.lock().get_mut(&id) {
+            e.summary.queue = Some(queue.to_string());
         }
     }
 

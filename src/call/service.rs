@@ -378,6 +378,7 @@ impl CallServices {
                 app: app.clone().unwrap_or_default(),
                 state: CallState::Ringing,
                 started_at: record.invited_at,
+                queue: None,
             },
             tx,
         );

@@ -244,6 +244,7 @@ impl StreamCall {
                 app: self.record.app.clone().unwrap_or_default(),
                 state: CallState::Answered,
                 started_at: now,
+                queue: None,
             },
             cmd_tx,
         );

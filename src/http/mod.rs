@@ -17,6 +17,7 @@
 //! | `POST /api/v1/calls/{id}/hangup` [supervisor] | [`api::calls::hangup`] |
 //! | `GET /api/v1/calls/{id}/recording` [viewer] | [`api::calls::recording`] |
 //! | `GET /api/v1/agents` [viewer] | [`api::agents::list`] |
+//! | `GET /api/v1/queues` [viewer] | [`api::queues::list`] |
 //! | `GET /agent/gui`, `/agent/gui/assets/{file}` (open, static; not in the OpenAPI) | [`ui`] |
 //! | `POST /api/v1/calls/{id}/supervise` [supervisor] | [`api::supervise::supervise`] |
 //! | `GET /api/v1/calls/{id}/audio?session=S` (WebSocket) [supervisor] | [`api::supervise::audio`] |
@@ -124,6 +125,7 @@ pub fn routes(auth: &auth::Auth) -> OpenApiRouter<HttpState> {
         .routes(routes!(api::calls::hangup))
         .routes(routes!(api::calls::recording))
         .routes(routes!(api::agents::list))
+        .routes(routes!(api::queues::list))
         .routes(routes!(api::supervise::supervise))
         .routes(routes!(api::supervise::transfer))
         .routes(routes!(auth::logout))

@@ -147,6 +147,7 @@ mod tests {
             "POST /api/v1/calls/{id}/hangup",
             "GET /api/v1/calls/{id}/recording",
             "GET /api/v1/agents",
+            "GET /api/v1/queues",
             "POST /api/v1/calls/{id}/supervise",
             "GET /api/v1/calls/{id}/audio",
             "POST /api/v1/calls/{id}/transfer",

@@ -361,10 +361,9 @@ pub async fn hangup(
 /// The queue a live call waits in or was taken from, for
 /// [`Principal::may_act_on`].
 ///
-/// Hook: calls carry no queue yet, so every call is open to every
-/// supervisor; return the call's queue here once the call summary has one.
-pub(crate) fn call_queue(_call: &CallSummary) -> Option<&str> {
-    None
+/// A call that never joined a queue is open to every supervisor.
+pub(crate) fn call_queue(call: &CallSummary) -> Option<&str> {
+    call.queue.as_deref()
 }
 
 /// Records a call action by `who` on call `id`: a `supervisor.action`

@@ -3,4 +3,5 @@
 pub mod agents;
 pub mod calls;
 pub mod context;
+pub mod queues;
 pub mod supervise;
