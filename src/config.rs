@@ -695,6 +695,18 @@ pub enum AppConfig {
         #[serde(default)]
         amd: Option<crate::pipeline::amd::AmdConfig>,
     },
+    /// The supervisors' dial-in line: a SIP phone calls it (a feature code
+    /// or DID routed here), enters the PIN, picks a live call by the last
+    /// digits of its caller's number, and listens; keys 1–4 switch to
+    /// listen, whisper, barge, take over (see
+    /// [`crate::contact_center::supervisor`]).
+    SupervisorDialIn {
+        /// Environment variable holding the PIN (digits only).
+        pin_env: String,
+        /// The PIN, read from `pin_env` at load (never from the file).
+        #[serde(skip)]
+        pin: Option<String>,
+    },
 }
 
 /// A cloud STT provider for a voice agent (keys from the environment only:
@@ -890,6 +902,21 @@ impl Config {
         if let Err((field, needle, message)) = cfg.http.resolve_env() {
             return Err(ConfigError::Invalid { file: path.to_path_buf(), line: find_line(&text, &needle), field, message });
         }
+        for (name, app) in &mut cfg.applications {
+            if let AppConfig::SupervisorDialIn { pin_env, pin } = app {
+                match std::env::var(pin_env.as_str()) {
+                    Ok(v) if !v.is_empty() && v.len() <= 16 && v.chars().all(|c| c.is_ascii_digit()) => *pin = Some(v),
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            file: path.to_path_buf(),
+                            line: find_line(&text, pin_env),
+                            field: format!("applications.{name}.pin_env"),
+                            message: format!("environment variable `{pin_env}` must hold the supervisors' PIN (1–16 digits)"),
+                        });
+                    }
+                }
+            }
+        }
         cfg.contact_center = cfg.load_contact_center(&text, path)?.map(Arc::new);
         Ok(cfg)
     }
@@ -927,6 +954,15 @@ impl Config {
         for (name, app) in &self.applications {
             match app {
                 AppConfig::Echo {} => {}
+                AppConfig::SupervisorDialIn { pin_env, .. } => {
+                    if !is_env_var_name(pin_env) {
+                        return Err(invalid(
+                            &format!("applications.{name}.pin_env"),
+                            pin_env,
+                            format!("`{pin_env}` is not an environment variable name (the PIN itself never goes in the file)"),
+                        ));
+                    }
+                }
                 AppConfig::VoiceAgent { agent, fallback_prompt, turn, amd, .. } => {
                     if let Some(amd) = amd {
                         Self::validate_amd(name, amd, &invalid)?;

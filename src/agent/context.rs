@@ -380,7 +380,7 @@ fn mac(key: &[u8], payload: &str) -> HmacSha256 {
 
 /// Compares two secrets without an early exit on the first difference (the
 /// length is not secret).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -41,6 +41,8 @@ mod amd;
 pub mod bridge;
 #[path = "queued.rs"]
 pub mod queued;
+#[path = "monitor.rs"]
+pub mod monitor;
 #[path = "supervise.rs"]
 pub mod supervise;
 use tokio::time::Instant;
@@ -88,6 +90,8 @@ struct Media {
 enum Brain {
     /// A synchronous application (echo, greeting, menu).
     App(Box<dyn Application>),
+    /// The supervisors' dial-in line, with its PIN.
+    Monitor(String),
     /// A voice agent, started once media flows.
     Voice {
         /// Its settings.
@@ -151,6 +155,8 @@ pub struct CallActor {
     in_contact_center: bool,
     /// The voice agent's settings (to start another agent of the graph).
     voice_config: Option<VoiceConfig>,
+    /// A supervisor's call into the dial-in line.
+    monitor: Option<monitor::Monitor>,
     /// Answering-machine detection (outbound voice-agent calls with `amd`).
     amd: Option<amd::OutboundAmd>,
     /// Supervisors listening, whispering, barging in or taking over.
@@ -194,6 +200,7 @@ impl CallActor {
             queued: None,
             in_contact_center: false,
             voice_config: None,
+            monitor: None,
             amd: None,
             supervision: supervise::Supervision::default(),
         }
@@ -423,6 +430,7 @@ impl CallActor {
             let input = tokio::select! {
                 ev = bridge::next_bridge(&mut self.bridge) => Input::Bridge(ev),
                 ev = queued::next_queued(&mut self.queued) => Input::Queued(ev),
+                ev = monitor::next_monitor(&mut self.monitor) => Input::Monitor(ev),
                 ev = self.events.recv() => Input::Dialog(ev),
                 cmd = self.commands.recv() => Input::Command(cmd),
                 ev = next_media(media) => Input::Media(ev),
@@ -444,6 +452,7 @@ impl CallActor {
                 Input::AmdMessage(msg) => self.amd_message(msg).await,
                 Input::Bridge(ev) => self.on_bridge(ev).await,
                 Input::Queued(ev) => self.on_queued(ev).await,
+                Input::Monitor(ev) => self.on_monitor(ev).await,
             };
             if let Some(exit) = flow {
                 return exit;
@@ -555,6 +564,13 @@ impl CallActor {
                 let m = self.media.as_mut()?;
                 m.codec.decode(payload.as_deref(), &mut m.pcm16);
                 let frame = std::mem::take(&mut m.pcm16);
+                if self.monitor.is_some() {
+                    self.monitor_audio(&frame);
+                    if let Some(m) = self.media.as_mut() {
+                        m.pcm16 = frame;
+                    }
+                    return None;
+                }
                 if let Some(exit) = self.supervise_caller_frame(&frame).await {
                     return Some(exit);
                 }
@@ -595,6 +611,9 @@ impl CallActor {
                 tracing::info!(%digit, duration_ms, "DTMF");
                 self.record.dtmf.push(digit);
                 self.save(false).await;
+                if self.monitor.is_some() {
+                    return self.monitor_digit(digit).await;
+                }
                 if self.bridged() || self.queued() {
                     self.bridge_caller_dtmf(digit);
                     return None;
@@ -695,6 +714,9 @@ impl CallActor {
 
     /// Builds what runs the call from the configured application.
     fn build_brain(&self, name: &str) -> Result<Brain, String> {
+        if let Some(crate::config::AppConfig::SupervisorDialIn { pin, .. }) = self.svc.config.applications.get(name) {
+            return pin.clone().map(Brain::Monitor).ok_or_else(|| "supervisor-pin-unset".to_string());
+        }
         if let Some((cfg, record)) = VoiceConfig::for_app(&self.svc.config, name)? {
             if self.svc.voice.is_none() {
                 return Err("voice-unavailable".into());
@@ -708,6 +730,7 @@ impl CallActor {
     async fn install(&mut self, brain: Brain) {
         match brain {
             Brain::App(app) => self.app = Some(app),
+            Brain::Monitor(pin) => self.install_monitor(&pin),
             Brain::Voice { cfg, record } => {
                 let Some(svc) = self.svc.voice.clone() else { return };
                 self.voice_config = Some(cfg.clone());
@@ -849,6 +872,8 @@ impl CallActor {
         self.set_state(CallState::Answered).await;
         tracing::info!(codec = ?self.record.codec, app = ?self.app_name, "call answered");
         let _ = self.app_input(AppInput::Started).await;
+        // A prompt cannot end the call before it is heard.
+        let _ = self.monitor_answered().await;
         let held = self.amd.as_ref().is_some_and(|a| a.holds_agent());
         if let Some(v) = self.voice.as_mut().filter(|_| !held) {
             let actions = match &self.context {
@@ -1127,6 +1152,7 @@ impl AudioOut for Media {
 enum Input {
     Bridge(bridge::BridgeInput),
     Queued(queued::QueuedInput),
+    Monitor(monitor::MonitorInput),
     Voice(VoiceEvent),
     AmdMessage(Result<Vec<i16>, String>),
     Dialog(Option<DialogEvent>),

@@ -13,6 +13,7 @@
 //! | [`queue`] | one queue's line: priority then FIFO order, 1-based positions, expected wait (EWMA), announcements, overflow at max wait |
 //! | [`agents`] | human agents' presence: available, ringing, on call, wrap-up, offline |
 //! | [`routing`] | strategies (longest-idle, round-robin), skills, AI capacity, and [`ContactCenter`], which drives all queues against the agent pool |
+//! | [`supervisor`] | a supervisor dialing in from a SIP phone: PIN, call choice and mode keys |
 //!
 //! Calls are identified by any [`CallKey`] (skald passes
 //! [`crate::ids::CallId`]), so every rule is testable in virtual time
@@ -23,6 +24,7 @@ pub mod agents;
 pub mod config;
 pub mod queue;
 pub mod routing;
+pub mod supervisor;
 
 #[cfg(test)]
 mod tests;

@@ -422,6 +422,17 @@ pub fn write_rtp_pcap(path: &Path, payload: &[u8], pt: u8) {
 /// A packet from skald with its arrival time.
 pub type Packet = (Instant, Vec<u8>);
 
+/// One packet an [`RtpPeer`] sends.
+enum Outgoing {
+    /// A 160-byte µ-law frame (PT 0).
+    Audio(Vec<u8>),
+    /// A telephone-event payload (PT 101) of the event starting at slot `start`.
+    Event { start: u32, payload: Vec<u8> },
+}
+
+/// Distinct start slots for test DTMF events (their RTP timestamps).
+static DTMF_EVENT_SLOT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1_000_000);
+
 /// A caller's RTP endpoint run by the test (sipp does the signaling with an
 /// SDP pointing here). A thread sends one PCMU packet every 20 ms (queued
 /// speech, else silence) to where skald's packets come from, and records
@@ -429,8 +440,9 @@ pub type Packet = (Instant, Vec<u8>);
 pub struct RtpPeer {
     /// Local port (put it in the SDP).
     pub port: u16,
-    /// Frames (160 bytes µ-law) waiting to be sent.
-    queue: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>>,
+    /// Packets waiting to be sent: frames (160 bytes µ-law, PT 0) or
+    /// RFC 4733 telephone-events (PT 101 with the event's start timestamp).
+    queue: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Outgoing>>>,
     /// Packets from skald: (arrival, RTP packet).
     received: std::sync::Arc<std::sync::Mutex<Vec<Packet>>>,
     /// (time, frame index) of each speech frame the peer sent.
@@ -447,7 +459,7 @@ impl RtpPeer {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
         let port = sock.local_addr().unwrap().port();
-        let queue = Arc::new(Mutex::new(std::collections::VecDeque::<Vec<u8>>::new()));
+        let queue = Arc::new(Mutex::new(std::collections::VecDeque::<Outgoing>::new()));
         let received = Arc::new(Mutex::new(Vec::new()));
         let sent_speech = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -468,12 +480,16 @@ impl RtpPeer {
                 }
                 n += 1;
                 let Some(dest) = remote else { continue };
-                let frame = q.lock().unwrap().pop_front();
-                let speech = frame.is_some();
-                let payload = frame.unwrap_or_else(|| vec![0xFF; 160]);
-                let mut p = vec![0x80, 0x00];
+                let next = q.lock().unwrap().pop_front();
+                let speech = matches!(next, Some(Outgoing::Audio(_)));
+                let (pt, ts, payload) = match next {
+                    Some(Outgoing::Audio(f)) => (0u8, 160 * n, f),
+                    Some(Outgoing::Event { start, payload }) => (101u8, 160 * start, payload),
+                    None => (0u8, 160 * n, vec![0xFF; 160]),
+                };
+                let mut p = vec![0x80, pt];
                 p.extend_from_slice(&(n as u16).to_be_bytes());
-                p.extend_from_slice(&(160 * n).to_be_bytes());
+                p.extend_from_slice(&ts.to_be_bytes());
                 p.extend_from_slice(&0x7e57_0001u32.to_be_bytes());
                 p.extend_from_slice(&payload);
                 let _ = sock.send_to(&p, dest);
@@ -491,7 +507,36 @@ impl RtpPeer {
         for f in ulaw.chunks(160) {
             let mut f = f.to_vec();
             f.resize(160, 0xFF);
-            q.push_back(f);
+            q.push_back(Outgoing::Audio(f));
+        }
+    }
+
+    /// Queues DTMF `digits` as RFC 4733 telephone-events (payload type
+    /// 101): each 100 ms (5 packets, the same start timestamp, growing
+    /// duration, the last three with the E bit), then 100 ms of silence.
+    pub fn dtmf(&self, digits: &str) {
+        let mut q = self.queue.lock().unwrap();
+        // The slot the event starts in is only known to the sending thread;
+        // the start is marked relative to the queue: the thread numbers slots
+        // from its start, so take a far-enough unique slot per event.
+        for d in digits.chars() {
+            let event = match d {
+                '0'..='9' => d as u8 - b'0',
+                '*' => 10,
+                '#' => 11,
+                _ => continue,
+            };
+            let start = DTMF_EVENT_SLOT.fetch_add(1000, Ordering::SeqCst);
+            for i in 0..7u16 {
+                let end = i >= 4;
+                let duration = 160 * (i.min(4) + 1);
+                let mut payload = vec![event, if end { 0x80 | 10 } else { 10 }];
+                payload.extend_from_slice(&duration.to_be_bytes());
+                q.push_back(Outgoing::Event { start, payload });
+            }
+            for _ in 0..5 {
+                q.push_back(Outgoing::Audio(vec![0xFF; 160]));
+            }
         }
     }
 

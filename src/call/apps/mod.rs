@@ -79,6 +79,9 @@ pub enum AppError {
     /// The application is a voice agent, run by [`crate::call::voice`], not here.
     #[error("`{0}` is a voice agent")]
     VoiceAgent(String),
+    /// The application is the supervisors' dial-in, run by the call actor.
+    #[error("`{0}` is the supervisors' dial-in")]
+    SupervisorDialIn(String),
 }
 
 /// Builds the named application from the config. Prompts are loaded and
@@ -87,6 +90,7 @@ pub fn build(cfg: &Config, name: &str, ctx: &AppContext) -> Result<Box<dyn Appli
     let app = cfg.applications.get(name).ok_or_else(|| AppError::Unknown(name.to_string()))?;
     Ok(match app {
         AppConfig::VoiceAgent { .. } => return Err(AppError::VoiceAgent(name.to_string())),
+        AppConfig::SupervisorDialIn { .. } => return Err(AppError::SupervisorDialIn(name.to_string())),
         AppConfig::Echo {} => Box::new(echo::Echo::new(name)),
         AppConfig::Greeting { prompt, max_record_s } => {
             let audio = wav::load_prompt(&cfg.resolve(prompt))?;

@@ -231,6 +231,7 @@ fn applications(config: &Config) -> Vec<ApplicationView> {
                 AppConfig::Echo {} => ("echo", None),
                 AppConfig::Greeting { .. } => ("greeting", None),
                 AppConfig::DtmfMenu { .. } => ("dtmf-menu", None),
+                AppConfig::SupervisorDialIn { .. } => ("supervisor-dial-in", None),
                 AppConfig::VoiceAgent { agent, .. } => ("voice-agent", Some(agent.clone())),
             };
             ApplicationView {
