@@ -1484,6 +1484,29 @@ mod tests {
     }
 
     #[test]
+    fn queues_file_loads_and_a_bad_one_names_its_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let agents = format!("{}/sip-config/agents", env!("CARGO_MANIFEST_DIR"));
+        let file = dir.path().join("skald.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "agents_dir: {agents}\nqueues_file: queues.yaml\nroutes: {{default: fd}}\napplications:\n  \
+                 support: {{type: voice-agent, agent: tier1-llm}}\n  fd: {{type: voice-agent, agent: dental-front-desk}}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("queues.yaml"), "agents:\n  - id: carol\n    uri: sip:carol@192.0.2.1\nqueues:\n  front:\n    members: [carol, nobody]\n").unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(e.contains("queues.yaml:6:") && e.contains("nobody"), "{e}");
+        std::fs::write(dir.path().join("queues.yaml"), "agents:\n  - id: carol\n    uri: sip:carol@192.0.2.1\nqueues:\n  front:\n    members: [carol, {ai: tier2-billing}]\n").unwrap();
+        let c = Config::load(&file).unwrap();
+        let cc = c.contact_center.as_ref().unwrap();
+        assert_eq!(cc.queues.len(), 1);
+        assert_eq!(cc.agents[0].profile.id.to_string(), "carol");
+    }
+
+    #[test]
     fn amd_section_of_a_voice_agent() {
         let agents = format!("{}/sip-config/agents", env!("CARGO_MANIFEST_DIR"));
         // Every agent file must be reachable: the LLM agents get an app too.
