@@ -62,7 +62,10 @@ fn config(dir: &Path, alice_uri: &str) -> String {
             ),
             1,
         )
-        + &format!("\nqueues_file: {}\n", dir.join("queues.yaml").display())
+        .lines()
+        .map(|l| if l.starts_with("queues_file:") { format!("queues_file: {}", dir.join("queues.yaml").display()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// alice's phone: sipp checking the context headers and the caller's

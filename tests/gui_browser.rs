@@ -122,8 +122,11 @@ impl Browser {
         });
         let host = url.trim_start_matches("ws://").split('/').next().unwrap().to_string();
         let stream = TcpStream::connect(&host).unwrap();
-        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        // The handshake may take a while on a loaded machine; reads are
+        // polled (200 ms) only once it is done.
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let (ws, _) = tungstenite::client::client(url.as_str(), stream).expect("DevTools WebSocket");
+        ws.get_ref().set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let shots = std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| repo().join("target"), PathBuf::from)
             .join("gui-screenshots");
@@ -413,7 +416,14 @@ fn log_in_watch_a_live_call_supervise_it_and_start_a_test_call() {
     b.wait_for("document.querySelector('#agents [data-agent=dental-front-desk] .badge.ok')", Duration::from_secs(10), "agents");
     b.screenshot("09-agents");
 
-    // Hang the first call up from its page.
+    // The first call was taken over; its supervisor left the page, so the
+    // call ended (`supervisor-left`: the AI had left it for good).
+    if SUPERVISE_API_MERGED {
+        let d = skald.get_json(&format!("/api/v1/calls/{id}"));
+        assert_eq!(d["end_reason"], "supervisor-left", "{d:#}");
+    }
+    // Hang the test call up from its page.
+    let id = placed;
     b.goto(&format!("{base}/agent/gui#/calls/{id}"));
     b.wait_for("!document.querySelector('#sup-hangup').disabled", Duration::from_secs(10), "call page");
     b.click("#sup-hangup");

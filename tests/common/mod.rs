@@ -66,6 +66,7 @@ pub fn example_config() -> String {
         .unwrap()
         .replace("prompts/", &format!("{}/sip-config/prompts/", repo().display()))
         .replace("agents_dir: agents", &format!("agents_dir: {}/sip-config/agents", repo().display()))
+        .replace("queues_file: queues.yaml", &format!("queues_file: {}/sip-config/queues.yaml", repo().display()))
 }
 
 impl Skald {
