@@ -22,6 +22,21 @@ const SUP_TOKEN: &str = "billing-supervisor-token-0123";
 /// Config dir: the dental agent transferring to `queue:front`, a registrar
 /// for bob, and `queues.yaml` with alice (at `alice_uri`) and bob.
 fn config(dir: &Path, alice_uri: &str) -> String {
+    let hold = repo().join("sip-config/prompts/hold.wav");
+    config_with(
+        dir,
+        &format!(
+            "agents:\n  - id: alice\n    uri: {alice_uri}\n    ring_timeout_secs: 10\n  \
+             - id: bob\n    sip_user: bob\n    ring_timeout_secs: 10\n\
+             queues:\n  front:\n    hold_music: {}\n    announce_every_secs: 4\n    \
+             strategy: round-robin\n    members: [alice, bob]\n",
+            hold.display()
+        ),
+    )
+}
+
+/// Config dir as [`config`], with this `queues.yaml`.
+fn config_with(dir: &Path, queues_yaml: &str) -> String {
     let agents = dir.join("agents");
     std::fs::create_dir_all(&agents).unwrap();
     for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
@@ -32,18 +47,7 @@ fn config(dir: &Path, alice_uri: &str) -> String {
         }
         std::fs::write(agents.join(p.file_name().unwrap()), text).unwrap();
     }
-    let hold = repo().join("sip-config/prompts/hold.wav");
-    std::fs::write(
-        dir.join("queues.yaml"),
-        format!(
-            "agents:\n  - id: alice\n    uri: {alice_uri}\n    ring_timeout_secs: 10\n  \
-             - id: bob\n    sip_user: bob\n    ring_timeout_secs: 10\n\
-             queues:\n  front:\n    hold_music: {}\n    announce_every_secs: 4\n    \
-             strategy: round-robin\n    members: [alice, bob]\n",
-            hold.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.join("queues.yaml"), queues_yaml).unwrap();
     let tokens = "http:\n  listen: 127.0.0.1:8080\n  tokens:\n    \
         - {name: sam, role: supervisor, token_env: SKALD_TEST_SUP_TOKEN, queues: [billing]}\n";
     let example = example_config();
@@ -179,25 +183,7 @@ fn a_queued_caller_hears_hold_music_and_the_position_then_the_registered_agent()
     write_wav(&bob_wav, &piper_ulaw("Hi, this is Bob from the front desk. How can I help you?"));
 
     let peer = RtpPeer::start();
-    let caller = std::thread::spawn({
-        let uri = skald.uri("+15550123");
-        let sf = dir.path().join("caller.xml");
-        let mut s = std::fs::read_to_string(scenario("uac_call.xml")).unwrap();
-        for (k, v) in [
-            ("PTS", "0 101".to_string()),
-            ("MEDIA_PORT", peer.port.to_string()),
-            ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0".to_string()),
-            ("MEDIA", String::new()),
-        ] {
-            s = s.replace(&format!("@{k}@"), &v);
-        }
-        std::fs::write(&sf, s).unwrap();
-        move || {
-            let hostport = uri.split('@').nth(1).unwrap().to_string();
-            let (sf, p) = (sf.display().to_string(), free_port().to_string());
-            sipp(&[&hostport, "-s", "+15550123", "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", "32000"], Duration::from_secs(100))
-        }
-    });
+    let caller = caller_call(&skald, dir.path(), &peer, 32_000);
     peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
     peer.say(&person);
     let queued_at = wait_state(&skald, "queued", Duration::from_secs(20));
@@ -274,4 +260,108 @@ fn a_queued_caller_hears_hold_music_and_the_position_then_the_registered_agent()
         assert!(kinds.contains(&kind), "`{kind}` in {kinds:?}");
     }
     assert_eq!(d["end_reason"], "remote-bye", "{d:#}");
+}
+
+/// Places a call from the test's caller phone to the dental agent.
+fn caller_call(skald: &Skald, dir: &Path, peer: &RtpPeer, hold_ms: u64) -> std::thread::JoinHandle<std::process::Output> {
+    let sf = dir.join(format!("caller-{}.xml", free_port()));
+    let mut s = std::fs::read_to_string(scenario("uac_call.xml")).unwrap();
+    for (k, v) in [
+        ("PTS", "0 101".to_string()),
+        ("MEDIA_PORT", peer.port.to_string()),
+        ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0".to_string()),
+        ("MEDIA", String::new()),
+    ] {
+        s = s.replace(&format!("@{k}@"), &v);
+    }
+    std::fs::write(&sf, s).unwrap();
+    let target = format!("127.0.0.1:{}", skald.sip_port);
+    std::thread::spawn(move || {
+        let (sf, p, d) = (sf.display().to_string(), free_port().to_string(), hold_ms.to_string());
+        sipp(&[&target, "-s", "+15550123", "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", &d], Duration::from_secs(hold_ms / 1000 + 60))
+    })
+}
+
+/// Nobody takes the call within the queue's maximum wait: it overflows to
+/// voicemail; the caller hears the prompt and the tone, and the message is
+/// recorded.
+#[test]
+fn a_call_that_waits_too_long_leaves_a_voicemail() {
+    let person = piper_ulaw("Can I talk to a person please?");
+    let message = piper_ulaw("Please call me back about my appointment tomorrow.");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config_with(
+        dir.path(),
+        "agents:\n  - id: bob\n    sip_user: bob\nqueues:\n  front:\n    announce_every_secs: 0\n    \
+         max_wait_secs: 4\n    overflow: { voicemail: true }\n    members: [bob]\n",
+    );
+    let skald = Skald::start_with_env(&yaml, &[(PASSWORD_ENV, PASSWORD), ("SKALD_TEST_SUP_TOKEN", SUP_TOKEN)]);
+    let peer = RtpPeer::start();
+    let call = caller_call(&skald, dir.path(), &peer, 30_000);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    peer.say(&person);
+    let queued_at = wait_state(&skald, "queued", Duration::from_secs(20));
+    // Ringback (no hold music configured), then the overflow prompt.
+    let prompt_end = peer.wait_agent_turn(queued_at + Duration::from_secs(4), Duration::from_millis(900), Duration::from_secs(20));
+    let heard: Vec<_> = peer.heard().into_iter().filter(|(t, _)| *t >= queued_at + Duration::from_secs(4) && *t <= prompt_end).collect();
+    let prompt = transcribe_heard(&heard).to_lowercase();
+    eprintln!("overflow prompt: {prompt}");
+    peer.say(&message);
+    assert!(call.join().unwrap().status.success(), "caller:\n{}", skald.log());
+    assert!(prompt.contains("leave a message"), "the voicemail prompt: {prompt}");
+
+    let c = &skald.wait_ended(1, Duration::from_secs(30))[0];
+    let d = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()));
+    let ev = |k: &str| d["events"].as_array().unwrap().iter().find(|e| e["kind"] == k).cloned();
+    assert_eq!(ev("queue.overflow").expect("overflow event")["data"]["queue"], "front", "{:#}", d["events"]);
+    let path = ev("voicemail.started").expect("voicemail event")["data"]["path"].as_str().unwrap().to_string();
+    let (samples, rate) = read_wav(Path::new(&path));
+    assert_eq!(rate, 16_000);
+    let frames: Vec<(Instant, Vec<i16>)> =
+        samples.chunks(320).map(|c| (Instant::now(), c.iter().step_by(2).copied().collect())).collect();
+    let said = transcribe_heard(&frames).to_lowercase();
+    eprintln!("voicemail: {said}");
+    assert!(said.contains("appointment"), "the message is recorded: {said}");
+}
+
+/// A queue whose AI member takes calls first (`prefer: ai`): the caller
+/// is handed to the AI agent at once, which greets them.
+#[test]
+fn an_ai_member_takes_the_queued_call() {
+    let person = piper_ulaw("Can I talk to a person please?");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config_with(
+        dir.path(),
+        "agents:\n  - id: bob\n    sip_user: bob\nqueues:\n  front:\n    prefer: ai\n    \
+         members: [bob, {ai: dental-front-desk, capacity: 1}]\n",
+    );
+    let skald = Skald::start_with_env(&yaml, &[(PASSWORD_ENV, PASSWORD), ("SKALD_TEST_SUP_TOKEN", SUP_TOKEN)]);
+    let peer = RtpPeer::start();
+    let call = caller_call(&skald, dir.path(), &peer, 20_000);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    let asked = Instant::now();
+    peer.say(&person);
+    // "Sure, let me connect you…", then the AI member's greeting.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let handed = loop {
+        let calls = skald.calls();
+        let d = skald.get_json(&format!("/api/v1/calls/{}", calls[0]["id"].as_str().unwrap()));
+        if d["events"].as_array().unwrap().iter().any(|e| e["kind"] == "agent.started") {
+            break Instant::now();
+        }
+        assert!(Instant::now() < deadline, "no hand-over to the AI member:\n{}", skald.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let end = peer.wait_agent_turn(handed, Duration::from_millis(1200), Duration::from_secs(30));
+    let heard: Vec<_> = peer.heard().into_iter().filter(|(at, _)| *at >= asked && *at <= end).collect();
+    let greeting = transcribe_heard(&heard).to_lowercase();
+    eprintln!("the AI member: {greeting}");
+    assert!(call.join().unwrap().status.success(), "caller:\n{}", skald.log());
+    assert!(greeting.contains("connect you") && greeting.contains("bright smile"), "the AI member greets: {greeting}");
+    let c = &skald.wait_ended(1, Duration::from_secs(30))[0];
+    let d = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()));
+    let started: Vec<_> = d["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "agent.started").collect();
+    assert_eq!(started.len(), 1, "{:#}", d["events"]);
+    assert_eq!(started[0]["data"]["from"], "queue");
+    assert!(d["events"].as_array().unwrap().iter().any(|e| e["kind"] == "queue.offer" && e["data"]["ai"] == "dental-front-desk"));
 }
