@@ -338,8 +338,19 @@ impl<C: CallKey> ContactCenter<C> {
             .collect();
         calls.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let mut any = false;
+        // Queues with no free human and no AI capacity left: their calls are
+        // skipped for the rest of this pass (offers only use capacity up), so
+        // a long line with every agent busy costs one check per queue.
+        let mut saturated: Vec<QueueId> = Vec::new();
         for (_, _, qid, call) in calls {
+            if saturated.contains(&qid) {
+                continue;
+            }
             let Some(q) = self.queues.get_mut(&qid) else { continue };
+            if !has_capacity(q, &self.pool) {
+                saturated.push(qid);
+                continue;
+            }
             let Some(member) = choose(q, &self.pool, call) else { continue };
             if let Member::Human(agent) = &member
                 && self.pool.ring(agent, call, now).is_err()
@@ -366,6 +377,14 @@ pub(crate) fn choose<C: CallKey>(q: &mut Queue<C>, pool: &AgentPool<C>, call: C)
         Some(agent) => Some(Member::Human(agent)),
         None => ai,
     }
+}
+
+/// Whether any member of `q` could take a call now: a free human with the
+/// queue's skills, or an AI member with capacity left.
+fn has_capacity<C: CallKey>(q: &Queue<C>, pool: &AgentPool<C>) -> bool {
+    let s = q.settings();
+    s.humans.iter().any(|h| pool.presence(h) == Some(Presence::Available) && pool.has_skills(h, &s.skills))
+        || s.ai.iter().any(|a| q.ai_load(&a.name) < a.capacity)
 }
 
 fn choose_human<C: CallKey>(q: &mut Queue<C>, pool: &AgentPool<C>, call: C) -> Option<HumanAgentId> {
