@@ -27,8 +27,8 @@ struct State {
     playout: VecDeque<Vec<i16>>,
     /// skald's audio as played, with play time (16 kHz).
     heard: Vec<(Instant, Vec<i16>)>,
-    /// Deepest the buffer got, in frames.
-    max_depth: usize,
+    /// When each of skald's frames arrived.
+    arrivals: Vec<Instant>,
     /// `transcript` messages: (speaker, text).
     transcript: Vec<(String, String)>,
     /// `clear` messages received.
@@ -65,7 +65,7 @@ impl Page {
                             s.violations.push(format!("binary frame of {} bytes", b.len()));
                         }
                         s.playout.push_back(b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect());
-                        s.max_depth = s.max_depth.max(s.playout.len());
+                        s.arrivals.push(Instant::now());
                     }
                     Ok(Message::Text(t)) => {
                         let v: Value = serde_json::from_str(&t).unwrap_or_default();
@@ -191,7 +191,7 @@ async fn the_page_talks_to_a_voice_agent() {
     let end = page.wait_agent_turn(t0, Duration::from_millis(900), Duration::from_secs(30)).await;
     let greeting = page.transcribe(t0, end).await;
     eprintln!("greeting heard: {greeting}");
-    assert!(greeting.contains("thanks for calling") && greeting.contains("dental"), "{greeting}");
+    assert!(greeting.contains("thanks for calling bright smile"), "{greeting}");
 
     // The call is live like any other.
     let live = skald.wait_live(Duration::from_secs(5));
@@ -220,7 +220,12 @@ async fn the_page_talks_to_a_voice_agent() {
     assert!(turns.iter().any(|(w, x)| w == "agent" && x.contains("Monday to Friday")), "{turns:?}");
     let s = page.state.lock().unwrap();
     assert!(s.violations.is_empty(), "protocol violations: {:?}", s.violations);
-    assert!(s.max_depth <= 8, "skald ran {} frames ahead of playout", s.max_depth);
+    // Paced in real time: the n-th frame never arrives earlier than the
+    // lead (5 frames, plus the one playing) ahead of the media clock.
+    assert_eq!(s.clears, 0, "nobody talked over the agent");
+    let first = s.arrivals[0];
+    let ahead = s.arrivals.iter().enumerate().map(|(n, t)| n as i64 - (t.duration_since(first).as_millis() / 20) as i64).max().unwrap();
+    assert!(ahead <= 7, "skald ran {ahead} frames ahead of real time");
     // The transcript went to the page as it was stored.
     assert_eq!(s.transcript, turns, "the page's transcript is the record's");
     assert!(s.transcript[0].1.starts_with("Thanks for calling Bright Smile Dental."), "{:?}", s.transcript);
@@ -253,4 +258,39 @@ async fn talk_needs_a_token_and_a_voice_application() {
         assert!(r.body.contains(message), "{}", r.body);
     }
     assert!(skald.calls().is_empty(), "no call was made");
+}
+
+/// Talking over the agent: skald tells the page `clear` (its player drops
+/// the buffer), stops sending the greeting, and answers the question; the
+/// greeting's turn keeps only what was played.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talking_over_the_agent_clears_the_page_buffer() {
+    let question = piper_ulaw("Hold on, what are your opening hours?");
+    let skald = Skald::start();
+    let page = Page::connect(&skald, "front-desk").await;
+    let t0 = Instant::now();
+    while !page.heard().iter().any(|(_, f)| is_loud(f)) {
+        assert!(t0.elapsed() < Duration::from_secs(15), "no greeting:\n{}", skald.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    page.say(&question);
+    let barge = Instant::now();
+    while page.state.lock().unwrap().clears == 0 {
+        assert!(barge.elapsed() < Duration::from_secs(3), "no `clear` on barge-in:\n{}", skald.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("clear {} ms after the caller started talking", barge.elapsed().as_millis());
+    page.said().await;
+    let since = Instant::now();
+    let end = page.wait_agent_turn(since, Duration::from_millis(900), Duration::from_secs(30)).await;
+    let answer = page.transcribe(since, end).await;
+    assert!(answer.contains("monday") || answer.contains("friday"), "{answer}");
+    page.close();
+    let detail = ended_browser_call(&skald).await;
+    let first = &detail["turns"][0];
+    assert_eq!(first["speaker"], "agent");
+    assert_eq!(first["interrupted"], true, "{detail:#}");
+    let full = "Thanks for calling Bright Smile Dental. How can I help you today?";
+    assert!(first["text"].as_str().unwrap().len() < full.len(), "{first}");
 }
