@@ -44,7 +44,7 @@ fn assert_supervise_outcome(label: &str, shown: &str) {
 
 /// True once `GET /api/v1/talk?app=NAME` (talk in the browser) is part of
 /// this skald; while false the page must say clearly that it is missing.
-const TALK_API_MERGED: bool = false;
+const TALK_API_MERGED: bool = true;
 
 /// What the page must show in `#talk-result` after pressing "Talk in the browser".
 fn assert_talk_outcome(shown: &str) {

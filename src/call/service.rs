@@ -278,15 +278,28 @@ impl CallServices {
     }
 
     /// Runs a call that arrived as a Twilio Media Stream on an accepted
-    /// WebSocket (`rx`: its frames, `tx`: text frames out) from `remote`,
+    /// WebSocket (`rx`: its frames, `tx`: frames out) from `remote`,
     /// tracked for graceful shutdown; returns when the call has ended.
     pub async fn run_stream<R, T, E>(self: &Arc<Self>, remote: String, rx: R, tx: T)
     where
         R: futures_util::Stream<Item = Result<super::stream::WsInput, E>> + Unpin + Send,
-        T: futures_util::Sink<String> + Unpin + Send,
+        T: futures_util::Sink<super::stream::WsOutput> + Unpin + Send,
         E: std::fmt::Display,
     {
-        let call = super::stream::StreamCall::new(self.clone(), remote);
+        let call = super::stream::StreamCall::new(self.clone(), remote, super::stream::TwilioStream::new());
+        self.tracker.track_future(call.run(rx, tx)).await;
+    }
+
+    /// Runs a conversation between the control page's microphone (user
+    /// `user` at `remote`) and voice application `app` on an accepted
+    /// WebSocket, tracked for graceful shutdown; returns when it has ended.
+    pub async fn run_browser<R, T, E>(self: &Arc<Self>, remote: String, app: &str, user: &str, rx: R, tx: T)
+    where
+        R: futures_util::Stream<Item = Result<super::stream::WsInput, E>> + Unpin + Send,
+        T: futures_util::Sink<super::stream::WsOutput> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let call = super::stream::StreamCall::new(self.clone(), remote, super::stream::BrowserStream::new(app, user));
         self.tracker.track_future(call.run(rx, tx)).await;
     }
 

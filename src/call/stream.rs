@@ -1,23 +1,30 @@
-//! A call that reached skald as a Twilio Media Stream (`<Connect><Stream>`):
-//! one actor task per stream, with the same voice agent, barge-in, records,
-//! transcripts, metrics and hangup API as a SIP call.
+//! A call whose audio comes over a WebSocket: a Twilio Media Stream
+//! (`<Connect><Stream>`) or the control page's microphone
+//! (`GET /api/v1/talk`). One actor task per socket, with the same voice
+//! agent, barge-in, records, transcripts, metrics and hangup API as a SIP
+//! call.
 //!
 //! The HTTP layer accepts the WebSocket and hands it here as a stream of
-//! text frames and a sink of text frames ([`StreamCall::run`] is generic
-//! over them, so tests and other WebSocket stacks can drive it). The actor
-//! owns the [`MediaStreamSession`] (protocol core), the G.711 frame codec
-//! and the [`VoiceAgent`]; its loop waits on exactly one of: a WebSocket
-//! frame, a [`CallCommand`], a voice-agent event, the session's pacing
+//! [`WsInput`] frames and a sink of [`WsOutput`] frames ([`StreamCall::run`]
+//! is generic over them, so tests and other WebSocket stacks can drive it).
+//! The actor is generic over the transport ([`StreamTransport`]: a sans-IO
+//! protocol core plus its codec, seen by the voice agent as [`AudioOut`]):
+//! [`TwilioStream`] (`transports::twilio::media`) or [`BrowserStream`]
+//! (`transports::browser`). Its loop waits on exactly one of: a WebSocket
+//! frame, a [`CallCommand`], a voice-agent event, the transport's pacing
 //! deadline or the playout check, and handles it to completion.
 //!
-//! Audio per 20 ms: `media` payload → µ-law decode (8 kHz) → 16 kHz → voice
-//! agent. Outbound: agent audio (16 kHz) → 8 kHz µ-law frames → paced
-//! `media` messages with `mark`s; a barge-in sends `clear`.
+//! Audio per 20 ms: the transport's frame → 16 kHz → voice agent (Twilio:
+//! `media` payload → µ-law decode at 8 kHz → 16 kHz; browser: PCM16 at
+//! 16 kHz as is). Outbound: agent audio (16 kHz) → the transport's frames,
+//! paced; a barge-in sends the transport's flush (Twilio `clear`, browser
+//! `{"type":"clear"}`).
 //!
-//! Ending: Twilio's `stop` (the caller hung up); the agent or the API
-//! hanging up closes the WebSocket, which ends `<Connect>` and, with no
-//! TwiML after it, the call. A stream that never starts, closes without
-//! `stop`, or floods bad messages ends with the reason in the record.
+//! Ending: Twilio's `stop` or the page's `{"type":"stop"}` (`remote-stop`);
+//! the agent or the API hanging up closes the WebSocket, which for Twilio
+//! ends `<Connect>` and, with no TwiML after it, the call. A stream that
+//! never starts, closes without `stop` (`stream-closed`), or floods bad
+//! messages ends with the reason in the record.
 
 use super::actor::{next_voice, sleep_opt};
 use super::actor::supervise::SuperviseError;
@@ -31,7 +38,10 @@ use crate::pipeline::recorder::StereoRecorder;
 use crate::rtp::codec::frames::G711Frames;
 use crate::rtp::codec::g711::Law;
 use crate::store::CallRecord;
-use crate::transports::twilio::media::{MediaStreamSession, StreamEvent, StreamStart};
+use crate::store::turns::TurnRecord;
+use crate::transports::browser::{BrowserEvent, BrowserSession, BrowserTransmit};
+use crate::transports::twilio::media::{MediaStreamSession, StreamEvent};
+pub use crate::transports::twilio::media::StreamStart;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,34 +60,88 @@ const MAX_ERRORS_RECORDED: usize = 5;
 /// Commands a stream call's mailbox holds.
 const COMMAND_QUEUE: usize = 32;
 
-/// An input from the WebSocket: a text frame, or the end of the socket
-/// (closed, or failed with the reason).
+/// An input from the WebSocket: a data frame (the end of the socket is the
+/// end of the stream, or an error).
 #[derive(Debug)]
 pub enum WsInput {
     /// A text frame.
     Text(String),
-    /// A non-text data frame (binary): not part of the protocol.
-    Binary(usize),
+    /// A binary frame.
+    Binary(Vec<u8>),
 }
 
-/// What ended the loop.
-struct Exit {
-    /// Recorded end reason.
-    reason: String,
-    /// Close the WebSocket from our side.
-    close: bool,
+/// A frame to send on the WebSocket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WsOutput {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(Vec<u8>),
 }
 
-/// The agent side of a stream: the session and the frame codec, seen by the
-/// voice agent as [`AudioOut`].
-struct StreamOut {
+/// What a transport reported, in the call's terms.
+#[derive(Debug)]
+pub enum TransportEvent {
+    /// The stream started: who and what.
+    Start(StreamStart),
+    /// One 20 ms caller frame, decoded into the buffer given to
+    /// [`StreamTransport::poll_event`].
+    Audio,
+    /// A DTMF digit from the caller.
+    Dtmf(char),
+    /// The far end acknowledged playout of agent audio.
+    Played,
+    /// The far end ended the stream.
+    Stop,
+}
+
+/// One WebSocket transport as the stream actor drives it: a sans-IO
+/// protocol core and its codec. The run loop is the cores' own: feed one
+/// frame to [`StreamTransport::handle_input`], drain
+/// [`StreamTransport::poll_event`] and [`StreamTransport::poll_transmit`],
+/// sleep until [`StreamTransport::poll_timeout`].
+pub trait StreamTransport: AudioOut {
+    /// The record's `transport`.
+    const NAME: &'static str;
+    /// The record's `codec`.
+    const CODEC: &'static str;
+    /// Handles one frame; an error describes a dropped message (counted in
+    /// [`StreamTransport::dropped`]), the stream goes on.
+    fn handle_input(&mut self, input: WsInput, now: std::time::Instant) -> Result<(), String>;
+    /// The next event, oldest first; caller audio is decoded into `pcm16k`.
+    fn poll_event(&mut self, pcm16k: &mut Vec<i16>) -> Option<TransportEvent>;
+    /// The next frame to send now.
+    fn poll_transmit(&mut self, now: std::time::Instant) -> Option<WsOutput>;
+    /// When [`StreamTransport::poll_transmit`] may next have something.
+    fn poll_timeout(&self) -> Option<std::time::Instant>;
+    /// Messages dropped as bad input.
+    fn dropped(&self) -> u64;
+    /// A transcript turn was stored (a transport may show it to the caller).
+    fn on_turn(&mut self, _turn: &TurnRecord) {}
+}
+
+/// Twilio Media Streams: the session and the µ-law frame codec.
+pub struct TwilioStream {
     /// Protocol core.
     session: MediaStreamSession,
     /// µ-law frames ⇄ 16 kHz audio.
     codec: G711Frames,
 }
 
-impl AudioOut for StreamOut {
+impl TwilioStream {
+    /// A stream waiting for Twilio's `start`.
+    pub fn new() -> Self {
+        TwilioStream { session: MediaStreamSession::new(), codec: G711Frames::new(Law::Mu, 20) }
+    }
+}
+
+impl Default for TwilioStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AudioOut for TwilioStream {
     fn play(&mut self, pcm16k: &[i16]) -> usize {
         let mut frames = Vec::new();
         let n = self.codec.encode(pcm16k, |f| frames.push(f));
@@ -98,16 +162,139 @@ impl AudioOut for StreamOut {
     }
 }
 
-/// The actor of one Media Streams call.
-pub struct StreamCall {
+impl StreamTransport for TwilioStream {
+    const NAME: &'static str = "twilio-stream";
+    const CODEC: &'static str = "PCMU";
+
+    fn handle_input(&mut self, input: WsInput, now: std::time::Instant) -> Result<(), String> {
+        match input {
+            WsInput::Text(t) => self.session.handle_text(&t, now).map_err(|e| e.to_string()),
+            WsInput::Binary(b) => {
+                self.session.dropped += 1;
+                Err(format!("binary frame of {} bytes", b.len()))
+            }
+        }
+    }
+    fn poll_event(&mut self, pcm16k: &mut Vec<i16>) -> Option<TransportEvent> {
+        Some(match self.session.poll_event()? {
+            StreamEvent::Start(s) => TransportEvent::Start(s),
+            StreamEvent::Audio(payload) => {
+                self.codec.decode(payload.as_deref(), pcm16k);
+                TransportEvent::Audio
+            }
+            StreamEvent::Dtmf(d) => TransportEvent::Dtmf(d),
+            StreamEvent::Played { .. } => TransportEvent::Played,
+            StreamEvent::Stop => TransportEvent::Stop,
+        })
+    }
+    fn poll_transmit(&mut self, now: std::time::Instant) -> Option<WsOutput> {
+        self.session.poll_transmit(now).map(WsOutput::Text)
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.session.poll_timeout()
+    }
+    fn dropped(&self) -> u64 {
+        self.session.dropped
+    }
+}
+
+/// The control page's microphone: PCM16 16 kHz as is, so no codec; the
+/// start comes from the URL, not from the wire.
+pub struct BrowserStream {
+    /// Protocol core.
+    session: BrowserSession,
+    /// The start, reported as the first event.
+    start: Option<StreamStart>,
+}
+
+impl BrowserStream {
+    /// A conversation with application `app` for the signed-in `user`.
+    pub fn new(app: &str, user: &str) -> Self {
+        let mut start = StreamStart::default();
+        start.custom_parameters.insert("app".into(), app.into());
+        start.custom_parameters.insert("from".into(), user.into());
+        BrowserStream { session: BrowserSession::new(), start: Some(start) }
+    }
+}
+
+impl AudioOut for BrowserStream {
+    fn play(&mut self, pcm16k: &[i16]) -> usize {
+        self.session.play(pcm16k)
+    }
+    fn queued(&self) -> usize {
+        self.session.unplayed()
+    }
+    fn unsent(&self) -> usize {
+        self.session.unsent()
+    }
+    fn pause(&mut self) -> Vec<Vec<u8>> {
+        self.session.pause(std::time::Instant::now())
+    }
+    fn resume(&mut self, frames: Vec<Vec<u8>>) {
+        self.session.resume(frames);
+    }
+}
+
+impl StreamTransport for BrowserStream {
+    const NAME: &'static str = "browser";
+    const CODEC: &'static str = "L16/16000";
+
+    fn handle_input(&mut self, input: WsInput, now: std::time::Instant) -> Result<(), String> {
+        match input {
+            WsInput::Text(t) => self.session.handle_text(&t, now),
+            WsInput::Binary(b) => self.session.handle_binary(&b, now),
+        }
+        .map_err(|e| e.to_string())
+    }
+    fn poll_event(&mut self, pcm16k: &mut Vec<i16>) -> Option<TransportEvent> {
+        if let Some(s) = self.start.take() {
+            return Some(TransportEvent::Start(s));
+        }
+        Some(match self.session.poll_event()? {
+            BrowserEvent::Audio(frame) => {
+                pcm16k.clear();
+                pcm16k.extend_from_slice(&frame);
+                TransportEvent::Audio
+            }
+            BrowserEvent::Dtmf(d) => TransportEvent::Dtmf(d),
+            BrowserEvent::Stop => TransportEvent::Stop,
+        })
+    }
+    fn poll_transmit(&mut self, now: std::time::Instant) -> Option<WsOutput> {
+        Some(match self.session.poll_transmit(now)? {
+            BrowserTransmit::Text(t) => WsOutput::Text(t),
+            BrowserTransmit::Binary(b) => WsOutput::Binary(b),
+        })
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.session.poll_timeout()
+    }
+    fn dropped(&self) -> u64 {
+        self.session.dropped
+    }
+    fn on_turn(&mut self, turn: &TurnRecord) {
+        self.session.transcript(&turn.speaker, &turn.text);
+    }
+}
+
+/// What ended the loop.
+struct Exit {
+    /// Recorded end reason.
+    reason: String,
+    /// Close the WebSocket from our side.
+    close: bool,
+}
+
+/// The actor of one WebSocket call over transport `T`.
+pub struct StreamCall<T: StreamTransport> {
     /// Shared services.
     svc: Arc<CallServices>,
     /// Peer address of the WebSocket (for the record).
     remote: String,
     /// The record, once `start` arrived.
     record: CallRecord,
-    /// Session + codec.
-    out: StreamOut,
+    /// The transport: protocol core + codec.
+    out: T,
     /// The voice agent.
     voice: Option<VoiceAgent>,
     /// Stereo recording (caller left, agent right).
@@ -120,15 +307,15 @@ pub struct StreamCall {
     pcm16: Vec<i16>,
 }
 
-impl StreamCall {
-    /// A new actor for a WebSocket from `remote`; nothing happens until
-    /// [`StreamCall::run`].
-    pub fn new(svc: Arc<CallServices>, remote: String) -> Self {
+impl<T: StreamTransport> StreamCall<T> {
+    /// A new actor for a WebSocket from `remote` speaking `out`; nothing
+    /// happens until [`StreamCall::run`].
+    pub fn new(svc: Arc<CallServices>, remote: String, out: T) -> Self {
         StreamCall {
             svc,
             remote,
             record: CallRecord::default(),
-            out: StreamOut { session: MediaStreamSession::new(), codec: G711Frames::new(Law::Mu, 20) },
+            out,
             voice: None,
             stereo: None,
             agent_heard: Vec::new(),
@@ -140,11 +327,11 @@ impl StreamCall {
     /// Runs the stream to its end: waits for `start`, registers the call,
     /// runs the voice agent, writes the final record. `rx` yields the
     /// socket's frames (`None` or an error: the socket is gone); `tx`
-    /// takes text frames to send; closing `tx` closes the socket.
-    pub async fn run<R, T, E>(mut self, mut rx: R, mut tx: T)
+    /// takes frames to send; closing `tx` closes the socket.
+    pub async fn run<R, S, E>(mut self, mut rx: R, mut tx: S)
     where
         R: Stream<Item = Result<WsInput, E>> + Unpin + Send,
-        T: Sink<String> + Unpin + Send,
+        S: Sink<WsOutput> + Unpin + Send,
         E: std::fmt::Display,
     {
         let Some(start) = self.wait_start(&mut rx).await else {
@@ -153,7 +340,7 @@ impl StreamCall {
         };
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         self.register(&start, cmd_tx).await;
-        let span = tracing::info_span!("call", call_id = %self.record.id, twilio_call_sid = %start.call_sid);
+        let span = tracing::info_span!("call", call_id = %self.record.id, transport = T::NAME, twilio_call_sid = %start.call_sid);
         async move {
             let exit = self.start_voice(&start).await;
             let exit = match exit {
@@ -179,6 +366,15 @@ impl StreamCall {
     {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
+            while let Some(ev) = self.out.poll_event(&mut self.pcm16) {
+                if let TransportEvent::Start(s) = ev {
+                    return Some(s);
+                }
+            }
+            if self.out.dropped() > MAX_BAD_MESSAGES {
+                tracing::warn!("media stream floods bad messages before `start`: closed");
+                return None;
+            }
             let frame = tokio::select! {
                 f = rx.next() => f,
                 _ = tokio::time::sleep_until(deadline) => {
@@ -187,21 +383,11 @@ impl StreamCall {
                 }
             };
             match frame {
-                Some(Ok(WsInput::Text(t))) => {
-                    if let Err(e) = self.out.session.handle_text(&t, std::time::Instant::now()) {
+                Some(Ok(input)) => {
+                    if let Err(e) = self.out.handle_input(input, std::time::Instant::now()) {
                         tracing::warn!(error = %e, "media stream message dropped");
                     }
-                    while let Some(ev) = self.out.session.poll_event() {
-                        if let StreamEvent::Start(s) = ev {
-                            return Some(s);
-                        }
-                    }
-                    if self.out.session.dropped > MAX_BAD_MESSAGES {
-                        tracing::warn!("media stream floods bad messages before `start`: closed");
-                        return None;
-                    }
                 }
-                Some(Ok(WsInput::Binary(n))) => tracing::warn!(bytes = n, "binary WebSocket frame dropped"),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "media stream socket failed before `start`");
                     return None;
@@ -226,11 +412,11 @@ impl StreamCall {
             did,
             remote_addr: self.remote.clone(),
             app,
-            codec: Some("PCMU".into()),
+            codec: Some(T::CODEC.into()),
             state: CallState::Answered.as_str().into(),
             invited_at: now,
             answered_at: Some(now),
-            transport: Some("twilio-stream".into()),
+            transport: Some(T::NAME.into()),
             twilio_call_sid: Some(start.call_sid.clone()).filter(|s| !s.is_empty()),
             ..Default::default()
         };
@@ -258,7 +444,8 @@ impl StreamCall {
             did = %crate::observability::Pii(&self.record.did),
             app = ?self.record.app,
             stream_sid = %start.stream_sid,
-            "Twilio media stream started"
+            transport = T::NAME,
+            "media stream started"
         );
     }
 
@@ -333,10 +520,10 @@ impl StreamCall {
         self.voice_actions(actions).await
     }
 
-    async fn event_loop<R, T, E>(&mut self, rx: &mut R, tx: &mut T, mut commands: mpsc::Receiver<CallCommand>) -> Exit
+    async fn event_loop<R, S, E>(&mut self, rx: &mut R, tx: &mut S, mut commands: mpsc::Receiver<CallCommand>) -> Exit
     where
         R: Stream<Item = Result<WsInput, E>> + Unpin + Send,
-        T: Sink<String> + Unpin + Send,
+        S: Sink<WsOutput> + Unpin + Send,
         E: std::fmt::Display,
     {
         let mut playout = tokio::time::interval(PLAYOUT_CHECK);
@@ -345,7 +532,7 @@ impl StreamCall {
             if self.flush(tx).await.is_err() {
                 return Exit { reason: "stream-closed".into(), close: false };
             }
-            let pace = self.out.session.poll_timeout().map(Instant::from_std);
+            let pace = self.out.poll_timeout().map(Instant::from_std);
             let voice = &mut self.voice;
             let flow = tokio::select! {
                 frame = rx.next() => self.on_frame(frame).await,
@@ -363,23 +550,18 @@ impl StreamCall {
         }
     }
 
-    /// Sends everything the session releases now.
-    async fn flush<T: Sink<String> + Unpin>(&mut self, tx: &mut T) -> Result<(), ()> {
+    /// Sends everything the transport releases now.
+    async fn flush<S: Sink<WsOutput> + Unpin>(&mut self, tx: &mut S) -> Result<(), ()> {
         let now = std::time::Instant::now();
-        while let Some(text) = self.out.session.poll_transmit(now) {
-            tx.send(text).await.map_err(|_| ())?;
+        while let Some(frame) = self.out.poll_transmit(now) {
+            tx.send(frame).await.map_err(|_| ())?;
         }
         Ok(())
     }
 
     async fn on_frame<E: std::fmt::Display>(&mut self, frame: Option<Result<WsInput, E>>) -> Option<Exit> {
-        let text = match frame {
-            Some(Ok(WsInput::Text(t))) => t,
-            Some(Ok(WsInput::Binary(n))) => {
-                tracing::warn!(bytes = n, "binary WebSocket frame dropped");
-                self.out.session.dropped += 1;
-                return self.check_flood();
-            }
+        let input = match frame {
+            Some(Ok(input)) => input,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "media stream socket failed");
                 self.record.errors.push(format!("stream: socket failed: {e}"));
@@ -391,14 +573,14 @@ impl StreamCall {
                 return Some(Exit { reason: "stream-closed".into(), close: false });
             }
         };
-        if let Err(e) = self.out.session.handle_text(&text, std::time::Instant::now()) {
+        if let Err(e) = self.out.handle_input(input, std::time::Instant::now()) {
             tracing::warn!(error = %e, "media stream message dropped");
             if self.record.errors.len() < MAX_ERRORS_RECORDED {
                 self.record.errors.push(format!("stream: dropped: {e}"));
             }
             return self.check_flood();
         }
-        while let Some(ev) = self.out.session.poll_event() {
+        while let Some(ev) = self.out.poll_event(&mut self.pcm16) {
             if let Some(exit) = self.on_stream_event(ev).await {
                 return Some(exit);
             }
@@ -407,35 +589,35 @@ impl StreamCall {
     }
 
     fn check_flood(&mut self) -> Option<Exit> {
-        (self.out.session.dropped > MAX_BAD_MESSAGES).then(|| {
-            tracing::warn!(dropped = self.out.session.dropped, "media stream misbehaves: ended");
-            self.record.errors.push(format!("stream: {} bad messages", self.out.session.dropped));
+        let dropped = self.out.dropped();
+        (dropped > MAX_BAD_MESSAGES).then(|| {
+            tracing::warn!(dropped, "media stream misbehaves: ended");
+            self.record.errors.push(format!("stream: {dropped} bad messages"));
             Exit { reason: "stream-misbehaved".into(), close: true }
         })
     }
 
-    async fn on_stream_event(&mut self, ev: StreamEvent) -> Option<Exit> {
+    async fn on_stream_event(&mut self, ev: TransportEvent) -> Option<Exit> {
         match ev {
-            StreamEvent::Audio(payload) => {
-                let mut pcm = std::mem::take(&mut self.pcm16);
-                self.out.codec.decode(payload.as_deref(), &mut pcm);
+            TransportEvent::Audio => {
+                let pcm = std::mem::take(&mut self.pcm16);
                 let exit = self.voice_audio(&pcm).await;
                 self.pcm16 = pcm;
                 exit
             }
-            StreamEvent::Dtmf(digit) => {
+            TransportEvent::Dtmf(digit) => {
                 self.record.dtmf.push(digit);
                 let now_ms = self.call_ms();
                 let v = self.voice.as_mut()?;
                 let actions = v.on_dtmf(digit, &mut self.out, now_ms).await;
                 self.voice_actions(actions).await
             }
-            StreamEvent::Played { .. } => self.voice_tick().await,
-            StreamEvent::Stop => {
-                tracing::info!("Twilio stopped the stream (caller hung up)");
+            TransportEvent::Played => self.voice_tick().await,
+            TransportEvent::Stop => {
+                tracing::info!(transport = T::NAME, "the far end stopped the stream (caller hung up)");
                 Some(Exit { reason: "remote-stop".into(), close: true })
             }
-            StreamEvent::Start(_) => None,
+            TransportEvent::Start(_) => None,
         }
     }
 
@@ -502,6 +684,7 @@ impl StreamCall {
             match a {
                 VoiceAction::Turn(t) => {
                     self.svc.record_turn(&t).await;
+                    self.out.on_turn(&t);
                 }
                 VoiceAction::Error(e) => {
                     self.record.errors.push(e);
@@ -537,7 +720,7 @@ impl StreamCall {
         if let Some(v) = self.voice.take() {
             self.record.errors.extend(v.provider_failures());
         }
-        let dropped = self.out.session.dropped;
+        let dropped = self.out.dropped();
         self.record.end_reason = Some(reason.to_string());
         self.record.ended_at = Some(now_ms());
         self.record.state = CallState::Ended.as_str().into();

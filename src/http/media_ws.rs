@@ -4,8 +4,9 @@
 //! The upgrade request is signed by Twilio like a webhook
 //! (`X-Twilio-Signature` over the URL, no POST parameters); it is checked
 //! before the upgrade. The accepted socket is handed to the call layer
-//! ([`crate::call::service::CallServices::run_stream`]) as a stream of text
-//! frames and a sink of text frames; Ping/Pong and Close are handled here.
+//! ([`crate::call::service::CallServices::run_stream`]) as a stream of data
+//! frames and a sink of frames ([`split`], shared with `/api/v1/talk`);
+//! Ping/Pong and Close are handled here.
 
 use super::HttpState;
 use super::error::ApiError;
@@ -14,7 +15,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use axum::Extension;
-use futures_util::{SinkExt, StreamExt, future};
+use crate::call::stream::{WsInput, WsOutput};
+use futures_util::{Sink, SinkExt, Stream, StreamExt, future};
 use std::net::SocketAddr;
 
 /// Largest text frame accepted (a 20 ms media message is ~300 bytes; a
@@ -54,16 +56,33 @@ pub async fn media_stream(
     }
     let remote = peer.map(|Extension(ConnectInfo(a))| a.to_string()).unwrap_or_default();
     Ok(ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket: WebSocket| async move {
-        let (sink, stream) = socket.split();
-        let rx = stream.filter_map(|m| {
-            future::ready(match m {
-                Ok(Message::Text(t)) => Some(Ok(crate::call::stream::WsInput::Text(t.to_string()))),
-                Ok(Message::Binary(b)) => Some(Ok(crate::call::stream::WsInput::Binary(b.len()))),
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_)) => None,
-                Err(e) => Some(Err(e)),
-            })
-        });
-        let tx = sink.with(|t: String| future::ready(Ok::<_, axum::Error>(Message::Text(t.into()))));
-        calls.run_stream(remote, Box::pin(rx), Box::pin(tx)).await;
+        let (rx, tx) = split(socket);
+        calls.run_stream(remote, rx, tx).await;
     }))
+}
+
+/// The socket as the call layer takes it: a stream of data frames (Ping,
+/// Pong and Close stay here) and a sink of frames.
+pub(super) fn split(
+    socket: WebSocket,
+) -> (
+    impl Stream<Item = Result<WsInput, axum::Error>> + Unpin + Send,
+    impl Sink<WsOutput> + Unpin + Send,
+) {
+    let (sink, stream) = socket.split();
+    let rx = stream.filter_map(|m| {
+        future::ready(match m {
+            Ok(Message::Text(t)) => Some(Ok(WsInput::Text(t.to_string()))),
+            Ok(Message::Binary(b)) => Some(Ok(WsInput::Binary(b.to_vec()))),
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_)) => None,
+            Err(e) => Some(Err(e)),
+        })
+    });
+    let tx = sink.with(|f: WsOutput| {
+        future::ready(Ok::<_, axum::Error>(match f {
+            WsOutput::Text(t) => Message::Text(t.into()),
+            WsOutput::Binary(b) => Message::Binary(b.into()),
+        }))
+    });
+    (Box::pin(rx), Box::pin(tx))
 }

@@ -22,6 +22,7 @@
 //! | `POST /api/v1/calls/{id}/supervise` [supervisor] | [`api::supervise::supervise`] |
 //! | `GET /api/v1/calls/{id}/audio?session=S` (WebSocket) [supervisor] | [`api::supervise::audio`] |
 //! | `POST /api/v1/calls/{id}/transfer` [supervisor] | [`api::supervise::transfer`] |
+//! | `GET /api/v1/talk?app=NAME` (WebSocket) [supervisor] | [`talk_ws::talk`] |
 //! | `GET /api/v1/twilio/media-stream` (WebSocket, Twilio-signed) | [`media_ws::media_stream`] |
 //! | `GET /api/v1/events[?call_id=ID]` (WebSocket) [viewer] | [`events_ws::events`] |
 //! | `GET /api/v1/context/{ref}?token=…` [context token or viewer] | [`api::context::get`] |
@@ -44,6 +45,7 @@ pub mod events_ws;
 pub mod health;
 pub mod media_ws;
 pub mod openapi;
+pub mod talk_ws;
 pub mod twilio;
 pub mod ui;
 
@@ -138,6 +140,7 @@ pub fn routes(auth: &auth::Auth) -> OpenApiRouter<HttpState> {
     let untimed = OpenApiRouter::new()
         .routes(routes!(events_ws::events))
         .routes(routes!(api::supervise::audio))
+        .routes(routes!(talk_ws::talk))
         .routes(routes!(health::metrics))
         .route_layer(require)
         .routes(routes!(media_ws::media_stream))

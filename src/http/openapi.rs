@@ -151,6 +151,7 @@ mod tests {
             "POST /api/v1/calls/{id}/supervise",
             "GET /api/v1/calls/{id}/audio",
             "POST /api/v1/calls/{id}/transfer",
+            "GET /api/v1/talk",
             "GET /api/v1/twilio/media-stream",
             "GET /api/v1/events",
             "GET /api/v1/context/{reference}",

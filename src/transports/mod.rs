@@ -7,3 +7,4 @@
 //! `call` (DESIGN.md "Layout").
 
 pub mod twilio;
+pub mod browser;

@@ -660,6 +660,8 @@ async function startTalk() {
     onText: (msg) => {
       if (msg.type === 'transcript') {
         $('#talk-transcript').append(el('li', { class: `turn ${msg.speaker}` }, el('span', { class: 'speaker', text: msg.speaker }), el('span', { class: 'text', text: msg.text })));
+      } else if (msg.type === 'clear') {
+        link.player.clear(); // barge-in: the agent stops talking now
       } else if (msg.type === 'error' && msg.message) {
         showError(result, msg.message);
       }

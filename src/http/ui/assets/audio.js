@@ -62,6 +62,14 @@ export class Player {
     this.gain = ctx.createGain();
     this.gain.connect(ctx.destination);
     this.frames = 0;
+    this.sources = new Set(); // scheduled and not yet ended, for clear()
+  }
+
+  /** Drops everything buffered (the server's barge-in `clear`). */
+  clear() {
+    for (const src of this.sources) { try { src.stop(); } catch { /* not started */ } }
+    this.sources.clear();
+    this.next = 0;
   }
 
   push(arrayBuffer) {
@@ -78,6 +86,8 @@ export class Player {
     const src = this.ctx.createBufferSource();
     src.buffer = buf;
     src.connect(this.gain);
+    src.onended = () => this.sources.delete(src);
+    this.sources.add(src);
     src.start(this.next);
     this.next += buf.duration;
     this.frames++;
