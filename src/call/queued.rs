@@ -81,6 +81,25 @@ pub(super) async fn next_queued(q: &mut Option<Queued>) -> QueuedInput {
     }
 }
 
+/// A queue target's name and priority: `NAME` or `NAME;priority=N`
+/// (the part after `queue:` in a transfer target; priority 0–255, higher
+/// served first, default 0). `None` for an empty name or a bad priority.
+pub fn parse_queue_target(target: &str) -> Option<(&str, u8)> {
+    let (name, params) = target.split_once(';').unwrap_or((target, ""));
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    let mut priority = 0;
+    for p in params.split(';').filter(|p| !p.trim().is_empty()) {
+        match p.trim().split_once('=') {
+            Some(("priority", v)) => priority = v.trim().parse().ok()?,
+            _ => return None,
+        }
+    }
+    Some((name, priority))
+}
+
 /// What the caller hears about their place in line.
 pub fn position_text(position: usize, expected_wait: Option<Duration>) -> String {
     let place = if position == 1 { "You are next in line.".to_string() } else { format!("You are number {position} in line.") };
@@ -92,16 +111,23 @@ pub fn position_text(position: usize, expected_wait: Option<Duration>) -> String
 }
 
 impl CallActor {
-    /// Puts the caller in line in `queue` (an escalation or transfer to
-    /// `queue:NAME`). Without a contact center, or for an unknown queue,
+    /// Puts the caller in line (an escalation or transfer to
+    /// `queue:NAME[;priority=N]`, `target` being the part after `queue:`).
+    /// Without a contact center, or for an unknown queue or a bad target,
     /// the caller is told and the agent goes on.
-    pub(super) async fn join_queue(&mut self, req: TransferRequest, queue: &str) -> Option<Exit> {
+    pub(super) async fn join_queue(&mut self, req: TransferRequest, target: &str) -> Option<Exit> {
+        let Some((queue, priority)) = parse_queue_target(target) else {
+            self.transfer = Some((req, tokio::time::Instant::now()));
+            return Box::pin(self.transfer_failed(&format!("`queue:{target}` is not a queue target (queue:NAME[;priority=N])"))).await;
+        };
+        let queue = queue.to_string();
+        let queue = queue.as_str();
         let Some(cc) = self.svc.contact.clone() else {
             self.transfer = Some((req, tokio::time::Instant::now()));
             return Box::pin(self.transfer_failed("no contact center is configured (queues_file)")).await;
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        if let Err(e) = cc.join(self.record.id, queue, 0, tx).await {
+        if let Err(e) = cc.join(self.record.id, queue, priority, tx).await {
             self.transfer = Some((req, tokio::time::Instant::now()));
             return Box::pin(self.transfer_failed(&e.to_string())).await;
         }
@@ -348,6 +374,15 @@ impl CallActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_targets_carry_an_optional_priority() {
+        assert_eq!(parse_queue_target("billing"), Some(("billing", 0)));
+        assert_eq!(parse_queue_target("billing;priority=7"), Some(("billing", 7)));
+        assert_eq!(parse_queue_target("billing;priority=300"), None);
+        assert_eq!(parse_queue_target("billing;color=red"), None);
+        assert_eq!(parse_queue_target(";priority=1"), None);
+    }
 
     #[test]
     fn positions_and_waits_are_spoken_plainly() {
