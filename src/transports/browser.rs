@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn microphone_frames_become_audio_events() {
         let mut s = BrowserSession::new();
-        let now = Instant::now();
+        let now = crate::test_clock::epoch();
         let mut two = frame(7);
         two.extend(frame(-3));
         s.handle_binary(&two, now).unwrap();
@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn agent_audio_is_paced_and_heard_by_the_clock() {
         let mut s = BrowserSession::new();
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::epoch();
         assert_eq!(s.play(&vec![1; FRAME_SAMPLES * 20 - 10]), 20);
         let mut sent = 0;
         while let Some(BrowserTransmit::Binary(f)) = s.poll_transmit(t0) {
@@ -339,7 +339,7 @@ mod tests {
     #[test]
     fn barge_in_clears_and_hands_back_unheard_frames() {
         let mut s = BrowserSession::new();
-        let t0 = Instant::now();
+        let t0 = crate::test_clock::epoch();
         s.play(&vec![1; FRAME_SAMPLES * 10]);
         s.transcript("agent", "Hello.");
         let Some(BrowserTransmit::Text(t)) = s.poll_transmit(t0) else { panic!("the transcript first") };
