@@ -21,7 +21,7 @@
 //!
 //! ## Module map
 //! Imports run one way, top to bottom:
-//! `main`/[`app`] → [`http`] → [`call`] → ([`transports`], [`agent`], [`pipeline`]) →
+//! `main`/[`app`] → [`http`] → [`call`] → ([`transports`], [`agent`], [`pipeline`], [`contact_center`]) →
 //! ([`sip`], [`rtp`], [`providers`], [`store`], [`events`]), with [`config`], [`ids`] and
 //! [`observability`] usable everywhere.
 //!
@@ -29,15 +29,15 @@
 //! |---|---|
 //! | [`app`] | start order, the root cancellation token, graceful shutdown |
 //! | [`config`] | `sip-config/skald.yaml`, validated with file:line errors |
-//! | [`http`] | health, metrics, `/api/v1/calls`, the live event stream `/api/v1/events`, the Twilio webhook and status callback, the Media Streams WebSocket, `/api/v1/context` (axum) |
-//! | [`call`] | one actor per call (SIP: [`call::actor`]; Twilio Media Streams: [`call::stream`]), [`call::command::CallCommand`], the live-call registry, DID routing, the built-in applications, the voice agent's turn-taking ([`call::voice`]), transfers with the call context ([`call::transfer`]) |
-//! | [`transports`] | provider call protocols as sans-IO cores: Twilio webhook signatures, TwiML, Media Streams, the Twilio REST client |
-//! | [`contact_center`] | queues with hold music and position announcements, human agents' presence, routing to human and AI members (pure), `sip-config/queues.yaml` |
+//! | [`http`] | health, metrics, access control (tokens, roles, login), the OpenAPI document, `/api/v1/calls` (supervise, transfer, recording), `/api/v1/queues`, `/api/v1/agents`, the live event stream `/api/v1/events`, talk in the browser, the Twilio webhook and status callback, the Media Streams WebSocket, `/api/v1/context`, the control page `/agent/gui` (axum) |
+//! | [`call`] | one actor per call (SIP: [`call::actor`], with its second leg for warm and bridged transfers, queue waiting, supervision and the supervisors' dial-in; WebSocket calls: [`call::stream`]), [`call::command::CallCommand`], the live-call registry, DID routing, the built-in applications, the voice agent's turn-taking ([`call::voice`]), transfers with the call context ([`call::transfer`]), the contact center's run loop ([`call::contact`]) |
+//! | [`transports`] | call protocols as sans-IO cores: Twilio webhook signatures, TwiML, Media Streams, the Twilio REST client; browser audio over WebSocket |
+//! | [`contact_center`] | queues with hold music and position announcements, human agents' presence, routing to human and AI members, the supervisors' keypad dialog (pure), `sip-config/queues.yaml` |
 //! | [`agent`] | the YAML flow agent: intents, slots, templates, transitions (pure); the call context and its SIP header codec |
-//! | [`pipeline`] | the internal audio format (16 kHz mono PCM16), frames, Silero VAD, turn detection, answering-machine detection, sentence aggregation, WAV prompts and recordings |
+//! | [`pipeline`] | the internal audio format (16 kHz mono PCM16), frames, Silero VAD, turn detection, answering-machine detection, sentence aggregation, the mixer, WAV prompts and recordings |
 //! | [`providers`] | STT/LLM/TTS traits; the local models (Moonshine, Piper, ONNX Runtime, `skald models fetch`); cloud providers (Deepgram, ElevenLabs, OpenAI TTS, OpenAI-compatible and Anthropic LLMs) with failover |
 //! | [`events`] | the in-process bus of live call events (`skald.events.v1`) |
-//! | [`sip`] | SIP messages (own RFC 3261 parser), SDP offer/answer, transactions, dialogs, REFER/NOTIFY (RFC 3515), digest auth, UDP/TCP |
+//! | [`sip`] | SIP messages (own RFC 3261 parser), SDP offer/answer, transactions, dialogs, REFER/NOTIFY (RFC 3515), digest auth, the registrar (RFC 3261 §10.3), UDP/TCP |
 //! | [`rtp`] | RTP/RTCP session, jitter buffer, RFC 4733 DTMF, G.711, resampling, port pairs |
 //! | [`store`] | call records, transcript turns, call events (SQLite by default, PostgreSQL by URL) |
 //! | [`observability`] | tracing, Prometheus metrics, PII redaction |

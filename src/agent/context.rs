@@ -315,7 +315,7 @@ fn context_header_forms(
 
 /// `uri` with the context appended as SIP URI headers (after `?`, or after
 /// `&` when `uri` already has headers), in the first form of
-/// [`context_header_forms`] that keeps the whole header part within
+/// `context_header_forms` that keeps the whole header part within
 /// [`MAX_HEADER_PART`] characters (percent-encoded, as sent).
 pub fn sip_uri_with_headers(
     uri: &str,
@@ -339,7 +339,7 @@ pub fn sip_uri_with_headers(
 }
 
 /// The context as INVITE headers (name, value), in the first form of
-/// [`context_header_forms`] whose header lines (`Name: value`, without
+/// `context_header_forms` whose header lines (`Name: value`, without
 /// CRLF) total at most [`MAX_HEADER_PART`] characters, so the INVITE stays
 /// well within a UDP datagram (RFC 3261 §18.1.1).
 pub fn invite_headers(

@@ -4,7 +4,7 @@
 //! call, the conversation kept) and `escalations` (to an agent, a queue, a
 //! SIP URI or a phone number through a trunk). Each edge has one
 //! [`Condition`]; [`Condition::matches`] decides, purely, whether an
-//! [`GraphEvent`](super::graph::GraphEvent) fires it. The text detectors
+//! [`GraphEvent`] fires it. The text detectors
 //! used for utterances live here too: [`is_human_request`] (the caller asks
 //! for a person) and [`sentiment`] (a tiny lexicon scorer with negation).
 //!

@@ -18,7 +18,7 @@
 //!
 //! Audio path when connected, per ptime (20 ms): caller RTP → G.711 decode
 //! → 16 kHz → target leg's encoder → target RTP, and the same the other
-//! way; each direction's send queue is held to [`MAX_QUEUED`] frames so a
+//! way; each direction's send queue is held to `MAX_QUEUED` frames so a
 //! slight clock difference between the legs cannot build delay. DTMF
 //! (RFC 4733) is relayed both ways. The stereo recording keeps the caller
 //! on the left and the target on the right.
@@ -529,7 +529,7 @@ impl CallActor {
     }
 }
 
-/// Drops the oldest queued frames so at most [`MAX_QUEUED`] − 1 remain
+/// Drops the oldest queued frames so at most `MAX_QUEUED` − 1 remain
 /// before the next one is queued.
 fn trim_queue(m: &mut Media) {
     if m.stream_outbound_len() >= MAX_QUEUED {

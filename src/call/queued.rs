@@ -9,7 +9,7 @@
 //! declines and the end of the call back.
 //!
 //! Audio while waiting: the queue's hold-music WAV (any rate, resampled to
-//! 16 kHz mono once) looped, kept [`AHEAD`] frames ahead on the caller's
+//! 16 kHz mono once) looped, kept `AHEAD` frames ahead on the caller's
 //! RTP queue; an announcement replaces the queued music and the music
 //! resumes when it has played. No queue hold music configured: ringback.
 

@@ -5,7 +5,7 @@
 //! (`X-Twilio-Signature` over the URL, no POST parameters); it is checked
 //! before the upgrade. The accepted socket is handed to the call layer
 //! ([`crate::call::service::CallServices::run_stream`]) as a stream of data
-//! frames and a sink of frames ([`split`], shared with `/api/v1/talk`);
+//! frames and a sink of frames (`split`, shared with `/api/v1/talk`);
 //! Ping/Pong and Close are handled here.
 
 use super::HttpState;

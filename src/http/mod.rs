@@ -7,29 +7,29 @@
 //! |---|---|
 //! | `GET /health/live` (open) | [`health::live`] |
 //! | `GET /health/ready` (open) | [`health::ready`] |
-//! | `GET /metrics` [viewer] | [`health::metrics`] |
-//! | `GET /api/v1/openapi.json` [viewer] | [`openapi::openapi_json`] |
+//! | `GET /metrics` (viewer) | [`health::metrics`] |
+//! | `GET /api/v1/openapi.json` (viewer) | [`openapi::openapi_json`] |
 //! | `POST /api/v1/login` (open) | [`auth::login`] |
-//! | `POST /api/v1/logout` [viewer] | [`auth::logout`] |
-//! | `GET /api/v1/calls?limit=N` [viewer] | [`api::calls::list`] |
-//! | `POST /api/v1/calls` [admin] | [`api::calls::dial`] |
-//! | `GET /api/v1/calls/{id}` [viewer] | [`api::calls::get`] |
-//! | `POST /api/v1/calls/{id}/hangup` [supervisor] | [`api::calls::hangup`] |
-//! | `GET /api/v1/calls/{id}/recording` [viewer] | [`api::calls::recording`] |
-//! | `GET /api/v1/agents` [viewer] | [`api::agents::list`] |
-//! | `GET /api/v1/queues` [viewer] | [`api::queues::list`] |
+//! | `POST /api/v1/logout` (viewer) | [`auth::logout`] |
+//! | `GET /api/v1/calls?limit=N` (viewer) | [`api::calls::list`] |
+//! | `POST /api/v1/calls` (admin) | [`api::calls::dial`] |
+//! | `GET /api/v1/calls/{id}` (viewer) | [`api::calls::get`] |
+//! | `POST /api/v1/calls/{id}/hangup` (supervisor) | [`api::calls::hangup`] |
+//! | `GET /api/v1/calls/{id}/recording` (viewer) | [`api::calls::recording`] |
+//! | `GET /api/v1/agents` (viewer) | [`api::agents::list`] |
+//! | `GET /api/v1/queues` (viewer) | [`api::queues::list`] |
 //! | `GET /agent/gui`, `/agent/gui/assets/{file}` (open, static; not in the OpenAPI) | [`ui`] |
-//! | `POST /api/v1/calls/{id}/supervise` [supervisor] | [`api::supervise::supervise`] |
-//! | `GET /api/v1/calls/{id}/audio?session=S` (WebSocket) [supervisor] | [`api::supervise::audio`] |
-//! | `POST /api/v1/calls/{id}/transfer` [supervisor] | [`api::supervise::transfer`] |
-//! | `GET /api/v1/talk?app=NAME` (WebSocket) [supervisor] | [`talk_ws::talk`] |
+//! | `POST /api/v1/calls/{id}/supervise` (supervisor) | [`api::supervise::supervise`] |
+//! | `GET /api/v1/calls/{id}/audio?session=S` (WebSocket) (supervisor) | [`api::supervise::audio`] |
+//! | `POST /api/v1/calls/{id}/transfer` (supervisor) | [`api::supervise::transfer`] |
+//! | `GET /api/v1/talk?app=NAME` (WebSocket) (supervisor) | [`talk_ws::talk`] |
 //! | `GET /api/v1/twilio/media-stream` (WebSocket, Twilio-signed) | [`media_ws::media_stream`] |
-//! | `GET /api/v1/events[?call_id=ID]` (WebSocket) [viewer] | [`events_ws::events`] |
+//! | `GET /api/v1/events[?call_id=ID]` (WebSocket) (viewer) | [`events_ws::events`] |
 //! | `GET /api/v1/context/{ref}?token=…` [context token or viewer] | [`api::context::get`] |
 //! | `POST /api/v1/sip/inbound/webhook` (Twilio-signed) | [`twilio::inbound_webhook`] |
 //! | `POST /api/v1/twilio/status` (Twilio-signed) | [`twilio::status_callback`] |
 //!
-//! [`routes`] is the one list: it builds both the router and the OpenAPI
+//! [`routes()`] is the one list: it builds both the router and the OpenAPI
 //! description ([`openapi`]), so they cannot drift apart.
 //!
 //! Errors are JSON `{"error": {"code", "message"}}` ([`error::ApiError`]),
@@ -103,7 +103,7 @@ pub struct HttpState {
 /// Time limit of one `/api` request.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The router of every route in [`routes`], with the JSON 404 fallback and
+/// The router of every route in [`routes()`], with the JSON 404 fallback and
 /// request tracing.
 pub fn router(state: HttpState) -> Router {
     let (routes, _) = routes(&state.auth).split_for_parts();

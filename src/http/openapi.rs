@@ -3,7 +3,7 @@
 //!
 //! It is generated from the code: every handler carries a
 //! `#[utoipa::path]` (method, path, parameters, answers, security) and
-//! [`super::routes`] builds the router and this document from the same
+//! [`super::routes()`] builds the router and this document from the same
 //! list, so a route cannot be served without being described. Each
 //! operation declares its `security` (`[{}]` for the open ones) and its
 //! least role as the extension `x-skald-role` (`public`, `viewer`,
@@ -21,7 +21,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 /// Path of the document.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
-/// The document's fixed parts; paths are added by [`super::routes`].
+/// The document's fixed parts; paths are added by [`super::routes()`].
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(

@@ -25,8 +25,8 @@
 //! `POST /api/v1/twilio/status` ([`status_callback`]) stores each call
 //! status change as a `twilio.status` event ([`CallEvent`]) keyed by CallSid.
 //!
-//! Signatures: [`verify_request`] checks `X-Twilio-Signature` over the URL
-//! Twilio requested ([`public_url`]) and every form parameter. A bad or
+//! Signatures: `verify_request` checks `X-Twilio-Signature` over the URL
+//! Twilio requested (`public_url`) and every form parameter. A bad or
 //! missing signature answers 403 and does nothing else.
 
 use crate::agent::context::{

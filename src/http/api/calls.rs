@@ -9,7 +9,7 @@
 //! Roles (see [`crate::http::auth`]): reading needs a viewer, hanging up a
 //! supervisor allowed on the call's queue, dialing an admin. Every call
 //! action is recorded on the call as a `supervisor.action` event
-//! `{action, by, role}` ([`audit`]).
+//! `{action, by, role}` (`audit`).
 
 use crate::call::command::CallCommand;
 use crate::call::registry::{CallSummary, RegistryError};

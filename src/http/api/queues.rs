@@ -10,7 +10,7 @@ use crate::http::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::State;
 
-/// `GET /api/v1/queues` [viewer]. Errors: 404 without a contact center,
+/// `GET /api/v1/queues` (viewer). Errors: 404 without a contact center,
 /// 503 when its task has stopped (shutting down).
 #[utoipa::path(
     get,

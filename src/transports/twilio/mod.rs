@@ -10,8 +10,8 @@
 //! - [`rest`]: the REST API client (numbers, calls) for `skald twilio …`
 //!   and `skald call --via twilio`.
 //!
-//! Sources: Twilio docs "Webhooks security", "TwiML Voice: <Connect>,
-//! <Stream>, <Dial>, <Sip>", "Media Streams - WebSocket Messages", and the
+//! Sources: Twilio docs "Webhooks security", "TwiML Voice: `<Connect>`,
+//! `<Stream>`, `<Dial>`, `<Sip>`", "Media Streams - WebSocket Messages", and the
 //! REST API reference (IncomingPhoneNumber, Call resources).
 
 pub mod media;
