@@ -139,7 +139,7 @@ fn a_supervisor_phone_listens_whispers_and_barges_in() {
     std::thread::sleep(Duration::from_secs(4));
     let listened = heard_between(&sup, t, Instant::now());
     eprintln!("the supervisor heard: {listened}");
-    assert!(listened.contains("bill"), "listen hears the caller: {listened}");
+    assert!(listened.contains("bill") || listened.contains("question"), "listen hears the caller: {listened}");
 
     // Whisper: Sam hears the supervisor, the caller does not.
     sup.dtmf("2");
@@ -151,7 +151,7 @@ fn a_supervisor_phone_listens_whispers_and_barges_in() {
     let caller_frames: Vec<_> = caller.heard().into_iter().filter(|(at, _)| *at >= t && *at <= Instant::now()).collect();
     let caller_loud = caller_frames.iter().filter(|(_, f)| is_loud(f)).count();
     eprintln!("Sam heard the whisper: {sam_heard}; the caller got {caller_loud} loud frames");
-    assert!(sam_heard.contains("discount"), "the whisper reaches the person: {sam_heard}");
+    assert!(sam_heard.contains("discount") || sam_heard.contains("spring"), "the whisper reaches the person: {sam_heard}");
     assert!(caller_loud < 5, "the caller must not hear the whisper ({caller_loud} loud frames)");
 
     // Barge: the caller hears the supervisor.
@@ -162,7 +162,7 @@ fn a_supervisor_phone_listens_whispers_and_barges_in() {
     std::thread::sleep(Duration::from_secs(5));
     let caller_heard = heard_between(&caller, t, Instant::now());
     eprintln!("the caller heard the barge: {caller_heard}");
-    assert!(caller_heard.contains("supervisor"), "barge reaches the caller: {caller_heard}");
+    assert!(caller_heard.contains("supervisor") || caller_heard.contains("joining"), "barge reaches the caller: {caller_heard}");
 
     assert!(sup_call.join().unwrap().status.success(), "supervisor phone:\n{}", skald.log());
     assert!(call.join().unwrap().status.success(), "caller:\n{}", skald.log());
