@@ -191,7 +191,8 @@ async fn the_page_talks_to_a_voice_agent() {
     let end = page.wait_agent_turn(t0, Duration::from_millis(900), Duration::from_secs(30)).await;
     let greeting = page.transcribe(t0, end).await;
     eprintln!("greeting heard: {greeting}");
-    assert!(greeting.contains("thanks for calling bright smile"), "{greeting}");
+    // Words, not one spelling: the local STT may hear "bright's smile".
+    assert!(greeting.contains("calling") && greeting.contains("smile") && greeting.contains("help"), "{greeting}");
 
     // The call is live like any other.
     let live = skald.wait_live(Duration::from_secs(5));
@@ -220,12 +221,18 @@ async fn the_page_talks_to_a_voice_agent() {
     assert!(turns.iter().any(|(w, x)| w == "agent" && x.contains("Monday to Friday")), "{turns:?}");
     let s = page.state.lock().unwrap();
     assert!(s.violations.is_empty(), "protocol violations: {:?}", s.violations);
-    // Paced in real time: the n-th frame never arrives earlier than the
-    // lead (5 frames, plus the one playing) ahead of the media clock.
     assert_eq!(s.clears, 0, "nobody talked over the agent");
+    // Paced in real time: the n-th frame never arrives much earlier than
+    // the media clock allows. The exact lead (5 frames plus the one
+    // playing) is the transport core's unit test; here, seen from a reader
+    // that the scheduler may stall on a busy machine, 200 ms of slack is
+    // allowed: an unpaced or double-speed sender is hundreds of frames
+    // ahead over the ~15 s of agent speech.
     let first = s.arrivals[0];
     let ahead = s.arrivals.iter().enumerate().map(|(n, t)| n as i64 - (t.duration_since(first).as_millis() / 20) as i64).max().unwrap();
-    assert!(ahead <= 7, "skald ran {ahead} frames ahead of real time");
+    eprintln!("at most {ahead} frames ahead of the media clock");
+    assert!(s.arrivals.len() > 200, "{} frames", s.arrivals.len());
+    assert!(ahead <= 6 + 10, "skald ran {ahead} frames ahead of real time");
     // The transcript went to the page as it was stored.
     assert_eq!(s.transcript, turns, "the page's transcript is the record's");
     assert!(s.transcript[0].1.starts_with("Thanks for calling Bright Smile Dental."), "{:?}", s.transcript);
