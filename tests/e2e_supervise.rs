@@ -290,7 +290,7 @@ fn a_supervisor_listens_barges_in_and_takes_over() {
     let heard: Vec<_> = peer.heard().into_iter().filter(|(t, _)| *t >= takeover_at).collect();
     let caller_heard = transcribe_heard(&heard).to_lowercase();
     eprintln!("the caller heard the supervisor: {caller_heard}");
-    assert!(caller_heard.contains("taking over"), "{caller_heard:?}");
+    assert!(says(&caller_heard, "taking over"), "{caller_heard:?}");
     assert!(sup.status().iter().any(|s| s["mode"] == "takeover"), "{:?}", sup.status());
 
     // The last supervisor with the caller leaves: the call ends.

@@ -648,6 +648,16 @@ pub fn piper_ulaw(text: &str) -> Vec<u8> {
     ulaw
 }
 
+/// Whether a transcription says `phrase`, compared as lowercase words:
+/// punctuation, hyphens and case do not matter ("front-desk." says
+/// "front desk").
+pub fn says(heard: &str, phrase: &str) -> bool {
+    let words = |t: &str| -> String {
+        t.to_lowercase().split(|c: char| !c.is_alphanumeric() && c != '\'').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+    };
+    format!(" {} ", words(heard)).contains(&format!(" {} ", words(phrase)))
+}
+
 /// Transcribes what the peer heard with skald's own local STT.
 pub fn transcribe_heard(frames: &[(Instant, Vec<i16>)]) -> String {
     use skald::providers::local::{models::ModelPaths, moonshine::Moonshine, onnx};
