@@ -5,7 +5,9 @@
 //! phone that registers with skald's registrar (digest auth) while the
 //! caller waits and answers automatically, speaking real (Piper) speech.
 //! The caller (sipp signaling, the test's RTP endpoint) must hear hold
-//! music, a spoken position announcement, then bob.
+//! music, a spoken position announcement, then bob. Another test routes
+//! longest-idle between two registered baresip agents, one of which
+//! answers and receives the context headers.
 
 mod common;
 
@@ -35,7 +37,8 @@ fn config(dir: &Path, alice_uri: &str) -> String {
     )
 }
 
-/// Config dir as [`config`], with this `queues.yaml`.
+/// Config dir as [`config`], with this `queues.yaml`; the registrar knows
+/// bob, carol and dave (all with [`PASSWORD`]).
 fn config_with(dir: &Path, queues_yaml: &str) -> String {
     let agents = dir.join("agents");
     std::fs::create_dir_all(&agents).unwrap();
@@ -61,8 +64,8 @@ fn config_with(dir: &Path, queues_yaml: &str) -> String {
         .replacen(
             "sip:\n",
             &format!(
-                "sip:\n  registrar:\n    realm: skald\n    algorithms: [MD5]\n    users:\n      \
-                 - user: bob\n        password_env: {PASSWORD_ENV}\n"
+                "sip:\n  registrar:\n    realm: skald\n    algorithms: [MD5]\n    users:\n{}",
+                ["bob", "carol", "dave"].map(|u| format!("      - user: {u}\n        password_env: {PASSWORD_ENV}\n")).concat()
             ),
             1,
         )
@@ -92,9 +95,11 @@ fn alice_phone(dir: &Path) -> (std::thread::JoinHandle<std::process::Output>, St
     (t, format!("sip:alice@127.0.0.1:{port}"))
 }
 
-/// bob's phone: baresip registering as bob, answering automatically and
-/// playing `wav` into the call, for `secs` seconds.
-fn bob_phone(dir: &Path, skald: &Skald, wav: &Path, secs: u32) -> std::thread::JoinHandle<String> {
+/// A human agent's phone: baresip registering as `user`, answering
+/// automatically and playing `wav` into the call, for `secs` seconds.
+/// Returns baresip's output, with its SIP trace (`-s`): every message it
+/// sent and received.
+fn agent_phone(dir: &Path, skald: &Skald, user: &str, wav: &Path, secs: u32) -> std::thread::JoinHandle<String> {
     let port = free_port();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
@@ -110,7 +115,7 @@ fn bob_phone(dir: &Path, skald: &Skald, wav: &Path, secs: u32) -> std::thread::J
     .unwrap();
     std::fs::write(
         dir.join("accounts"),
-        format!("<sip:bob@127.0.0.1:{}>;auth_pass={PASSWORD};regint=60;answermode=auto\n", skald.sip_port),
+        format!("<sip:{user}@127.0.0.1:{}>;auth_pass={PASSWORD};regint=60;answermode=auto\n", skald.sip_port),
     )
     .unwrap();
     let dir = dir.to_path_buf();
@@ -120,11 +125,31 @@ fn bob_phone(dir: &Path, skald: &Skald, wav: &Path, secs: u32) -> std::thread::J
             .arg("baresip")
             .arg("-f")
             .arg(&dir)
-            .args(["-t", &secs.to_string()])
+            .args(["-s", "-t", &secs.to_string()])
             .output()
             .expect("baresip (installed by `make test`)");
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
     })
+}
+
+/// Waits until the contact center sees `agent` with `presence`.
+fn wait_presence(skald: &Skald, agent: &str, presence: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let q = skald.get_json("/api/v1/queues");
+        if q["agents"].as_array().unwrap().iter().any(|a| a["id"] == agent && a["presence"] == presence) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{agent} not {presence} in {timeout:?}: {q}\n{}", skald.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first INVITE a baresip SIP trace shows received, as text.
+fn received_invite(trace: &str) -> Option<String> {
+    let start = trace.find("\nINVITE sip:")?;
+    let end = trace[start..].find("\n\n").map_or(trace.len(), |e| start + e);
+    Some(trace[start + 1..end].to_string())
 }
 
 /// Writes µ-law 8 kHz audio as a 16-bit WAV.
@@ -204,7 +229,7 @@ fn a_queued_caller_hears_hold_music_and_the_position_then_the_registered_agent()
     let r = http_raw(skald.http_port, "POST", &format!("/api/v1/calls/{id}/hangup"), &[("Authorization", &format!("Bearer {SUP_TOKEN}"))], "").unwrap();
     assert_eq!(r.status, 403, "a billing supervisor may not hang up a `front` call: {}", r.body);
     std::thread::sleep(Duration::from_secs(2));
-    let bob = bob_phone(&dir.path().join("bob"), &skald, &bob_wav, 40);
+    let bob = agent_phone(&dir.path().join("bob"), &skald, "bob", &bob_wav, 40);
     let bridged_at = wait_state(&skald, "bridged", Duration::from_secs(20));
     let end = peer.wait_agent_turn(bridged_at, Duration::from_millis(1500), Duration::from_secs(20));
     let heard: Vec<_> = peer.heard().into_iter().filter(|(t, _)| *t >= bridged_at && *t <= end).collect();
@@ -260,6 +285,72 @@ fn a_queued_caller_hears_hold_music_and_the_position_then_the_registered_agent()
         assert!(kinds.contains(&kind), "`{kind}` in {kinds:?}");
     }
     assert_eq!(d["end_reason"], "remote-bye", "{d:#}");
+}
+
+/// Longest-idle routing with two registered baresip agents: carol came
+/// online first, so she is idle longest and is offered the call although
+/// dave is listed first. Her phone receives the call's signed context in
+/// the INVITE (read from baresip's SIP trace and verified with the shared
+/// key) and the caller hears her; dave is never rung.
+#[test]
+fn the_longest_idle_registered_agent_answers_and_receives_the_context() {
+    const KEY: &str = "queue-test-context-key-0123456789";
+    let person = piper_ulaw("Can I talk to a person please?");
+    let dir = tempfile::tempdir().unwrap();
+    let hold = repo().join("sip-config/prompts/hold.wav");
+    let yaml = config_with(
+        dir.path(),
+        &format!(
+            "agents:\n  - id: carol\n    sip_user: carol\n    ring_timeout_secs: 10\n  \
+             - id: dave\n    sip_user: dave\n    ring_timeout_secs: 10\n\
+             queues:\n  front:\n    hold_music: {}\n    strategy: longest-idle\n    members: [dave, carol]\n",
+            hold.display()
+        ),
+    );
+    let skald = Skald::start_with_env(&yaml, &[(PASSWORD_ENV, PASSWORD), ("SKALD_CONTEXT_KEY", KEY), ("SKALD_TEST_SUP_TOKEN", SUP_TOKEN)]);
+    let (carol_wav, dave_wav) = (dir.path().join("carol.wav"), dir.path().join("dave.wav"));
+    write_wav(&carol_wav, &piper_ulaw("Hi, this is Carol at the front desk. What can I do for you?"));
+    write_wav(&dave_wav, &piper_ulaw("This is Dave speaking."));
+    let carol = agent_phone(&dir.path().join("carol"), &skald, "carol", &carol_wav, 35);
+    wait_presence(&skald, "carol", "available", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+    let dave = agent_phone(&dir.path().join("dave"), &skald, "dave", &dave_wav, 35);
+    wait_presence(&skald, "dave", "available", Duration::from_secs(10));
+
+    let peer = RtpPeer::start();
+    let caller = caller_call(&skald, dir.path(), &peer, 25_000);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    peer.say(&person);
+    let bridged_at = wait_state(&skald, "bridged", Duration::from_secs(30));
+    let end = peer.wait_agent_turn(bridged_at, Duration::from_millis(1500), Duration::from_secs(20));
+    let heard: Vec<_> = peer.heard().into_iter().filter(|(t, _)| *t >= bridged_at && *t <= end).collect();
+    let from_carol = transcribe_heard(&heard).to_lowercase();
+    eprintln!("the caller heard carol: {from_carol}");
+    assert!(says(&from_carol, "front desk") && says(&from_carol, "do for you"), "carol reaches the caller: {from_carol}");
+    let q = skald.get_json("/api/v1/queues");
+    let presence = |id: &str| q["agents"].as_array().unwrap().iter().find(|a| a["id"] == id).unwrap()["presence"].clone();
+    assert_eq!(presence("carol"), "on_call", "{q}");
+    assert_eq!(presence("dave"), "available", "{q}");
+
+    let c = caller.join().unwrap();
+    assert!(c.status.success(), "caller:\n{}\n{}", String::from_utf8_lossy(&c.stderr), String::from_utf8_lossy(&c.stdout));
+    let c = &skald.wait_ended(1, Duration::from_secs(30))[0];
+    let d = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()));
+    let offers: Vec<&str> =
+        d["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "queue.offer").map(|e| e["data"]["agent"].as_str().unwrap_or_default()).collect();
+    assert_eq!(offers, ["carol"], "longest idle first, and she answered");
+    let (carol_trace, dave_trace) = (carol.join().unwrap(), dave.join().unwrap());
+    assert!(received_invite(&dave_trace).is_none(), "dave was rung:\n{dave_trace}");
+    let invite = received_invite(&carol_trace).unwrap_or_else(|| panic!("carol got no INVITE:\n{carol_trace}"));
+    eprintln!("carol's INVITE:\n{invite}");
+    let header = |name: &str| invite.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')).map(|v| v.trim().to_string()));
+    let signed = header("X-Skald-Context").unwrap_or_else(|| panic!("no X-Skald-Context:\n{invite}"));
+    let ctx = skald::agent::context::CallContext::decode_signed(&signed, KEY.as_bytes()).expect("signed with the shared key");
+    assert!(ctx.caller.as_deref().is_some_and(|c| c.contains("+15550199")), "{ctx:?}");
+    assert_eq!(ctx.intent.as_deref(), Some("person"), "{ctx:?}");
+    assert_eq!(ctx.previous_agents, ["dental-front-desk"], "{ctx:?}");
+    assert!(ctx.escalation_reason.is_some() || ctx.intent.is_some(), "why the caller is here: {ctx:?}");
+    assert!(invite.contains("From: ") && invite.lines().any(|l| l.starts_with("From:") && l.contains("+15550199")), "the caller's number in From:\n{invite}");
 }
 
 /// Places a call from the test's caller phone to the dental agent.

@@ -941,7 +941,11 @@ impl CallActor {
             }
             ctx.intent = v.goal().map(str::to_string).or(ctx.intent);
             ctx.slots.extend(v.slots().iter().map(|(k, v)| (k.clone(), v.clone())));
-            ctx.previous_agents.push(v.agent_name().to_string());
+            // Idempotent: a queued call builds its context again for
+            // every offer.
+            if ctx.previous_agents.last().map(String::as_str) != Some(v.agent_name()) {
+                ctx.previous_agents.push(v.agent_name().to_string());
+            }
         }
         ctx.summary = req.summary.clone().or(ctx.summary);
         ctx
