@@ -152,24 +152,6 @@ fn received_invite(trace: &str) -> Option<String> {
     Some(trace[start + 1..end].to_string())
 }
 
-/// Writes µ-law 8 kHz audio as a 16-bit WAV.
-fn write_wav(path: &Path, ulaw: &[u8]) {
-    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    // Half a second of silence first: the caller is connected at the answer.
-    for _ in 0..4000 {
-        w.write_sample(0i16).unwrap();
-    }
-    for &b in ulaw {
-        w.write_sample(mulaw_to_linear(b)).unwrap();
-    }
-    // Then silence: baresip ends the call when its source file ends.
-    for _ in 0..8000 * 30 {
-        w.write_sample(0i16).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
 /// Waits until a call on `skald` is in `state`; returns when.
 fn wait_state(skald: &Skald, state: &str, timeout: Duration) -> Instant {
     let deadline = Instant::now() + timeout;
@@ -205,7 +187,7 @@ fn a_queued_caller_hears_hold_music_and_the_position_then_the_registered_agent()
     let yaml = config(dir.path(), &alice_uri);
     let skald = Skald::start_with_env(&yaml, &[(PASSWORD_ENV, PASSWORD), ("SKALD_TEST_SUP_TOKEN", SUP_TOKEN)]);
     let bob_wav = dir.path().join("bob.wav");
-    write_wav(&bob_wav, &piper_ulaw("Hi, this is Bob from the front desk. How can I help you?"));
+    write_speech_wav(&bob_wav, &piper_ulaw("Hi, this is Bob from the front desk. How can I help you?"));
 
     let peer = RtpPeer::start();
     let caller = caller_call(&skald, dir.path(), &peer, 32_000);
@@ -309,8 +291,8 @@ fn the_longest_idle_registered_agent_answers_and_receives_the_context() {
     );
     let skald = Skald::start_with_env(&yaml, &[(PASSWORD_ENV, PASSWORD), ("SKALD_CONTEXT_KEY", KEY), ("SKALD_TEST_SUP_TOKEN", SUP_TOKEN)]);
     let (carol_wav, dave_wav) = (dir.path().join("carol.wav"), dir.path().join("dave.wav"));
-    write_wav(&carol_wav, &piper_ulaw("Hi, this is Carol at the front desk. What can I do for you?"));
-    write_wav(&dave_wav, &piper_ulaw("This is Dave speaking."));
+    write_speech_wav(&carol_wav, &piper_ulaw("Hi, this is Carol at the front desk. What can I do for you?"));
+    write_speech_wav(&dave_wav, &piper_ulaw("This is Dave speaking."));
     let carol = agent_phone(&dir.path().join("carol"), &skald, "carol", &carol_wav, 35);
     wait_presence(&skald, "carol", "available", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(1500));

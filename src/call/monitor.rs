@@ -4,7 +4,8 @@
 //! the supervisor's phone joined to another live call as a supervision
 //! session ([`super::supervise`]), exactly as the browser joins one: the
 //! session's mix is played to the phone, the phone's audio is the
-//! supervisor's microphone, and keys 1–4 change the mode.
+//! supervisor's microphone, and keys 1–4 change the mode. Prompts said
+//! after joining are mixed over the session's audio, never instead of it.
 //!
 //! Every join and mode change is a `supervisor.action` event on the
 //! monitored call (`by: sip:<phone>`, `via: sip`).
@@ -14,6 +15,7 @@ use super::{CallActor, Exit};
 use crate::call::command::{CallCommand, Reply};
 use crate::contact_center::supervisor::{DIGIT_TIMEOUT, DialInAction, MonitorMode, SupervisorDialIn};
 use crate::ids::CallId;
+use crate::pipeline::mixer::{Input, mix};
 use crate::store::events::CallEvent;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -35,8 +37,13 @@ pub(super) struct Monitor {
     speech_rx: Option<oneshot::Receiver<Vec<i16>>>,
     /// When to repeat the prompt (before joining).
     prompt_again: Option<tokio::time::Instant>,
-    /// A prompt is playing: the session's audio waits until it has.
+    /// A prompt played before joining is still playing: the session's
+    /// audio waits until it has.
     prompting: bool,
+    /// What is left of a prompt said after joining, at the media rate:
+    /// mixed over the session's audio, so the supervisor never misses
+    /// what the call says while the menu is read out.
+    prompt: std::collections::VecDeque<i16>,
 }
 
 /// One input of the dial-in.
@@ -81,6 +88,7 @@ impl CallActor {
             speech_rx: None,
             prompt_again: None,
             prompting: false,
+            prompt: Default::default(),
         });
     }
 
@@ -116,8 +124,13 @@ impl CallActor {
                 m.speech_rx = None;
                 if let (Some(a), Some(media)) = (audio, self.media.as_mut()) {
                     media.stream.session_mut().clear_outbound();
-                    media.play(&a);
-                    m.prompting = true;
+                    if m.link.is_some() {
+                        m.prompting = false;
+                        m.prompt = a.into();
+                    } else {
+                        media.play(&a);
+                        m.prompting = true;
+                    }
                 }
                 None
             }
@@ -137,7 +150,13 @@ impl CallActor {
                     if media.stream_outbound_len() >= MAX_QUEUED {
                         media.stream.session_mut().clear_outbound();
                     }
-                    media.play(&frame);
+                    if m.prompt.is_empty() {
+                        media.play(&frame);
+                    } else {
+                        let n = frame.len().min(m.prompt.len());
+                        let said: Vec<i16> = m.prompt.drain(..n).collect();
+                        media.play(&mix(&[Input::new(&frame), Input::new(&said)]));
+                    }
                 }
                 None
             }

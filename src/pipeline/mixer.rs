@@ -1,6 +1,7 @@
 //! An N-input audio mixer for the pipeline's format: mono PCM16 at 16 kHz,
-//! 20 ms frames (320 samples). Pure: frames in, one frame out; no clock,
-//! no IO.
+//! 20 ms frames (320 samples); any one rate works, as long as every input
+//! has it (the supervisor dial-in mixes at the phone's 8 kHz). Pure: frames
+//! in, one frame out; no clock, no IO.
 //!
 //! Each input is scaled by its gain and summed in `f32`; the sum goes
 //! through a soft clipper so that two loud talkers never wrap around: up to

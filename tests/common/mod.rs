@@ -648,6 +648,26 @@ pub fn piper_ulaw(text: &str) -> Vec<u8> {
     ulaw
 }
 
+/// Writes µ-law 8 kHz speech as a 16-bit 8 kHz WAV for a baresip phone's
+/// `aufile` source: half a second of silence, the speech, then 30 s of
+/// silence (baresip ends the call when its source file ends).
+pub fn write_speech_wav(path: &Path, ulaw: &[u8]) {
+    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    // Half a second of silence first: the caller is connected at the answer.
+    for _ in 0..4000 {
+        w.write_sample(0i16).unwrap();
+    }
+    for &b in ulaw {
+        w.write_sample(mulaw_to_linear(b)).unwrap();
+    }
+    // Then silence: baresip ends the call when its source file ends.
+    for _ in 0..8000 * 30 {
+        w.write_sample(0i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
 /// Whether a transcription says `phrase`, compared as lowercase words:
 /// punctuation, hyphens and case do not matter ("front-desk." says
 /// "front desk").
