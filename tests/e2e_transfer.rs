@@ -63,17 +63,25 @@ fn caller(a: &Skald, dir: &Path, peer: &RtpPeer, hold_ms: u64) -> std::thread::J
     call_target(&a.uri("+15550123"), dir, peer, hold_ms)
 }
 
+/// What the target's phone does with skald's INVITE.
+enum Target {
+    Answer,
+    Hold,
+    Busy,
+}
+
 /// A person's phone as the transfer target (sipp, `uas_target.xml`): it
 /// checks the INVITE's context headers and caller number, rings for
-/// `ring_ms`, then answers with media at `peer` (`answer`) or refuses with
-/// 486 Busy Here. Returns sipp's thread and its SIP URI.
-fn target_phone(
-    dir: &Path,
-    peer: &RtpPeer,
-    ring_ms: u64,
-    answer: bool,
-) -> (std::thread::JoinHandle<std::process::Output>, String) {
-    let part = if answer { "target_answer.xml.part" } else { "target_busy.xml.part" };
+/// `ring_ms`, then does what `part` says (`tests/sipp/target_*.xml.part`):
+/// answers with media at `peer` (`Answer`), answers and puts the call on
+/// hold and back (`Hold`), or refuses with 486 Busy Here (`Busy`). Returns
+/// sipp's thread and its SIP URI.
+fn target_phone(dir: &Path, peer: &RtpPeer, ring_ms: u64, part: Target) -> (std::thread::JoinHandle<std::process::Output>, String) {
+    let part = match part {
+        Target::Answer => "target_answer.xml.part",
+        Target::Hold => "target_hold.xml.part",
+        Target::Busy => "target_busy.xml.part",
+    };
     let mut s = std::fs::read_to_string(scenario("uas_target.xml")).unwrap();
     s = s.replace("@FINAL@", &std::fs::read_to_string(repo().join("tests/sipp").join(part)).unwrap());
     for (k, v) in [
@@ -81,6 +89,8 @@ fn target_phone(
         ("RING_MS", ring_ms.to_string()),
         ("MEDIA_PORT", peer.port.to_string()),
         ("BYE_TIMEOUT", "90000".to_string()),
+        ("HOLD_AFTER_MS", "2000".to_string()),
+        ("HOLD_MS", "2000".to_string()),
     ] {
         s = s.replace(&format!("@{k}@"), &v);
     }
@@ -115,11 +125,16 @@ fn ringback_share(w: &[i16]) -> f64 {
 
 /// Waits until the live call on `skald` has an event `kind`; returns when.
 fn wait_event(skald: &Skald, kind: &str, timeout: Duration) -> Instant {
+    wait_events(skald, kind, 1, timeout)
+}
+
+/// Waits until the live call on `skald` has `n` events `kind`; returns when.
+fn wait_events(skald: &Skald, kind: &str, n: usize, timeout: Duration) -> Instant {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(c) = skald.calls().first() {
             let d = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()));
-            if !events(&d, kind).is_empty() {
+            if events(&d, kind).len() >= n {
                 return Instant::now();
             }
         }
@@ -416,7 +431,7 @@ fn a_warm_transfer_briefs_the_person_then_connects() {
     let hello = piper_ulaw("Hi, this is Sam from the front desk. How can I help?");
     let dir = tempfile::tempdir().unwrap();
     let sam = RtpPeer::start();
-    let (phone, uri) = target_phone(dir.path(), &sam, 1500, true);
+    let (phone, uri) = target_phone(dir.path(), &sam, 1500, Target::Answer);
     let a = start_a_to(&dir.path().join("a"), &uri, "warm", "spoken");
     let peer = RtpPeer::start();
     let call = caller(&a, dir.path(), &peer, 45_000);
@@ -455,7 +470,7 @@ fn a_busy_transfer_target_returns_the_caller_to_the_agent() {
     let hours = piper_ulaw("What are your opening hours?");
     let dir = tempfile::tempdir().unwrap();
     let sam = RtpPeer::start();
-    let (phone, uri) = target_phone(dir.path(), &sam, 800, false);
+    let (phone, uri) = target_phone(dir.path(), &sam, 800, Target::Busy);
     let a = start_a_to(&dir.path().join("a"), &uri, "warm", "spoken");
     let peer = RtpPeer::start();
     let call = caller(&a, dir.path(), &peer, 40_000);
@@ -477,4 +492,37 @@ fn a_busy_transfer_target_returns_the_caller_to_the_agent() {
     assert!(said.contains("nobody at the front desk could take your call"), "{said}");
     assert!(said.contains("Monday to Friday"), "the agent goes on: {said}");
     assert!(da["errors"].to_string().contains("transfer to sip:sam@"), "{:#}", da["errors"]);
+}
+
+/// The person's softphone puts the bridged caller on hold and back with
+/// re-INVITEs (RFC 3264 §8.4: `sendonly`, then `sendrecv`): skald answers
+/// each on the target leg (`recvonly`, then `sendrecv`; the phone's
+/// scenario checks), records `transfer.hold`, and the call goes on: the
+/// caller hears the person after the resume.
+#[test]
+fn the_person_puts_the_bridged_caller_on_hold_and_back() {
+    let person = piper_ulaw("Can I talk to a person please?");
+    let back = piper_ulaw("Thanks for holding, this is Sam again.");
+    let dir = tempfile::tempdir().unwrap();
+    let sam = RtpPeer::start();
+    let (phone, uri) = target_phone(dir.path(), &sam, 300, Target::Hold);
+    let a = start_a_to(&dir.path().join("a"), &uri, "warm", "context");
+    let peer = RtpPeer::start();
+    let call = caller(&a, dir.path(), &peer, 25_000);
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20));
+    peer.say(&person);
+    wait_bridged(&a, Duration::from_secs(20));
+    // The phone holds 2 s after answering, for 2 s.
+    let resumed = wait_events(&a, "transfer.hold", 2, Duration::from_secs(15));
+    sam.say(&back);
+    let heard = heard_after(&peer, resumed, Duration::from_millis(1200));
+    eprintln!("after the resume the caller heard: {heard}");
+    let out = phone.join().unwrap();
+    assert!(out.status.success(), "the person's phone (hold and resume answered):\n{}\n{}", String::from_utf8_lossy(&out.stderr), a.log());
+    assert!(call.join().unwrap().status.success(), "caller:\n{}", a.log());
+    assert!(says(&heard, "sam") || says(&heard, "holding"), "the call goes on after the hold: {heard}");
+    let da = detail(&a);
+    let holds: Vec<bool> = events(&da, "transfer.hold").iter().map(|e| e["data"]["on_hold"].as_bool().unwrap()).collect();
+    assert_eq!(holds, [true, false], "{:#}", da["events"]);
+    assert_eq!(da["end_reason"], "remote-bye", "{da:#}");
 }

@@ -490,37 +490,13 @@ impl CallActor {
             self.dialog.reject_reinvite(491);
             return;
         };
-        let Some(offer) = offer else {
-            // Offer-less re-INVITE: offer our current media in the 200 OK.
-            media.local.session_version += 1;
-            self.dialog.accept_reinvite(sdp::offer(&media.local));
-            return;
-        };
-        let mut local = media.local.clone();
-        local.session_version += 1;
-        match sdp::answer(&offer, &local) {
-            Ok((answer, n)) => {
-                media.local = local;
-                let session = media.stream.session_mut();
-                session.set_remote(n.remote_rtp);
-                let (send, recv) = match n.direction {
-                    Direction::SendRecv => (true, true),
-                    Direction::SendOnly => (true, false),
-                    Direction::RecvOnly => (false, true),
-                    Direction::Inactive => (false, false),
-                };
-                let on_hold = !send || n.remote_rtp.ip().is_unspecified();
-                session.set_direction(send && !n.remote_rtp.ip().is_unspecified(), recv);
-                if n.codec != media.negotiated.codec {
-                    let law = law_of(n.codec);
-                    session.set_payload_type(n.payload_type, vec![law.silence(); media.codec.frame_bytes()]);
-                    media.codec.set_law(law);
-                }
-                tracing::info!(codec = ?n.codec, direction = ?n.direction, "re-INVITE accepted");
-                media.negotiated = n;
+        match media.renegotiate(offer.as_deref()) {
+            Ok((answer, hold)) => {
                 self.dialog.accept_reinvite(answer);
-                let state = if on_hold { CallState::OnHold } else { CallState::Answered };
-                self.set_state(state).await;
+                if let Some(on_hold) = hold {
+                    let state = if on_hold { CallState::OnHold } else { CallState::Answered };
+                    self.set_state(state).await;
+                }
             }
             Err(e) => {
                 tracing::info!(error = %e, "re-INVITE not acceptable: 488");
@@ -1126,6 +1102,41 @@ impl Media {
     fn play(&mut self, audio: &[i16]) -> usize {
         let session = self.stream.session_mut();
         self.codec.encode(audio, |f| session.queue_audio(f))
+    }
+
+    /// Applies a re-INVITE's offer to this leg (RFC 3264 §8): a new remote
+    /// address, direction (hold: `sendonly`/`inactive` or a zero address,
+    /// RFC 3264 §8.4) or codec. Returns the SDP for the 200 OK and, when
+    /// the offer had SDP, whether the peer now holds the call. An offer-less
+    /// re-INVITE gets our current media as the offer (RFC 3261 §14.2).
+    /// Errors: the offer is not acceptable (answer 488).
+    fn renegotiate(&mut self, offer: Option<&str>) -> Result<(String, Option<bool>), sdp::SdpError> {
+        let Some(offer) = offer else {
+            self.local.session_version += 1;
+            return Ok((sdp::offer(&self.local), None));
+        };
+        let mut local = self.local.clone();
+        local.session_version += 1;
+        let (answer, n) = sdp::answer(offer, &local)?;
+        self.local = local;
+        let session = self.stream.session_mut();
+        session.set_remote(n.remote_rtp);
+        let (send, recv) = match n.direction {
+            Direction::SendRecv => (true, true),
+            Direction::SendOnly => (true, false),
+            Direction::RecvOnly => (false, true),
+            Direction::Inactive => (false, false),
+        };
+        let on_hold = !send || n.remote_rtp.ip().is_unspecified();
+        session.set_direction(send && !n.remote_rtp.ip().is_unspecified(), recv);
+        if n.codec != self.negotiated.codec {
+            let law = law_of(n.codec);
+            session.set_payload_type(n.payload_type, vec![law.silence(); self.codec.frame_bytes()]);
+            self.codec.set_law(law);
+        }
+        tracing::info!(codec = ?n.codec, direction = ?n.direction, "re-INVITE accepted");
+        self.negotiated = n;
+        Ok((answer, Some(on_hold)))
     }
 
     fn stream_outbound_len(&self) -> usize {

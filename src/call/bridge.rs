@@ -324,10 +324,26 @@ impl CallActor {
             Some(DialogEvent::Rejected { status, reason }) => {
                 self.bridge_failed(&format!("the target answered {status} {reason}")).await
             }
-            Some(DialogEvent::ReInvite { .. }) => {
-                // Hold/resume from the target is not bridged to the caller.
-                tracing::info!("re-INVITE on the target leg: 488");
-                b.dialog.reject_reinvite(488);
+            Some(DialogEvent::ReInvite { sdp_offer }) => {
+                // Hold/resume or new media from the target's phone. Its
+                // music on hold (if it sends any) is relayed to the caller.
+                let Some(media) = b.media.as_mut() else {
+                    b.dialog.reject_reinvite(491);
+                    return None;
+                };
+                match media.renegotiate(sdp_offer.as_deref()) {
+                    Ok((answer, hold)) => {
+                        b.dialog.accept_reinvite(answer);
+                        if let Some(on_hold) = hold {
+                            tracing::info!(on_hold, "the target's phone changed the call's hold state");
+                            self.event("transfer.hold", serde_json::json!({ "on_hold": on_hold })).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "re-INVITE on the target leg not acceptable: 488");
+                        b.dialog.reject_reinvite(488);
+                    }
+                }
                 None
             }
             Some(DialogEvent::Bye) | Some(DialogEvent::Terminated { .. }) | Some(DialogEvent::Cancelled) | None => {

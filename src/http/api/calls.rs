@@ -333,37 +333,12 @@ pub async fn hangup(
     who: Principal,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    who.require(Role::Supervisor)?;
-    let id = parse_id(&id)?;
-    if let Some(summary) = st.registry.get(id)
-        && !who.may_act_on(call_queue(&summary))
-    {
-        return Err(ApiError::Forbidden(format!("`{}` may not act on calls of this queue", who.name)));
+    let id = permitted(&st, &who, &id)?;
+    if let Err(e) = st.registry.send(id, CallCommand::Hangup { reason: "api".into() }) {
+        return Err(send_failed(&st, id, e).await);
     }
-    match st.registry.send(
-        id,
-        CallCommand::Hangup {
-            reason: "api".into(),
-        },
-    ) {
-        Ok(()) => {
-            audit(&st, id, &who, "hangup", json!({})).await;
-            Ok((StatusCode::ACCEPTED, Json(HangupAccepted { status: "hanging_up".into() })))
-        }
-        Err(RegistryError::Gone(_)) => Err(not_live(id)),
-        Err(RegistryError::NotFound(_)) => match st.store.get_call(id).await? {
-            Some(_) => Err(not_live(id)),
-            None => Err(not_found(id)),
-        },
-    }
-}
-
-/// The queue a live call waits in or was taken from, for
-/// [`Principal::may_act_on`].
-///
-/// A call that never joined a queue is open to every supervisor.
-pub(crate) fn call_queue(call: &CallSummary) -> Option<&str> {
-    call.queue.as_deref()
+    audit(&st, id, &who, "hangup", json!({})).await;
+    Ok((StatusCode::ACCEPTED, Json(HangupAccepted { status: "hanging_up".into() })))
 }
 
 /// Records a call action by `who` on call `id`: a `supervisor.action`
@@ -386,6 +361,32 @@ pub(crate) async fn audit(st: &HttpState, id: CallId, who: &Principal, action: &
         tracing::error!(error = %e, "cannot store the audit event of a call action");
     }
     st.events.publish(event.call_id, &event.kind, event.at, event.data);
+}
+
+/// The checks before acting on call `id` (the path's text): a supervisor
+/// (401/403), a UUID (400), and a queue `who` may act on (403; a call
+/// that never joined a queue is open to every supervisor).
+pub(crate) fn permitted(st: &HttpState, who: &Principal, id: &str) -> Result<CallId, ApiError> {
+    who.require(Role::Supervisor)?;
+    let id = parse_id(id)?;
+    if let Some(summary) = st.registry.get(id)
+        && !who.may_act_on(summary.queue.as_deref())
+    {
+        return Err(ApiError::Forbidden(format!("`{}` may not act on calls of this queue", who.name)));
+    }
+    Ok(id)
+}
+
+/// 409 for a call that is gone or ending, 404 for one never seen.
+pub(crate) async fn send_failed(st: &HttpState, id: CallId, e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::Gone(_) => not_live(id),
+        RegistryError::NotFound(_) => match st.store.get_call(id).await {
+            Ok(Some(_)) => not_live(id),
+            Ok(None) => not_found(id),
+            Err(e) => e.into(),
+        },
+    }
 }
 
 /// The id from the path, or 400.

@@ -18,13 +18,12 @@
 //! `{action, by, role, session, text?}` (or `{action: "transfer", target,
 //! mode}`), stored on the call and published on the event bus.
 
-use super::calls::{audit, call_queue, not_found, not_live, parse_id};
+use super::calls::{audit, permitted, send_failed};
 use crate::agent::escalation::TransferMode;
 use crate::call::actor::supervise::{FRAME, SessionInfo, SuperviseAction, SuperviseError, SupervisorLink, SupervisorOut};
 use crate::call::command::{CallCommand, Reply};
-use crate::call::registry::RegistryError;
 use crate::http::HttpState;
-use crate::http::auth::{Principal, Role};
+use crate::http::auth::Principal;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::ids::CallId;
 use axum::Json;
@@ -248,18 +247,6 @@ pub async fn transfer(
     }
 }
 
-/// Role, id and queue checks shared by the handlers.
-fn permitted(st: &HttpState, who: &Principal, id: &str) -> Result<CallId, ApiError> {
-    who.require(Role::Supervisor)?;
-    let id = parse_id(id)?;
-    if let Some(summary) = st.registry.get(id)
-        && !who.may_act_on(call_queue(&summary))
-    {
-        return Err(ApiError::Forbidden(format!("`{}` may not act on calls of this queue", who.name)));
-    }
-    Ok(id)
-}
-
 /// Sends `cmd` to call `id` and waits (bounded) for the actor's answer.
 async fn ask<T>(
     st: &HttpState,
@@ -277,18 +264,6 @@ async fn ask<T>(
         // The actor dropped the command: the call is ending, or not answered yet.
         Ok(Err(_)) => Err(ApiError::Conflict(format!("call {id} is not live (ended, ending or not answered)"))),
         Err(_) => Err(ApiError::Conflict(format!("call {id} did not answer in time"))),
-    }
-}
-
-/// 409 for a call that is gone or ending, 404 for one never seen.
-async fn send_failed(st: &HttpState, id: CallId, e: RegistryError) -> ApiError {
-    match e {
-        RegistryError::Gone(_) => not_live(id),
-        RegistryError::NotFound(_) => match st.store.get_call(id).await {
-            Ok(Some(_)) => not_live(id),
-            Ok(None) => not_found(id),
-            Err(e) => e.into(),
-        },
     }
 }
 
