@@ -492,10 +492,15 @@ impl Driver {
                     event,
                     DialogEvent::Bye | DialogEvent::Cancelled | DialogEvent::Rejected { .. } | DialogEvent::Terminated { .. }
                 );
-                if let Some(tx) = self.dialogs.get(&dialog)
-                    && tx.try_send(event).is_err() {
-                        tracing::warn!(%dialog, "dialog event dropped (receiver full or gone)");
+                if let Some(tx) = self.dialogs.get(&dialog) {
+                    match tx.try_send(event) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => tracing::warn!(%dialog, "dialog event dropped: the call is not keeping up"),
+                        // The call already ended (e.g. the final response to
+                        // its own BYE): nothing is waiting for the event.
+                        Err(mpsc::error::TrySendError::Closed(ev)) => tracing::debug!(%dialog, event = ?ev, "dialog event after the call ended"),
                     }
+                }
                 if last {
                     self.dialogs.remove(&dialog);
                 }
