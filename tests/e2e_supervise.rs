@@ -12,16 +12,12 @@
 
 mod common;
 
+use common::supervisor::*;
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// Samples of one 20 ms frame at 16 kHz.
-const FRAME: usize = 320;
 
 /// The example config with its agents copied to `dir` (as e2e_voice does).
 fn voice_config(dir: &Path) -> String {
@@ -72,146 +68,6 @@ fn call_to(skald: &Skald, dir: &Path, service: &str, wait_for_bye: bool, ms: u64
         )
     });
     (peer, t)
-}
-
-/// `POST /api/v1/calls/{id}/supervise` with `body`: (status, JSON answer).
-fn supervise(skald: &Skald, id: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let (status, text) = http_body(skald.http_port, "POST", &format!("/api/v1/calls/{id}/supervise"), &body.to_string()).unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
-}
-
-/// Frames with their arrival times, shared with the socket's thread.
-type Frames = Arc<Mutex<Vec<(Instant, Vec<i16>)>>>;
-
-/// A supervisor's browser: a WebSocket on the session's audio route, in
-/// its own thread. Keeps every frame received with its arrival time and
-/// every status message; sends queued microphone frames every 20 ms.
-struct Supervisor {
-    /// Frames heard (16 kHz).
-    heard: Frames,
-    /// Status messages (JSON).
-    status: Arc<Mutex<Vec<serde_json::Value>>>,
-    /// Microphone frames waiting to be sent.
-    mic: Arc<Mutex<std::collections::VecDeque<Vec<i16>>>>,
-    /// Set to close the socket.
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    /// The socket's thread (ends when the socket closes).
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Supervisor {
-    /// Connects to `path` (the `audio` of a supervise answer) as the admin.
-    fn connect(skald: &Skald, path: &str) -> Supervisor {
-        Self::try_connect(skald, path).expect("the audio socket opens")
-    }
-
-    /// [`Supervisor::connect`], or why the upgrade failed.
-    fn try_connect(skald: &Skald, path: &str) -> Result<Supervisor, String> {
-        let url = format!("ws://127.0.0.1:{}{path}", skald.http_port);
-        let heard = Arc::new(Mutex::new(Vec::new()));
-        let status = Arc::new(Mutex::new(Vec::new()));
-        let mic = Arc::new(Mutex::new(std::collections::VecDeque::<Vec<i16>>::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (h, s, m, st) = (heard.clone(), status.clone(), mic.clone(), stop.clone());
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let mut req = url.as_str().into_client_request().unwrap();
-                req.headers_mut().insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
-                let (mut ws, _) = match tokio_tungstenite::connect_async(req).await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                let mut tick = tokio::time::interval(Duration::from_millis(20));
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {
-                            if st.load(std::sync::atomic::Ordering::SeqCst) {
-                                let _ = ws.close(None).await;
-                                return;
-                            }
-                            let frame = m.lock().unwrap().pop_front();
-                            if let Some(f) = frame {
-                                let bytes: Vec<u8> = f.iter().flat_map(|x| x.to_le_bytes()).collect();
-                                if ws.send(Message::Binary(bytes.into())).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        msg = ws.next() => match msg {
-                            Some(Ok(Message::Binary(b))) => {
-                                let f: Vec<i16> = b.chunks_exact(2).map(|x| i16::from_le_bytes([x[0], x[1]])).collect();
-                                h.lock().unwrap().push((Instant::now(), f));
-                            }
-                            Some(Ok(Message::Text(t))) => s.lock().unwrap().push(serde_json::from_str(&t).unwrap()),
-                            Some(Ok(_)) => {}
-                            None | Some(Err(_)) => return,
-                        },
-                    }
-                }
-            });
-        });
-        ready_rx.recv_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())??;
-        Ok(Supervisor { heard, status, mic, stop, thread: Some(thread) })
-    }
-
-    /// Queues 8 kHz µ-law speech as 16 kHz microphone frames.
-    fn say(&self, ulaw: &[u8]) {
-        let pcm8: Vec<i16> = ulaw.iter().map(|&b| mulaw_to_linear(b)).collect();
-        let pcm16 = skald::rtp::codec::resample::resample_all(&pcm8, 8000, 16000).unwrap();
-        let mut q = self.mic.lock().unwrap();
-        for f in pcm16.chunks(FRAME) {
-            let mut f = f.to_vec();
-            f.resize(FRAME, 0);
-            q.push_back(f);
-        }
-    }
-
-    /// Microphone frames not sent yet.
-    fn pending(&self) -> usize {
-        self.mic.lock().unwrap().len()
-    }
-
-    /// Frames heard between `from` and `to`.
-    fn heard_between(&self, from: Instant, to: Instant) -> Vec<(Instant, Vec<i16>)> {
-        self.heard.lock().unwrap().iter().filter(|(t, _)| *t >= from && *t <= to).cloned().collect()
-    }
-
-    fn status(&self) -> Vec<serde_json::Value> {
-        self.status.lock().unwrap().clone()
-    }
-
-    /// Closes the socket (the browser goes away).
-    fn close(mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-/// What the supervisor heard (16 kHz frames), transcribed by skald's STT.
-fn transcribe_16k(frames: &[(Instant, Vec<i16>)]) -> String {
-    let pcm: Vec<i16> = frames.iter().flat_map(|(_, f)| f.iter().copied()).collect();
-    let pcm8 = skald::rtp::codec::resample::resample_all(&pcm, 16000, 8000).unwrap();
-    let t = Instant::now();
-    let frames8: Vec<(Instant, Vec<i16>)> = pcm8.chunks(160).map(|c| (t, c.to_vec())).collect();
-    transcribe_heard(&frames8)
-}
-
-/// Waits until the supervisor's queued speech is sent, plus `tail`.
-fn wait_sent(sup: &Supervisor, tail: Duration) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sup.pending() > 0 {
-        assert!(Instant::now() < deadline, "the supervisor's speech was not sent");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(tail);
 }
 
 fn events(skald: &Skald, id: &str) -> Vec<serde_json::Value> {
@@ -318,6 +174,21 @@ fn a_supervisor_listens_barges_in_and_takes_over() {
     assert_eq!(listen["data"]["role"], "admin");
     assert_eq!(listen["data"]["session"], session.as_str());
     assert!(evs.iter().any(|e| e["kind"] == "supervisor.takeover"), "{evs:#?}");
+
+    // The stereo recording (caller left, the other side right) runs to the
+    // end: barge and takeover do not stop it, and the supervisor's words
+    // after the takeover are on the right channel.
+    let d = skald.get_json(&format!("/api/v1/calls/{id}"));
+    let rec = d["recording_path"].as_str().expect("stereo recording");
+    let (pcm, rate) = read_wav(Path::new(rec));
+    let secs = pcm.len() as f64 / 2.0 / rate as f64;
+    let call_secs = (d["ended_at"].as_i64().unwrap() - d["answered_at"].as_i64().unwrap()) as f64 / 1000.0;
+    eprintln!("recording {secs:.1} s of a {call_secs:.1} s call");
+    assert!((secs - call_secs).abs() < 1.5, "recording {secs:.1} s, call {call_secs:.1} s");
+    let right: Vec<i16> = pcm.chunks_exact(2).map(|lr| lr[1]).collect();
+    let tail = &right[right.len().saturating_sub(rate as usize * 6)..];
+    let loud = tail.chunks_exact(rate as usize / 50).filter(|f| is_loud(f)).count();
+    assert!(loud > 25, "the supervisor's takeover speech is recorded ({loud} loud frames in the last 6 s)");
 
     // An action on the ended call: 409, nothing breaks.
     let (status, body) = supervise(&skald, &id, serde_json::json!({"action": "listen"}));

@@ -562,3 +562,98 @@ async fn a_misbehaving_stream_ends_cleanly_and_other_calls_go_on() {
     }
     assert!(turns(&detail).iter().any(|(w, x, _)| w == "agent" && x.contains("Monday")), "{detail:#}");
 }
+
+/// A mock of Twilio's REST API for "Update a Call": records each request
+/// (path, form) and answers 200 with the call, or Twilio's 404 error
+/// document while `refuse` is set.
+async fn mock_rest() -> (u16, Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>, Arc<std::sync::atomic::AtomicBool>) {
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{StatusCode, Uri};
+    use axum::response::IntoResponse;
+    type Shared = (Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>, Arc<std::sync::atomic::AtomicBool>);
+    async fn handle(State((seen, refuse)): State<Shared>, uri: Uri, body: Bytes) -> axum::response::Response {
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        seen.lock().unwrap().push((uri.path().to_string(), form));
+        let sid = uri.path().rsplit('/').next().unwrap_or_default().trim_end_matches(".json").to_string();
+        if refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            let e = json!({"code": 20404, "message": format!("The requested resource /Calls/{sid}.json was not found"), "status": 404});
+            return (StatusCode::NOT_FOUND, axum::Json(e)).into_response();
+        }
+        axum::Json(json!({"sid": sid, "status": "in-progress", "direction": "inbound"})).into_response()
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().fallback(handle).with_state((seen.clone(), refuse.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (port, seen, refuse)
+}
+
+/// The agent transfers a Twilio call: skald asks Twilio (REST "Update a
+/// Call") to `<Dial><Sip>` the target with the signed context in the URI's
+/// headers; Twilio then stops the stream and the call ends `transferred`.
+/// When Twilio refuses, the caller is told and the agent goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_asks_twilio_to_dial_the_target_with_the_context() {
+    const KEY: &str = "twilio-transfer-context-key-0123";
+    let person = piper_ulaw("Can I talk to a person please?");
+    let (rest, seen, refuse) = mock_rest().await;
+    let yaml = config().replace("twilio:\n", &format!("twilio:\n  api_base_url: http://127.0.0.1:{rest}\n"));
+    let skald = Skald::start_with_env(&yaml, &[("SKALD_CONTEXT_KEY", KEY)]);
+
+    // Twilio takes the call to the front desk.
+    let call_sid = "CA22222222222222222222222222222222";
+    let (_, params) = webhook(&skald, call_sid, "+15557654321", "+15550123").await;
+    let tw = Twilio::connect(&skald, call_sid, params).await;
+    tw.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20)).await;
+    tw.say(&person);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no REST request:\n{}", skald.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (path, form) = seen.lock().unwrap()[0].clone();
+    assert_eq!(path, format!("/2010-04-01/Accounts/{ACCOUNT}/Calls/{call_sid}.json"));
+    let twiml = form.iter().find(|(k, _)| k == "Twiml").map(|(_, v)| v.clone()).expect("Twiml");
+    eprintln!("TwiML: {twiml}");
+    let sip = twiml.split("<Sip>").nth(1).and_then(|s| s.split("</Sip>").next()).expect("<Dial><Sip>").replace("&amp;", "&");
+    assert!(sip.starts_with("sip:frontdesk@clinic.example?"), "{sip}");
+    let value = sip.split(['?', '&']).find_map(|h| h.strip_prefix("X-Skald-Context=")).expect("X-Skald-Context");
+    let value = percent_encoding::percent_decode_str(value).decode_utf8().unwrap().to_string();
+    let ctx = skald::agent::context::CallContext::decode_signed(&value, KEY.as_bytes()).expect("signed with the shared key");
+    assert_eq!(ctx.call_sid.as_deref(), Some(call_sid), "{ctx:?}");
+    assert_eq!(ctx.caller.as_deref(), Some("+15557654321"), "{ctx:?}");
+    assert_eq!(ctx.intent.as_deref(), Some("person"), "{ctx:?}");
+    // Twilio runs the new TwiML: the stream stops.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tw.stop(call_sid);
+    let d = ended_call(&skald, call_sid).await;
+    assert_eq!(d["end_reason"], "transferred", "{d:#}");
+    let kinds: Vec<&str> = d["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"transfer.started") && kinds.contains(&"transfer.completed"), "{kinds:?}");
+
+    // Twilio refuses the next one: the caller hears so and the agent goes on.
+    refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let call_sid = "CA33333333333333333333333333333333";
+    let (_, params) = webhook(&skald, call_sid, "+15557654321", "+15550123").await;
+    let tw = Twilio::connect(&skald, call_sid, params).await;
+    tw.wait_agent_turn(Instant::now(), Duration::from_millis(900), Duration::from_secs(20)).await;
+    tw.say(&person);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "no REST request:\n{}", skald.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = Instant::now();
+    tw.wait_agent_turn(after, Duration::from_millis(900), Duration::from_secs(20)).await;
+    tw.stop(call_sid);
+    let d = ended_call(&skald, call_sid).await;
+    assert_eq!(d["end_reason"], "remote-stop", "{d:#}");
+    let failed: Vec<&Value> = d["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "transfer.failed").collect();
+    assert_eq!(failed.len(), 1, "{:#}", d["events"]);
+    assert!(failed[0]["data"]["why"].as_str().unwrap().contains("404"), "{failed:?}");
+    let said: Vec<String> = turns(&d).into_iter().filter(|(w, _, _)| w == "agent").map(|(_, t, _)| t).collect();
+    assert!(said.iter().any(|t| t.contains("nobody at the front desk could take your call")), "{said:?}");
+}

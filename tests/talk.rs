@@ -301,3 +301,57 @@ async fn talking_over_the_agent_clears_the_page_buffer() {
     let full = "Thanks for calling Bright Smile Dental. How can I help you today?";
     assert!(first["text"].as_str().unwrap().len() < full.len(), "{first}");
 }
+
+/// Supervision works on a WebSocket call as on a SIP call (the same code
+/// serves Twilio Media Streams): a supervisor listens (hears the agent's
+/// greeting), barges in (the page hears the supervisor while the agent is
+/// held), takes over and leaves: the call ends `supervisor-left`, every
+/// action audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_listens_barges_in_and_takes_over_a_browser_call() {
+    use common::supervisor::*;
+    let skald = Skald::start();
+    let page = Page::connect(&skald, "front-desk").await;
+    let id = skald.wait_live(Duration::from_secs(5))["id"].as_str().unwrap().to_string();
+    let (status, joined) = supervise(&skald, &id, serde_json::json!({"action": "listen"}));
+    assert_eq!(status, 200, "{joined}");
+    let session = joined["session"].as_str().unwrap().to_string();
+    let sup = Supervisor::connect(&skald, joined["audio"].as_str().unwrap());
+    let t0 = Instant::now();
+    let end = page.wait_agent_turn(t0, Duration::from_millis(900), Duration::from_secs(30)).await;
+    let heard = sup.heard_between(t0, end + Duration::from_millis(300));
+    let said = tokio::task::spawn_blocking(move || transcribe_16k(&heard)).await.unwrap().to_lowercase();
+    eprintln!("the supervisor heard the agent: {said}");
+    assert!(says(&said, "smile") || says(&said, "dental"), "listen hears the agent: {said}");
+
+    let (status, body) = supervise(&skald, &id, serde_json::json!({"action": "barge", "session": session}));
+    assert_eq!((status, body["mode"].as_str()), (200, Some("barge")), "{body}");
+    let barge_at = Instant::now();
+    sup.say(&piper_ulaw("This is your supervisor speaking, please stay on the line."));
+    while sup.pending() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let heard = page.transcribe(barge_at, Instant::now()).await;
+    eprintln!("the page heard the barge-in: {heard}");
+    assert!(says(&heard, "supervisor") && says(&heard, "line"), "{heard}");
+
+    let (status, body) = supervise(&skald, &id, serde_json::json!({"action": "takeover", "session": session}));
+    assert_eq!((status, body["mode"].as_str()), (200, Some("takeover")), "{body}");
+    let (status, body) = supervise(&skald, &id, serde_json::json!({"action": "leave", "session": session}));
+    assert_eq!((status, body["mode"].as_str()), (200, Some("leave")), "{body}");
+    let detail = ended_browser_call(&skald).await;
+    assert_eq!(detail["end_reason"], "supervisor-left", "{detail:#}");
+    let kinds: Vec<&str> = detail["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"supervisor.takeover"), "{kinds:?}");
+    let actions: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "supervisor.action")
+        .map(|e| e["data"]["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["listen", "barge", "takeover", "leave"]);
+    sup.close();
+    page.close();
+}

@@ -28,7 +28,7 @@ use crate::sip::driver::{DialogEvent, DialogHandle};
 use crate::sip::sdp::{self, AudioCodec, Direction, LocalMedia, Negotiated, SdpError};
 use crate::store::CallRecord;
 use crate::store::events::CallEvent;
-use super::transfer::{ContextIn, fetch_context, refer_to};
+use super::transfer::{ContextIn, fetch_context, outgoing_context, refer_to};
 use crate::agent::context::CallContext;
 use crate::agent::escalation::{TransferMode, TransferRequest};
 use std::sync::Arc;
@@ -560,6 +560,10 @@ impl CallActor {
                     if self.bridged() || self.queued() {
                         let to_target = self.supervision.to_target(&frame);
                         self.bridge_caller_audio(&to_target);
+                    } else {
+                        // Barge on or takeover of an agent's call: the
+                        // recording goes on with the supervisors' side.
+                        self.stereo_tick(&frame);
                     }
                     if let Some(m) = self.media.as_mut() {
                         m.pcm16 = frame;
@@ -752,14 +756,20 @@ impl CallActor {
             return Some(exit);
         }
         let exit = self.voice_tick().await;
+        self.stereo_tick(frame);
+        exit
+    }
+
+    /// One caller frame into the stereo recording, with what the caller
+    /// was sent since the last one (agent, target or supervisors).
+    fn stereo_tick(&mut self, caller: &[i16]) {
         if let Some(rec) = self.stereo.as_mut() {
-            let agent = std::mem::take(&mut self.agent_sent);
-            if let Err(e) = rec.tick(frame, &agent) {
+            let other = std::mem::take(&mut self.agent_sent);
+            if let Err(e) = rec.tick(caller, &other) {
                 tracing::warn!(error = %e, "recording failed; stopping it");
                 self.stereo = None;
             }
         }
-        exit
     }
 
     /// Playout accounting for the voice agent.
@@ -901,30 +911,10 @@ impl CallActor {
         self.svc.record_event(e).await;
     }
 
-    /// The context handed on with a transfer: what came in, plus what the
-    /// agent learned (goal, slots, summary) and where to read the transcript.
+    /// The context handed on with a transfer ([`outgoing_context`]).
     fn transfer_context(&self, req: &TransferRequest) -> CallContext {
-        let mut ctx = self.context.clone().unwrap_or_default();
-        ctx.v = crate::agent::context::CONTEXT_VERSION;
-        ctx.caller = Some(self.record.from_uri.clone());
-        ctx.did = Some(self.record.did.clone());
-        ctx.transcript_ref = Some(format!("{}/api/v1/calls/{}", self.svc.api_base(), self.record.id));
-        if let Some(v) = &self.voice {
-            if let Some(l) = v.llm_context() {
-                ctx.intent = l.intent.or(ctx.intent);
-                ctx.summary = l.summary.or(ctx.summary);
-                ctx.escalation_reason = l.escalation_reason.or(ctx.escalation_reason);
-            }
-            ctx.intent = v.goal().map(str::to_string).or(ctx.intent);
-            ctx.slots.extend(v.slots().iter().map(|(k, v)| (k.clone(), v.clone())));
-            // Idempotent: a queued call builds its context again for
-            // every offer.
-            if ctx.previous_agents.last().map(String::as_str) != Some(v.agent_name()) {
-                ctx.previous_agents.push(v.agent_name().to_string());
-            }
-        }
-        ctx.summary = req.summary.clone().or(ctx.summary);
-        ctx
+        let transcript = format!("{}/api/v1/calls/{}", self.svc.api_base(), self.record.id);
+        outgoing_context(self.context.as_ref(), &self.record, transcript, self.voice.as_ref(), req)
     }
 
     /// The agent asked for a transfer. Cold: REFER the caller to the target

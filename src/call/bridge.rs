@@ -408,13 +408,7 @@ impl CallActor {
             trim_queue(m);
             m.play(frame);
         }
-        if let Some(rec) = self.stereo.as_mut() {
-            let other = std::mem::take(&mut self.agent_sent);
-            if let Err(e) = rec.tick(frame, &other) {
-                tracing::warn!(error = %e, "recording failed; stopping it");
-                self.stereo = None;
-            }
-        }
+        self.stereo_tick(frame);
     }
 
     /// Caller DTMF while bridged goes to the target.

@@ -25,9 +25,21 @@
 //! ends `<Connect>` and, with no TwiML after it, the call. A stream that
 //! never starts, closes without `stop` (`stream-closed`), or floods bad
 //! messages ends with the reason in the record.
+//!
+//! Supervisors listen, whisper text, barge in and take over as on a SIP
+//! call (the same `Supervision`, mixed per caller frame). A transfer of a
+//! Twilio call asks Twilio to move it (REST "Update a Call" with a
+//! `<Dial>`; the stream then stops and the call ends `transferred`); a
+//! browser call cannot be transferred: the caller is told and the agent
+//! goes on, as when a transfer fails.
 
 use super::actor::{next_voice, sleep_opt};
-use super::actor::supervise::SuperviseError;
+use super::actor::supervise::{CallFacts, Supervision};
+use super::transfer::{outgoing_context, refer_to};
+use crate::agent::context::CallContext;
+use crate::agent::escalation::TransferRequest;
+use crate::transports::twilio::rest::TwilioClient;
+use crate::transports::twilio::twiml;
 use super::command::CallCommand;
 use super::registry::CallSummary;
 use super::service::{CallServices, now_ms};
@@ -45,7 +57,7 @@ pub use crate::transports::twilio::media::StreamStart;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -305,6 +317,33 @@ pub struct StreamCall<T: StreamTransport> {
     started_at: Instant,
     /// Scratch for the decoded caller frame.
     pcm16: Vec<i16>,
+    /// Supervisors on the call (listen, whisper text, barge, takeover).
+    supervision: Supervision,
+    /// The context the call came with (the webhook's signed `context`).
+    context: Option<CallContext>,
+    /// A transfer Twilio is being asked to make (REST call under way).
+    transfer: Option<PendingTransfer>,
+    /// Twilio took the call to a transfer target: the stream's end is the
+    /// transfer's, not the caller hanging up.
+    transferred: bool,
+}
+
+/// A transfer of a Twilio call: the REST request that replaces the call's
+/// TwiML with a `<Dial>`, running in its own task.
+struct PendingTransfer {
+    /// What the agent asked for.
+    req: TransferRequest,
+    /// The REST request's outcome.
+    rx: oneshot::Receiver<Result<(), String>>,
+}
+
+/// The outcome of the pending transfer's REST request; pending forever
+/// without one.
+async fn transfer_result(t: &mut Option<PendingTransfer>) -> Result<(), String> {
+    match t {
+        Some(t) => (&mut t.rx).await.unwrap_or_else(|_| Err("the transfer request was dropped".into())),
+        None => std::future::pending().await,
+    }
 }
 
 impl<T: StreamTransport> StreamCall<T> {
@@ -321,6 +360,10 @@ impl<T: StreamTransport> StreamCall<T> {
             agent_heard: Vec::new(),
             started_at: Instant::now(),
             pcm16: Vec::with_capacity(320),
+            supervision: Supervision::default(),
+            context: None,
+            transfer: None,
+            transferred: false,
         }
     }
 
@@ -462,6 +505,7 @@ impl<T: StreamTransport> StreamCall<T> {
                 return;
             }
         };
+        self.context = Some(ctx.clone());
         let event = crate::store::events::CallEvent {
             call_id: Some(self.record.id),
             twilio_call_sid: self.record.twilio_call_sid.clone(),
@@ -533,7 +577,9 @@ impl<T: StreamTransport> StreamCall<T> {
                 return Exit { reason: "stream-closed".into(), close: false };
             }
             let pace = self.out.poll_timeout().map(Instant::from_std);
-            let voice = &mut self.voice;
+            // The agent is on hold while a supervisor barges in.
+            let mut held = None;
+            let voice = if self.supervision.barging() { &mut held } else { &mut self.voice };
             let flow = tokio::select! {
                 frame = rx.next() => self.on_frame(frame).await,
                 cmd = commands.recv() => match cmd {
@@ -541,6 +587,7 @@ impl<T: StreamTransport> StreamCall<T> {
                     None => None,
                 },
                 ev = next_voice(voice) => self.on_voice_event(ev).await,
+                r = transfer_result(&mut self.transfer) => self.on_transfer_result(r).await,
                 _ = sleep_opt(pace) => None,
                 _ = playout.tick() => self.voice_tick().await,
             };
@@ -567,6 +614,7 @@ impl<T: StreamTransport> StreamCall<T> {
                 self.record.errors.push(format!("stream: socket failed: {e}"));
                 return Some(Exit { reason: "stream-error".into(), close: false });
             }
+            None if self.transferred => return Some(Exit { reason: "transferred".into(), close: false }),
             None => {
                 tracing::warn!("media stream closed without `stop`");
                 self.record.errors.push("stream: closed without `stop`".into());
@@ -601,7 +649,17 @@ impl<T: StreamTransport> StreamCall<T> {
         match ev {
             TransportEvent::Audio => {
                 let pcm = std::mem::take(&mut self.pcm16);
-                let exit = self.voice_audio(&pcm).await;
+                let mut exit = self.supervise_frame(&pcm).await;
+                if exit.is_none() {
+                    exit = if self.supervision.taken_over() || self.supervision.barging() {
+                        // Supervisors own the caller: the agent neither
+                        // hears nor speaks; the recording goes on.
+                        self.stereo_tick(&pcm);
+                        None
+                    } else {
+                        self.voice_audio(&pcm).await
+                    };
+                }
                 self.pcm16 = pcm;
                 exit
             }
@@ -613,6 +671,10 @@ impl<T: StreamTransport> StreamCall<T> {
                 self.voice_actions(actions).await
             }
             TransportEvent::Played => self.voice_tick().await,
+            TransportEvent::Stop if self.transferred => {
+                tracing::info!(transport = T::NAME, "the stream stopped: Twilio dials the transfer target");
+                Some(Exit { reason: "transferred".into(), close: true })
+            }
             TransportEvent::Stop => {
                 tracing::info!(transport = T::NAME, "the far end stopped the stream (caller hung up)");
                 Some(Exit { reason: "remote-stop".into(), close: true })
@@ -624,17 +686,97 @@ impl<T: StreamTransport> StreamCall<T> {
     async fn on_command(&mut self, cmd: CallCommand) -> Option<Exit> {
         match cmd {
             CallCommand::Hangup { reason } => Some(Exit { reason, close: true }),
-            CallCommand::Supervise { reply, .. } => {
-                reply.send(Err(SuperviseError::NotPossible("supervision is not supported on this transport".into())));
+            CallCommand::Supervise { session, mode, text, by, reply } => {
+                let facts = CallFacts {
+                    media: true,
+                    voice: self.voice.is_some(),
+                    llm: self.voice.as_ref().is_some_and(VoiceAgent::is_llm),
+                    bridged: false,
+                };
+                let applied = match self.supervision.command(facts, session, mode, text, &by, std::time::Instant::now()) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        reply.send(Err(e));
+                        return None;
+                    }
+                };
+                reply.send(Ok(applied.info.clone()));
+                if let (Some(t), Some(v)) = (&applied.instruction, self.voice.as_mut()) {
+                    v.add_instruction(t);
+                    tracing::info!(%by, "supervisor instruction to the agent");
+                }
+                if applied.take_over || applied.hold_changed {
+                    // The agent's queued audio stops at once.
+                    self.out.pause();
+                }
+                if applied.take_over
+                    && let Some(v) = self.voice.take()
+                {
+                    self.record.errors.extend(v.provider_failures());
+                    tracing::info!("takeover: the agent left the call");
+                    self.event("supervisor.takeover", serde_json::json!({})).await;
+                }
+                applied.abandoned.then(|| Exit { reason: "supervisor-left".into(), close: true })
+            }
+            CallCommand::SuperviseAttach { session, reply } => {
+                reply.send(self.supervision.attach(&session));
                 None
             }
-            CallCommand::SuperviseAttach { reply, .. } => {
-                reply.send(Err(SuperviseError::NotPossible("supervision is not supported on this transport".into())));
-                None
-            }
+            CallCommand::Transfer { target, mode } => self.start_transfer(TransferRequest { mode, ..TransferRequest::cold(target) }).await,
             other => {
                 tracing::warn!(command = ?other, "command not supported on a media stream call");
                 None
+            }
+        }
+    }
+
+    /// The supervisors' mix for one caller frame (before the agent hears
+    /// it): their audio to the caller in barge and takeover. Ends the call
+    /// when a takeover's last supervisor left.
+    async fn supervise_frame(&mut self, frame: &[i16]) -> Option<Exit> {
+        if self.supervision.is_idle() {
+            return None;
+        }
+        let tick = self.supervision.tick(frame, false, std::time::Instant::now());
+        if tick.hold_changed && self.voice.is_some() {
+            // On hold the agent's audio stops at once; back from hold the
+            // supervisors' queued audio is dropped.
+            self.out.pause();
+        }
+        if let Some(audio) = tick.to_caller {
+            self.out.play(&audio);
+            if self.stereo.is_some() {
+                self.agent_heard.extend_from_slice(&audio);
+            }
+        }
+        for e in tick.ended {
+            tracing::info!(session = %e.id, by = %e.by, why = e.why, "supervisor left");
+            let data = serde_json::json!({ "session": e.id, "by": e.by, "mode": e.mode.as_str(), "why": e.why });
+            self.event("supervisor.left", data).await;
+        }
+        tick.abandoned.then(|| Exit { reason: "supervisor-left".into(), close: true })
+    }
+
+    /// An event on this call's record and the live event stream.
+    async fn event(&mut self, kind: &str, data: serde_json::Value) {
+        let e = crate::store::events::CallEvent {
+            call_id: Some(self.record.id),
+            twilio_call_sid: self.record.twilio_call_sid.clone(),
+            kind: kind.into(),
+            at: now_ms(),
+            data,
+        };
+        self.svc.record_event(e).await;
+    }
+
+    /// One caller frame into the stereo recording, with the agent's (or
+    /// supervisors') audio heard since the last one.
+    fn stereo_tick(&mut self, caller: &[i16]) {
+        if let Some(rec) = self.stereo.as_mut() {
+            let agent = std::mem::take(&mut self.agent_heard);
+            if let Err(e) = rec.tick(caller, &agent) {
+                tracing::warn!(error = %e, "recording failed; stopping it");
+                self.stereo = None;
             }
         }
     }
@@ -652,13 +794,7 @@ impl<T: StreamTransport> StreamCall<T> {
             return Some(exit);
         }
         let exit = self.voice_tick().await;
-        if let Some(rec) = self.stereo.as_mut() {
-            let agent = std::mem::take(&mut self.agent_heard);
-            if let Err(e) = rec.tick(frame, &agent) {
-                tracing::warn!(error = %e, "recording failed; stopping it");
-                self.stereo = None;
-            }
-        }
+        self.stereo_tick(frame);
         exit
     }
 
@@ -666,6 +802,7 @@ impl<T: StreamTransport> StreamCall<T> {
         let now_ms = self.call_ms();
         let v = self.voice.as_mut()?;
         let (audio, actions) = v.on_tick(&self.out, now_ms);
+        self.supervision.agent_audio(&audio);
         if self.stereo.is_some() {
             self.agent_heard.extend_from_slice(&audio);
         }
@@ -690,10 +827,10 @@ impl<T: StreamTransport> StreamCall<T> {
                     self.record.errors.push(e);
                     self.save().await;
                 }
-                VoiceAction::Transfer(t) => {
-                    let target = t.target;
-                    tracing::warn!(%target, "transfer requested; transfers are not supported yet: ending the call");
-                    return Some(Exit { reason: format!("transfer-requested: {target}"), close: true });
+                VoiceAction::Transfer(req) => {
+                    if let Some(exit) = Box::pin(self.start_transfer(req)).await {
+                        return Some(exit);
+                    }
                 }
                 VoiceAction::SendDtmf(digits) => {
                     tracing::warn!(%digits, "sending DTMF is not possible on a media stream");
@@ -702,6 +839,88 @@ impl<T: StreamTransport> StreamCall<T> {
             }
         }
         None
+    }
+
+    /// The agent asked for a transfer. A Twilio call is moved by Twilio:
+    /// its TwiML is replaced (REST "Update a Call") with a `<Dial>` to the
+    /// target, `<Sip>` with the context in the URI's headers (as a REFER's
+    /// Refer-To carries it) or `<Number>` with the DID as caller ID. The
+    /// stream then stops and the call ends `transferred`. A browser call,
+    /// missing Twilio credentials, a queue target or a refused request: the
+    /// caller is told and the agent goes on.
+    async fn start_transfer(&mut self, req: TransferRequest) -> Option<Exit> {
+        let (client, call_sid, twiml, ctx) = match self.transfer_twiml(&req) {
+            Ok(x) => x,
+            Err(why) => return self.transfer_failed(&req.target, &why).await,
+        };
+        tracing::info!(target = %req.target, "transfer: asking Twilio to dial the target");
+        self.event("transfer.started", serde_json::json!({ "target": req.target, "mode": "cold", "via": "twilio", "context": ctx })).await;
+        self.set_state(CallState::Transferring).await;
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let r = client.update_call_twiml(&call_sid, &twiml).await.map(|_| ()).map_err(|e| e.to_string());
+            let _ = tx.send(r);
+        });
+        self.transfer = Some(PendingTransfer { req, rx });
+        None
+    }
+
+    /// The REST client, the CallSid, the TwiML and the context of a
+    /// transfer to `req.target`, or why there is none.
+    fn transfer_twiml(&self, req: &TransferRequest) -> Result<(TwilioClient, String, String, CallContext), String> {
+        let call_sid = self.record.twilio_call_sid.clone().ok_or("a browser call cannot be transferred")?;
+        let target = req.target.as_str();
+        if target.starts_with("queue:") {
+            return Err("queues take SIP calls; a Twilio Media Streams call cannot join one".into());
+        }
+        let client = TwilioClient::from_config(&self.svc.config.twilio).map_err(|e| format!("Twilio REST: {e}"))?;
+        let transcript = format!("{}/api/v1/calls/{}", self.svc.api_base(), self.record.id);
+        let mut ctx = outgoing_context(self.context.as_ref(), &self.record, transcript, self.voice.as_ref(), req);
+        ctx.call_sid = Some(call_sid.clone());
+        ctx.escalation_reason.get_or_insert_with(|| "caller asked for a person".into());
+        let lower = target.to_ascii_lowercase();
+        let twiml = if lower.starts_with("sip:") || lower.starts_with("sips:") {
+            let key = self.svc.config.context_key.clone().unwrap_or_default();
+            twiml::dial_sip(&refer_to(target, &ctx, key.as_bytes(), &self.svc.contexts, &self.svc.api_base()))
+        } else if target.strip_prefix('+').is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit())) {
+            twiml::dial_number(target, Some(&self.record.did).filter(|d| !d.is_empty()).map(String::as_str))
+        } else {
+            return Err(format!("`{target}` is neither a SIP URI nor an E.164 number"));
+        };
+        Ok((client, call_sid, twiml, ctx))
+    }
+
+    /// Twilio answered the transfer's REST request.
+    async fn on_transfer_result(&mut self, r: Result<(), String>) -> Option<Exit> {
+        let t = self.transfer.take()?;
+        match r {
+            Ok(()) => {
+                tracing::info!(target = %t.req.target, "transfer: Twilio took the call");
+                self.transferred = true;
+                let data = serde_json::json!({ "target": t.req.target, "mode": "cold", "via": "twilio", "bridged": false });
+                self.event("transfer.completed", data).await;
+                None
+            }
+            Err(why) => self.transfer_failed(&t.req.target, &why).await,
+        }
+    }
+
+    /// The transfer failed: the caller is told and the agent goes on.
+    async fn transfer_failed(&mut self, target: &str, why: &str) -> Option<Exit> {
+        tracing::warn!(%target, %why, "transfer failed: back to the agent");
+        self.record.errors.push(format!("transfer to {target} failed: {why}"));
+        self.event("transfer.failed", serde_json::json!({ "target": target, "why": why })).await;
+        self.set_state(CallState::Answered).await;
+        let v = self.voice.as_mut()?;
+        let actions = v.transfer_failed().await;
+        Box::pin(self.voice_actions(actions)).await
+    }
+
+    async fn set_state(&mut self, state: CallState) {
+        self.record.state = state.as_str().to_string();
+        self.svc.registry.set_state(self.record.id, state);
+        self.save().await;
+        self.svc.publish_state(&self.record);
     }
 
     async fn save(&mut self) {

@@ -1,7 +1,11 @@
-//! Supervision of a live SIP call: supervisors listen, whisper, barge in
-//! or take over, with their audio over a WebSocket
-//! (`/api/v1/calls/{id}/audio`), mixed in the call's actor by
-//! [`crate::pipeline::mixer`].
+//! Supervision of a live call: supervisors listen, whisper, barge in or
+//! take over, with their audio over a WebSocket
+//! (`/api/v1/calls/{id}/audio`) or their own SIP phone
+//! ([`super::monitor`]), mixed in the call's actor by
+//! [`crate::pipeline::mixer`]. `Supervision` holds the sessions and the
+//! rules; the SIP call actor (here) and the WebSocket call actor
+//! ([`crate::call::stream`]: Twilio Media Streams, the browser) wire it to
+//! their media.
 //!
 //! Audio format both ways: 16 kHz mono PCM16, 20 ms frames of
 //! [`FRAME`] = 320 samples (640 bytes little-endian on the socket).
@@ -235,6 +239,39 @@ pub(crate) struct Tick {
     pub(crate) to_caller: Option<Vec<i16>>,
     /// Sessions that ended.
     pub(crate) ended: Vec<Ended>,
+    /// Whether any session barges changed (an AI agent's hold).
+    pub(crate) hold_changed: bool,
+    /// After a takeover nobody talks to the caller any more: end the call.
+    pub(crate) abandoned: bool,
+}
+
+/// What the actor knows about its call, for checking a supervisor's
+/// action ([`Supervision::command`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CallFacts {
+    /// Media flows (the call is answered).
+    pub(crate) media: bool,
+    /// An AI voice agent runs the call.
+    pub(crate) voice: bool,
+    /// That agent is an LLM agent (takes whispered text).
+    pub(crate) llm: bool,
+    /// A second leg (a person) is connected.
+    pub(crate) bridged: bool,
+}
+
+/// What an accepted command asks of the call.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    /// The answer for the API.
+    pub(crate) info: SessionInfo,
+    /// Whispered text: a standing instruction to the LLM agent.
+    pub(crate) instruction: Option<String>,
+    /// The AI agent leaves the call for good.
+    pub(crate) take_over: bool,
+    /// The AI agent's hold changed (clear what it had queued).
+    pub(crate) hold_changed: bool,
+    /// After a takeover nobody talks to the caller any more: end the call.
+    pub(crate) abandoned: bool,
 }
 
 /// Every supervision session of one call, and the per-frame mix. Pure
@@ -360,6 +397,7 @@ impl Supervision {
     pub(crate) fn tick(&mut self, caller: &[i16], bridged: bool, now: Instant) -> Tick {
         let n = caller.len();
         let mut tick = Tick::default();
+        let was_barging = self.barging();
         let agent = self.agent.pull_padded(n);
         // Microphones: drain the channels into the jitter buffers.
         let mut closed = vec![false; self.sessions.len()];
@@ -421,7 +459,88 @@ impl Supervision {
         if self.sessions.is_empty() {
             self.agent.clear();
         }
+        tick.hold_changed = was_barging != self.barging();
+        tick.abandoned = self.caller_abandoned();
         tick
+    }
+
+    /// A `Supervise` command: checks `mode` against the call (`facts`)
+    /// and the sessions, then starts, changes or ends a session. Errors:
+    /// [`SuperviseError::UnknownSession`] for a `session` that is not on
+    /// the call; [`SuperviseError::NotPossible`] when the call's state does
+    /// not allow the action (see the module's table).
+    pub(crate) fn command(
+        &mut self,
+        facts: CallFacts,
+        session: Option<String>,
+        mode: SuperviseAction,
+        text: Option<String>,
+        by: &str,
+        now: Instant,
+    ) -> Result<Applied, SuperviseError> {
+        let text = text.filter(|t| !t.trim().is_empty());
+        self.check(facts, session.as_deref(), mode, text.is_some())?;
+        let was_barging = self.barging();
+        let info = match (session, mode) {
+            (None, SuperviseAction::Leave) => return Err(SuperviseError::NotPossible("`leave` needs a `session`".into())),
+            (Some(id), SuperviseAction::Leave) => {
+                let e = self.leave(&id)?;
+                tracing::info!(session = %e.id, by = %e.by, "supervisor left");
+                SessionInfo { session: e.id, mode: SuperviseAction::Leave }
+            }
+            (Some(id), m) => {
+                self.set_mode(&id, m)?;
+                SessionInfo { session: id, mode: m }
+            }
+            (None, m) => {
+                let id = self.start(m, by, now);
+                tracing::info!(session = %id, %by, mode = m.as_str(), "supervisor joined");
+                SessionInfo { session: id, mode: m }
+            }
+        };
+        let take_over = mode == SuperviseAction::Takeover;
+        Ok(Applied {
+            info,
+            instruction: text,
+            take_over,
+            hold_changed: facts.voice && !facts.bridged && !take_over && was_barging != self.barging(),
+            abandoned: self.caller_abandoned(),
+        })
+    }
+
+    /// Rejects what the call's state does not allow.
+    fn check(&self, facts: CallFacts, session: Option<&str>, mode: SuperviseAction, has_text: bool) -> Result<(), SuperviseError> {
+        let not = |why: &str| Err(SuperviseError::NotPossible(why.into()));
+        if !facts.media {
+            return not("the call has no media yet");
+        }
+        if let Some(id) = session
+            && self.mode(id).is_none()
+        {
+            return Err(SuperviseError::UnknownSession(id.into()));
+        }
+        let agent = facts.voice || facts.bridged;
+        match mode {
+            SuperviseAction::Listen | SuperviseAction::Leave => {}
+            SuperviseAction::Whisper if has_text && (facts.bridged || !facts.llm) => {
+                return not("whisper text needs an LLM agent");
+            }
+            SuperviseAction::Whisper if has_text => {}
+            SuperviseAction::Whisper | SuperviseAction::Barge if !agent && !self.taken_over => {
+                return not("this call has no agent to whisper to or barge in on");
+            }
+            SuperviseAction::Takeover if facts.bridged => {
+                return not("takeover of a bridged call is not supported; barge in instead");
+            }
+            _ => {}
+        }
+        if self.taken_over
+            && matches!(mode, SuperviseAction::Listen | SuperviseAction::Whisper)
+            && session.is_some_and(|id| self.last_to_caller(id))
+        {
+            return not("the agent has left the call: the last supervisor talking to the caller can only barge, take over or leave");
+        }
+        Ok(())
     }
 
     fn find(&mut self, id: &str) -> Result<&mut Session, SuperviseError> {
@@ -444,6 +563,16 @@ fn status(s: &Session, msg: serde_json::Value) {
 }
 
 impl CallActor {
+    /// What the supervision checks need to know about this call.
+    fn supervise_facts(&self) -> CallFacts {
+        CallFacts {
+            media: self.media.is_some(),
+            voice: self.voice.is_some(),
+            llm: self.voice.as_ref().is_some_and(VoiceAgent::is_llm),
+            bridged: self.bridged(),
+        }
+    }
+
     /// A `Supervise` command: start, change or end a session. Checks the
     /// action against the call's state; answers on `reply`.
     pub(super) async fn on_supervise(
@@ -454,41 +583,28 @@ impl CallActor {
         by: String,
         reply: Reply<Result<SessionInfo, SuperviseError>>,
     ) -> Option<Exit> {
-        let text = text.filter(|t| !t.trim().is_empty());
-        if let Err(e) = self.supervise_check(session.as_deref(), mode, text.is_some()) {
-            reply.send(Err(e));
-            return None;
-        }
-        let was_barging = self.supervision.barging();
-        let result = match (session, mode) {
-            (None, SuperviseAction::Leave) => Err(SuperviseError::NotPossible("`leave` needs a `session`".into())),
-            (Some(id), SuperviseAction::Leave) => self.supervision.leave(&id).map(|e| {
-                tracing::info!(session = %e.id, by = %e.by, "supervisor left");
-                SessionInfo { session: e.id, mode: SuperviseAction::Leave }
-            }),
-            (Some(id), m) => self.supervision.set_mode(&id, m).map(|()| SessionInfo { session: id, mode: m }),
-            (None, m) => {
-                let id = self.supervision.start(m, &by, std::time::Instant::now());
-                tracing::info!(session = %id, %by, mode = m.as_str(), "supervisor joined");
-                Ok(SessionInfo { session: id, mode: m })
+        let facts = self.supervise_facts();
+        let applied = match self.supervision.command(facts, session, mode, text, &by, Instant::now()) {
+            Ok(a) => a,
+            Err(e) => {
+                reply.send(Err(e));
+                return None;
             }
         };
-        let ok = result.is_ok();
-        reply.send(result);
-        if !ok {
-            return None;
-        }
-        if let Some(t) = text
+        reply.send(Ok(applied.info.clone()));
+        if let Some(t) = &applied.instruction
             && let Some(v) = self.voice.as_mut()
         {
-            v.add_instruction(&t);
+            v.add_instruction(t);
             tracing::info!(%by, "supervisor instruction to the agent");
         }
-        if mode == SuperviseAction::Takeover {
+        if applied.take_over {
             self.supervise_take_over().await;
         }
-        self.supervise_hold_changed(was_barging);
-        if self.supervision.caller_abandoned() {
+        if applied.hold_changed {
+            self.supervise_hold_changed();
+        }
+        if applied.abandoned {
             return Some(self.hangup("supervisor-left").await);
         }
         None
@@ -506,8 +622,7 @@ impl CallActor {
         if self.supervision.is_idle() {
             return None;
         }
-        let was_barging = self.supervision.barging();
-        let tick = self.supervision.tick(frame, self.bridged(), std::time::Instant::now());
+        let tick = self.supervision.tick(frame, self.bridged(), Instant::now());
         if let (Some(audio), Some(m)) = (tick.to_caller, self.media.as_mut()) {
             if m.stream_outbound_len() >= CALLER_QUEUE_MAX {
                 let mut frames = m.stream.session_mut().take_outbound();
@@ -515,14 +630,21 @@ impl CallActor {
                 m.stream.session_mut().requeue_front(keep);
             }
             m.play(&audio);
+            if self.stereo.is_some() && !self.bridged() && !self.queued() {
+                // The supervisors are all the caller hears (the agent is
+                // held or gone): their side of the recording.
+                self.agent_sent.extend_from_slice(&audio);
+            }
         }
         for e in tick.ended {
             tracing::info!(session = %e.id, by = %e.by, why = e.why, "supervisor left");
             let data = serde_json::json!({ "session": e.id, "by": e.by, "mode": e.mode.as_str(), "why": e.why });
             self.event("supervisor.left", data).await;
         }
-        self.supervise_hold_changed(was_barging);
-        if self.supervision.caller_abandoned() {
+        if tick.hold_changed && self.voice.is_some() && !self.bridged() {
+            self.supervise_hold_changed();
+        }
+        if tick.abandoned {
             return Some(self.hangup("supervisor-left").await);
         }
         None
@@ -537,41 +659,6 @@ impl CallActor {
     /// Whether the AI agent is on hold for a barge-in.
     pub(super) fn supervise_holds_agent(&self) -> bool {
         self.voice.is_some() && !self.bridged() && self.supervision.barging()
-    }
-
-    /// Rejects what the call's state does not allow.
-    fn supervise_check(&self, session: Option<&str>, mode: SuperviseAction, has_text: bool) -> Result<(), SuperviseError> {
-        let not = |why: &str| Err(SuperviseError::NotPossible(why.into()));
-        if self.media.is_none() {
-            return not("the call has no media yet");
-        }
-        if let Some(id) = session
-            && self.supervision.mode(id).is_none()
-        {
-            return Err(SuperviseError::UnknownSession(id.into()));
-        }
-        let agent = self.voice.is_some() || self.bridged();
-        match mode {
-            SuperviseAction::Listen | SuperviseAction::Leave => {}
-            SuperviseAction::Whisper if has_text && (self.bridged() || !self.voice.as_ref().is_some_and(VoiceAgent::is_llm)) => {
-                return not("whisper text needs an LLM agent");
-            }
-            SuperviseAction::Whisper if has_text => {}
-            SuperviseAction::Whisper | SuperviseAction::Barge if !agent && !self.supervision.taken_over() => {
-                return not("this call has no agent to whisper to or barge in on");
-            }
-            SuperviseAction::Takeover if self.bridged() => {
-                return not("takeover of a bridged call is not supported; barge in instead");
-            }
-            _ => {}
-        }
-        if self.supervision.taken_over()
-            && matches!(mode, SuperviseAction::Listen | SuperviseAction::Whisper)
-            && session.is_some_and(|id| self.supervision.last_to_caller(id))
-        {
-            return not("the agent has left the call: the last supervisor talking to the caller can only barge, take over or leave");
-        }
-        Ok(())
     }
 
     /// The AI agent leaves the call for good; supervisors own the caller.
@@ -590,10 +677,7 @@ impl CallActor {
     /// The AI agent's hold changed: on hold its audio stops at once; back
     /// from hold, supervisor audio still queued is dropped (so the agent's
     /// playout accounting only sees its own frames).
-    fn supervise_hold_changed(&mut self, was_barging: bool) {
-        if self.voice.is_none() || self.bridged() || was_barging == self.supervision.barging() {
-            return;
-        }
+    fn supervise_hold_changed(&mut self) {
         if let Some(m) = self.media.as_mut() {
             m.stream.session_mut().clear_outbound();
         }
@@ -604,6 +688,55 @@ impl CallActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A call run by a flow (not LLM) voice agent, answered, not bridged.
+    const AI: CallFacts = CallFacts { media: true, voice: true, llm: false, bridged: false };
+
+    #[test]
+    fn commands_are_checked_against_the_call() {
+        let mut sup = Supervision::default();
+        let now = Instant::now();
+        let not_possible = |r: Result<Applied, SuperviseError>| matches!(r, Err(SuperviseError::NotPossible(_)));
+        let no_media = CallFacts { media: false, ..AI };
+        assert!(not_possible(sup.command(no_media, None, SuperviseAction::Listen, None, "ann", now)), "not answered yet");
+        let e = sup.command(AI, None, SuperviseAction::Whisper, Some("offer a discount".into()), "ann", now).unwrap_err();
+        assert_eq!(e, SuperviseError::NotPossible("whisper text needs an LLM agent".into()));
+        let llm = CallFacts { llm: true, ..AI };
+        let a = sup.command(llm, None, SuperviseAction::Whisper, Some("offer a discount".into()), "ann", now).unwrap();
+        assert_eq!(a.instruction.as_deref(), Some("offer a discount"));
+        assert!(!a.hold_changed && !a.take_over && !a.abandoned);
+        let e = sup.command(AI, Some("nope".into()), SuperviseAction::Barge, None, "ann", now).unwrap_err();
+        assert_eq!(e, SuperviseError::UnknownSession("nope".into()));
+        let bridged = CallFacts { voice: false, bridged: true, ..AI };
+        assert!(not_possible(sup.command(bridged, None, SuperviseAction::Takeover, None, "ann", now)), "barge in instead");
+        let nobody = CallFacts { voice: false, ..AI };
+        assert!(not_possible(sup.command(nobody, None, SuperviseAction::Barge, None, "ann", now)), "no agent to barge in on");
+        assert!(not_possible(sup.command(AI, None, SuperviseAction::Leave, None, "ann", now)), "leave needs a session");
+    }
+
+    #[test]
+    fn barge_holds_the_agent_and_leaving_after_a_takeover_abandons_the_caller() {
+        let mut sup = Supervision::default();
+        let now = Instant::now();
+        let a = sup.command(AI, None, SuperviseAction::Listen, None, "ann", now).unwrap();
+        assert!(!a.hold_changed);
+        let id = a.info.session.clone();
+        let b = sup.command(AI, Some(id.clone()), SuperviseAction::Barge, None, "ann", now).unwrap();
+        assert!(b.hold_changed, "barge holds the AI agent");
+        let l = sup.command(AI, Some(id.clone()), SuperviseAction::Listen, None, "ann", now).unwrap();
+        assert!(l.hold_changed, "back to listen: the agent goes on");
+        let bridged = CallFacts { bridged: true, ..AI };
+        let b = sup.command(bridged, Some(id.clone()), SuperviseAction::Barge, None, "ann", now).unwrap();
+        assert!(!b.hold_changed, "on a bridged call nobody is held");
+        let t = sup.command(AI, Some(id.clone()), SuperviseAction::Takeover, None, "ann", now).unwrap();
+        assert!(t.take_over && !t.hold_changed && !t.abandoned, "{t:?}");
+        let gone = CallFacts { voice: false, ..AI };
+        let r = sup.command(gone, Some(id.clone()), SuperviseAction::Listen, None, "ann", now);
+        assert!(matches!(r, Err(SuperviseError::NotPossible(_))), "the last one with the caller cannot just listen");
+        let left = sup.command(gone, Some(id), SuperviseAction::Leave, None, "ann", now).unwrap();
+        assert_eq!(left.info.mode, SuperviseAction::Leave);
+        assert!(left.abandoned, "nobody is left with the caller");
+    }
 
     fn tone(n: usize, amp: i16) -> Vec<i16> {
         (0..n).map(|i| if i % 2 == 0 { amp } else { -amp }).collect()

@@ -15,6 +15,9 @@
 use crate::agent::context::{
     CallContext, ContextStore, HEADER_CONTEXT, HEADER_CONTEXT_REF, HEADER_CONTEXT_TOKEN, sip_uri_with_headers,
 };
+use super::voice::VoiceAgent;
+use crate::agent::escalation::TransferRequest;
+use crate::store::CallRecord;
 use std::time::Duration;
 
 /// How long fetching a by-reference context may take.
@@ -86,6 +89,40 @@ pub fn refer_to(target: &str, ctx: &CallContext, key: &[u8], contexts: &ContextS
         let (reference, token) = contexts.put(c.clone());
         (format!("{}/api/v1/context/{reference}", api_base.trim_end_matches('/')), token)
     })
+}
+
+/// The context handed on with a transfer: what came in (`base`), the
+/// call's caller and DID (from `record`), where to read the transcript
+/// (`transcript_ref`, a call API URL), and what the agent learned (goal,
+/// slots, summary; the LLM's own summary when it wrote one). The agent is
+/// added to `previous_agents` once, however often this is built (a queued
+/// call builds it for every offer).
+pub(crate) fn outgoing_context(
+    base: Option<&CallContext>,
+    record: &CallRecord,
+    transcript_ref: String,
+    voice: Option<&VoiceAgent>,
+    req: &TransferRequest,
+) -> CallContext {
+    let mut ctx = base.cloned().unwrap_or_default();
+    ctx.v = crate::agent::context::CONTEXT_VERSION;
+    ctx.caller = Some(record.from_uri.clone());
+    ctx.did = Some(record.did.clone());
+    ctx.transcript_ref = Some(transcript_ref);
+    if let Some(v) = voice {
+        if let Some(l) = v.llm_context() {
+            ctx.intent = l.intent.or(ctx.intent);
+            ctx.summary = l.summary.or(ctx.summary);
+            ctx.escalation_reason = l.escalation_reason.or(ctx.escalation_reason);
+        }
+        ctx.intent = v.goal().map(str::to_string).or(ctx.intent);
+        ctx.slots.extend(v.slots().iter().map(|(k, v)| (k.clone(), v.clone())));
+        if ctx.previous_agents.last().map(String::as_str) != Some(v.agent_name()) {
+            ctx.previous_agents.push(v.agent_name().to_string());
+        }
+    }
+    ctx.summary = req.summary.clone().or(ctx.summary);
+    ctx
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! (sipp, baresip), make RTP/pcap fixtures from real speech, and compare audio.
 #![allow(dead_code)]
 
+pub mod supervisor;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -99,15 +99,15 @@ pub struct TransferAccepted {
 }
 
 /// `POST /api/v1/calls/{id}/supervise`: starts, changes or ends a
-/// supervisor's session on a live SIP call.
+/// supervisor's session on a live call: SIP, Twilio Media Streams or a
+/// browser's talk socket.
 ///
 /// Input: JSON [`SuperviseRequest`] `{action, text?, session?}`. Output:
 /// `200 {"session", "mode", "audio"}`; connect the audio socket at `audio`.
 /// Status: 400 for a malformed id or body (or `text` with another action
 /// than `whisper`); 404 for no such call or session; 409 when the call has
-/// ended or is ending, is not answered yet, runs on a transport without
-/// supervision (Twilio Media Streams), or the action does not fit its
-/// state (whisper text to a flow agent, takeover of a bridged call, barge
+/// ended or is ending, is not answered yet, or the action does not fit
+/// its state (whisper text to a flow agent, takeover of a bridged call, barge
 /// on a call without an agent). Needs a supervisor allowed on the call's
 /// queue (403 otherwise); recorded as a `supervisor.action` event.
 #[utoipa::path(
@@ -198,7 +198,10 @@ pub async fn audio(
     Ok(ws.on_upgrade(move |socket| pump(socket, link)))
 }
 
-/// `POST /api/v1/calls/{id}/transfer`: transfers a live SIP call.
+/// `POST /api/v1/calls/{id}/transfer`: transfers a live call: a SIP call
+/// by REFER or a bridged second leg, a Twilio Media Streams call by
+/// Twilio's REST API (`<Dial>`); a browser call cannot be transferred (a
+/// `transfer.failed` event, the agent tells the caller).
 ///
 /// Input: JSON [`TransferBody`] `{target, mode?}`. Output: `202
 /// {"status":"transferring"}` once the command is in the call's mailbox;

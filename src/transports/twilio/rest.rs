@@ -325,6 +325,15 @@ impl TwilioClient {
         self.post("Calls.json", &form).await
     }
 
+    /// Replaces the instructions of live call `call_sid` with `twiml`
+    /// ("Update a Call resource": `POST /Calls/{Sid}.json` with `Twiml`).
+    /// A call connected to a `<Stream>` leaves it (the stream gets `stop`)
+    /// and runs `twiml`, e.g. a `<Dial>` that transfers it. Errors: the
+    /// call is unknown or over (`Api` 404 / 21220), transport, timeout.
+    pub async fn update_call_twiml(&self, call_sid: &str, twiml: &str) -> Result<CallResource, RestError> {
+        self.post(&format!("Calls/{call_sid}.json"), &[("Twiml", twiml)]).await
+    }
+
     /// `{base}/2010-04-01/Accounts/{AccountSid}/{rest}`.
     fn url(&self, rest: &str) -> String {
         format!("{}/{API_VERSION}/Accounts/{}/{rest}", self.base_url, self.account_sid)

@@ -49,6 +49,25 @@ pub fn dial_sip(uri_with_headers: &str) -> String {
     into_string(w)
 }
 
+/// `<Response><Dial callerId="…"><Number>+E164</Number></Dial></Response>`:
+/// transfers the call to a phone number; `caller_id` (a number of this
+/// account, e.g. the DID called) is what the person sees, when given.
+pub fn dial_number(number: &str, caller_id: Option<&str>) -> String {
+    let mut w = document();
+    start(&mut w, BytesStart::new("Response"));
+    let mut dial = BytesStart::new("Dial");
+    if let Some(id) = caller_id {
+        dial.push_attribute(("callerId", id));
+    }
+    start(&mut w, dial);
+    start(&mut w, BytesStart::new("Number"));
+    write_or_unreachable(w.write_event(Event::Text(BytesText::new(number))));
+    end(&mut w, "Number");
+    end(&mut w, "Dial");
+    end(&mut w, "Response");
+    into_string(w)
+}
+
 /// `<Response><Say>text</Say><Hangup/></Response>`: a sentence, then the end
 /// of the call (unknown numbers).
 pub fn say_hangup(text: &str) -> String {
@@ -203,6 +222,16 @@ mod tests {
         assert_eq!(paths, ["Response", "Response/Dial", "Response/Dial/Sip"]);
         assert_eq!(els[2].text, uri);
         assert!(els.iter().all(|e| e.attrs.is_empty()));
+    }
+
+    #[test]
+    fn dial_number_shows_the_caller_id() {
+        let els = parse(&dial_number("+15550100", Some("+15550123")));
+        let paths: Vec<&str> = els.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["Response", "Response/Dial", "Response/Dial/Number"]);
+        assert_eq!(els[1].attrs, attrs(&[("callerId", "+15550123")]));
+        assert_eq!(els[2].text, "+15550100");
+        assert!(parse(&dial_number("+15550100", None))[1].attrs.is_empty());
     }
 
     #[test]
