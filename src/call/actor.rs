@@ -763,13 +763,7 @@ impl CallActor {
     /// One caller frame into the stereo recording, with what the caller
     /// was sent since the last one (agent, target or supervisors).
     fn stereo_tick(&mut self, caller: &[i16]) {
-        if let Some(rec) = self.stereo.as_mut() {
-            let other = std::mem::take(&mut self.agent_sent);
-            if let Err(e) = rec.tick(caller, &other) {
-                tracing::warn!(error = %e, "recording failed; stopping it");
-                self.stereo = None;
-            }
-        }
+        StereoRecorder::tick_or_stop(&mut self.stereo, caller, &mut self.agent_sent);
     }
 
     /// Playout accounting for the voice agent.

@@ -772,13 +772,7 @@ impl<T: StreamTransport> StreamCall<T> {
     /// One caller frame into the stereo recording, with the agent's (or
     /// supervisors') audio heard since the last one.
     fn stereo_tick(&mut self, caller: &[i16]) {
-        if let Some(rec) = self.stereo.as_mut() {
-            let agent = std::mem::take(&mut self.agent_heard);
-            if let Err(e) = rec.tick(caller, &agent) {
-                tracing::warn!(error = %e, "recording failed; stopping it");
-                self.stereo = None;
-            }
-        }
+        StereoRecorder::tick_or_stop(&mut self.stereo, caller, &mut self.agent_heard);
     }
 
     /// Milliseconds since the stream started (transcript offsets).

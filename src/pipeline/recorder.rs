@@ -39,6 +39,19 @@ impl StereoRecorder {
         Ok(StereoRecorder { writer, path: name, left: Vec::new(), right: Vec::new() })
     }
 
+    /// [`StereoRecorder::tick`] on the call's recording, if any, with the
+    /// other side's audio taken out of `other` (left empty). A write error
+    /// stops the recording (logged); the call goes on without it.
+    pub fn tick_or_stop(rec: &mut Option<StereoRecorder>, caller: &[i16], other: &mut Vec<i16>) {
+        if let Some(r) = rec.as_mut() {
+            let side = std::mem::take(other);
+            if let Err(e) = r.tick(caller, &side) {
+                tracing::warn!(error = %e, "recording failed; stopping it");
+                *rec = None;
+            }
+        }
+    }
+
     /// One media-clock tick: the caller's frame (16 kHz) and the agent audio
     /// sent during the same tick (empty when the agent was silent: written as
     /// silence of the caller frame's length).
