@@ -277,6 +277,30 @@ pub struct HttpConfig {
     /// from YAML.
     #[serde(skip)]
     pub admin_token: Option<String>,
+    /// Reverse proxies (addresses or CIDR networks, e.g. `10.0.0.0/8`)
+    /// whose `X-Forwarded-For` names the client: requests from them are
+    /// rate-limited by the address the header gives (the nearest one that
+    /// is not itself a trusted proxy), not by the proxy's. Empty: the
+    /// header is ignored (anyone could write it).
+    #[serde(deserialize_with = "trusted_proxies")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// `http.trusted_proxies`: each entry an IP address (a /32 or /128) or a
+/// CIDR network; a bad one is an error at its own line.
+fn trusted_proxies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    /// One entry, parsed where it stands (so an error names its line).
+    struct Net(ipnet::IpNet);
+    impl<'de> Deserialize<'de> for Net {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let e = String::deserialize(d)?;
+            e.parse::<ipnet::IpNet>()
+                .or_else(|_| e.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(Net)
+                .map_err(|_| serde::de::Error::custom(format!("`{e}` is neither an IP address nor a CIDR network")))
+        }
+    }
+    Ok(Vec::<Net>::deserialize(d)?.into_iter().map(|n| n.0).collect())
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -285,6 +309,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("listen", &self.listen)
             .field("tokens", &self.tokens)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -812,7 +837,7 @@ impl Default for RtpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".parse().expect("static"), tokens: Vec::new(), admin_token: None }
+        HttpConfig { listen: "127.0.0.1:8080".parse().expect("static"), tokens: Vec::new(), admin_token: None, trusted_proxies: Vec::new() }
     }
 }
 
@@ -931,11 +956,21 @@ impl Config {
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((0, 0));
-            let message = if field.is_empty() || field == "." {
-                inner.to_string()
-            } else {
-                format!("{field}: {inner}")
-            };
+            // serde_yaml_ng's text repeats the location ("… at line L column
+            // C") and starts with the path of the value it was in ("rtp: …"):
+            // both are said once, in front.
+            let mut text = inner.to_string();
+            if let Some(stripped) = text.strip_suffix(&format!(" at line {line} column {column}")) {
+                text = stripped.to_string();
+            }
+            if let Some((head, rest)) = text.split_once(": ")
+                && !head.is_empty()
+                && !head.contains(' ')
+                && field.starts_with(head)
+            {
+                text = rest.to_string();
+            }
+            let message = if field.is_empty() || field == "." { text } else { format!("{field}: {text}") };
             ConfigError::Syntax { file: path.to_path_buf(), line, column, message }
         })
     }
@@ -1392,8 +1427,8 @@ mod tests {
     #[test]
     fn wrong_type_names_line_and_field() {
         let err = parse("rtp:\n  ptime_ms: twenty\n").unwrap_err().to_string();
-        assert!(err.starts_with("test.yaml:2:"), "{err}");
-        assert!(err.contains("rtp.ptime_ms"), "{err}");
+        // The field and the place once each.
+        assert_eq!(err, "test.yaml:2:13: rtp.ptime_ms: invalid type: string \"twenty\", expected u32");
     }
 
     #[test]
@@ -1401,6 +1436,15 @@ mod tests {
         let y = "routes:\n  default: echo\n  dids:\n    \"+15550100\": ech\napplications:\n  echo: {type: echo}\n";
         let err = parse(y).unwrap_err().to_string();
         assert_eq!(err, "test.yaml:4: routes.dids.+15550100: unknown application `ech`");
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_networks() {
+        let c = parse("http:\n  trusted_proxies: [10.0.0.0/8, 192.0.2.1, \"2001:db8::/32\"]\n").unwrap();
+        let nets: Vec<String> = c.http.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+        let err = parse("http:\n  listen: 127.0.0.1:8080\n  trusted_proxies: [10.0.0.0/8, proxy.local]\n").unwrap_err().to_string();
+        assert_eq!(err, "test.yaml:3:20: http.trusted_proxies[1]: `proxy.local` is neither an IP address nor a CIDR network");
     }
 
     #[test]

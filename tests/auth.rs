@@ -64,6 +64,8 @@ async fn harness() -> Harness {
         token("vic", Role::Viewer, VIEWER, &[]),
         token("sam", Role::Supervisor, BILLING_SUP, &["billing"]),
     ];
+    // A reverse proxy pair in front (192.0.2.8–15).
+    config.http.trusted_proxies = vec!["192.0.2.8/29".parse().unwrap()];
     let ready = Readiness::default();
     ready.sip_bound.store(true, Ordering::Release);
     ready.store_open.store(true, Ordering::Release);
@@ -354,6 +356,33 @@ async fn ten_wrong_tokens_from_one_address_get_429() {
     assert_eq!(a.status, StatusCode::OK);
     let a = send(&h.app, &Method::GET, "/api/v1/calls", Some(ADMIN), &[], next_ip()).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+/// Behind a trusted reverse proxy (`http.trusted_proxies`) wrong tokens
+/// count against the client the proxies name in `X-Forwarded-For`, not
+/// against the proxy; from an untrusted peer the header is ignored.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_blocked_not_the_proxy() {
+    let h = harness().await;
+    let proxy = SocketAddr::from(([192, 0, 2, 10], 40000));
+    let via = |client: &str| format!("{client}, 192.0.2.11");
+    for i in 0..10 {
+        let a = send(&h.app, &Method::GET, "/api/v1/calls", Some("guess"), &[("x-forwarded-for", &via("203.0.113.7"))], proxy).await;
+        assert_unauthorized(&a, &format!("attempt {i}"));
+    }
+    let a = send(&h.app, &Method::GET, "/api/v1/calls", Some(ADMIN), &[("x-forwarded-for", &via("203.0.113.7"))], proxy).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "the guessing client is blocked: {}", a.body);
+    let a = send(&h.app, &Method::GET, "/api/v1/calls", Some(ADMIN), &[("x-forwarded-for", &via("203.0.113.8"))], proxy).await;
+    assert_eq!(a.status, StatusCode::OK, "another client behind the same proxy is not: {}", a.body);
+    // Not a trusted proxy: the header cannot move the blame elsewhere.
+    let peer = next_ip();
+    for i in 0..10 {
+        let xff = format!("203.0.113.{}", 20 + i);
+        let a = send(&h.app, &Method::GET, "/api/v1/calls", Some("guess"), &[("x-forwarded-for", &xff)], peer).await;
+        assert_unauthorized(&a, &format!("attempt {i}"));
+    }
+    let a = send(&h.app, &Method::GET, "/api/v1/calls", Some(ADMIN), &[("x-forwarded-for", "203.0.113.99")], peer).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
 }
 
 /// The config example with a supervisor limited to `billing` and a viewer,

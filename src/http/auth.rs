@@ -131,6 +131,8 @@ struct Inner {
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     /// Wrong-token counting per address.
     limiter: Mutex<FailureLimiter>,
+    /// `http.trusted_proxies`: whose `X-Forwarded-For` names the client.
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// One login session.
@@ -169,7 +171,7 @@ impl Auth {
                 "no API tokens: set SKALD_ADMIN_TOKEN (or http.tokens) to use the API; every route but health answers 401"
             );
         }
-        Auth { inner: Arc::new(Inner { tokens, ..Inner::default() }) }
+        Auth { inner: Arc::new(Inner { tokens, trusted_proxies: http.trusted_proxies.clone(), ..Inner::default() }) }
     }
 
     /// Authenticates a request by its headers, from `ip` at `now`. Errors:
@@ -328,7 +330,7 @@ impl FailureLimiter {
 /// Middleware of every protected route: puts the request's [`Principal`]
 /// in its extensions, or answers 401/429 (see the module doc).
 pub async fn require_principal(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
-    let ip = client_ip(req.extensions());
+    let ip = auth.client_ip(req.extensions(), req.headers());
     match auth.authenticate(req.headers(), ip, Instant::now()) {
         Ok(p) => {
             req.extensions_mut().insert(p);
@@ -338,10 +340,45 @@ pub async fn require_principal(State(auth): State<Auth>, mut req: Request, next:
     }
 }
 
-/// The peer's address (from axum's connect info); unspecified in
-/// socket-free tests.
-pub(crate) fn client_ip(ext: &axum::http::Extensions) -> IpAddr {
-    ext.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip())
+impl Auth {
+    /// The address a request is counted against: the peer's (axum's
+    /// connect info; unspecified in socket-free tests), or, when the peer
+    /// is a trusted proxy, the client its `X-Forwarded-For` names
+    /// ([`forwarded_client`]).
+    pub(crate) fn client_ip(&self, ext: &axum::http::Extensions, headers: &HeaderMap) -> IpAddr {
+        let peer = ext.get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip());
+        forwarded_client(peer, headers, &self.inner.trusted_proxies)
+    }
+}
+
+/// The client behind trusted proxies: `X-Forwarded-For` (all of its
+/// headers, in order; each proxy appends the address it received from) is
+/// read from the right while its addresses are trusted proxies; the first
+/// one that is not is the client. A peer that is not a trusted proxy is the
+/// client itself, whatever the header says (anyone could write it); an
+/// entry that does not parse ends the walk at the last trusted hop, and a
+/// chain of only trusted hops yields its leftmost.
+pub(crate) fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => client = ip,
+            Ok(ip) => return ip,
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// Body of `POST /api/v1/login`.
@@ -373,7 +410,7 @@ pub async fn login(
     ext: axum::http::Extensions,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let ip = client_ip(&ext);
+    let ip = st.auth.client_ip(&ext, &req_headers);
     let now = Instant::now();
     st.auth.check_blocked(ip, now)?;
     let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("body: {}", e.body_text())))?;
@@ -477,6 +514,34 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 mod tests {
     use super::*;
     use crate::config::{HttpConfig, TokenConfig};
+
+    #[test]
+    fn the_forwarded_client_is_the_nearest_untrusted_hop() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::1/128".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let with = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let proxy = ip("10.0.0.2");
+        // Client, then proxies appended in order (across headers too).
+        assert_eq!(forwarded_client(proxy, &with(&["198.51.100.1, 10.0.0.3"]), &trusted), ip("198.51.100.1"));
+        assert_eq!(forwarded_client(proxy, &with(&["198.51.100.1", "10.0.0.3"]), &trusted), ip("198.51.100.1"));
+        // A spoofed leftmost entry does not win over the real client.
+        assert_eq!(forwarded_client(proxy, &with(&["6.6.6.6, 198.51.100.1"]), &trusted), ip("198.51.100.1"));
+        assert_eq!(forwarded_client(ip("2001:db8::1"), &with(&["2001:db8::9"]), &trusted), ip("2001:db8::9"));
+        // Untrusted peer: the header is ignored.
+        assert_eq!(forwarded_client(ip("203.0.113.5"), &with(&["198.51.100.1"]), &trusted), ip("203.0.113.5"));
+        // No header, garbage, or only proxies: the last trusted hop.
+        assert_eq!(forwarded_client(proxy, &HeaderMap::new(), &trusted), proxy);
+        assert_eq!(forwarded_client(proxy, &with(&["unknown, 10.0.0.3"]), &trusted), ip("10.0.0.3"));
+        assert_eq!(forwarded_client(proxy, &with(&["10.0.0.4, 10.0.0.3"]), &trusted), ip("10.0.0.4"));
+        // Nothing trusted (the default): always the peer.
+        assert_eq!(forwarded_client(proxy, &with(&["198.51.100.1"]), &[]), proxy);
+    }
 
     fn auth() -> Auth {
         let mut http = HttpConfig { admin_token: Some("admin-secret".into()), ..HttpConfig::default() };

@@ -9,7 +9,6 @@
 
 use crate::agent::context::{CallContext, LookupError};
 use crate::http::HttpState;
-use crate::http::auth::client_ip;
 use crate::http::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -54,7 +53,7 @@ pub async fn get(
     headers: HeaderMap,
     ext: Extensions,
 ) -> Result<Json<CallContext>, ApiError> {
-    let ip = client_ip(&ext);
+    let ip = st.auth.client_ip(&ext, &headers);
     let now = Instant::now();
     let token = match q.token.filter(|t| !t.is_empty()) {
         Some(t) => {
