@@ -50,23 +50,7 @@ fn config(dir: &Path, person: &str) -> String {
 /// A phone calling `user` at skald (sipp `uac_call.xml`), media at `peer`,
 /// hanging up after `hold_ms`.
 fn phone(skald: &Skald, user: &str, dir: &Path, peer: &RtpPeer, hold_ms: u64) -> std::thread::JoinHandle<std::process::Output> {
-    let mut s = std::fs::read_to_string(scenario("uac_call.xml")).unwrap();
-    for (k, v) in [
-        ("PTS", "0 101".to_string()),
-        ("MEDIA_PORT", peer.port.to_string()),
-        ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0".to_string()),
-        ("MEDIA", String::new()),
-    ] {
-        s = s.replace(&format!("@{k}@"), &v);
-    }
-    let sf = dir.join(format!("phone-{}.xml", free_port()));
-    std::fs::write(&sf, s).unwrap();
-    let target = format!("127.0.0.1:{}", skald.sip_port);
-    let user = user.to_string();
-    std::thread::spawn(move || {
-        let (sf, p, d) = (sf.display().to_string(), free_port().to_string(), hold_ms.to_string());
-        sipp(&[&target, "-s", &user, "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", &d], Duration::from_secs(hold_ms / 1000 + 60))
-    })
+    sipp_phone(&skald.uri(user), "uac_call.xml", dir, peer, hold_ms)
 }
 
 /// The person's phone: sipp answering with media at `peer`.

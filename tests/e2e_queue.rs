@@ -337,22 +337,7 @@ fn the_longest_idle_registered_agent_answers_and_receives_the_context() {
 
 /// Places a call from the test's caller phone to the dental agent.
 fn caller_call(skald: &Skald, dir: &Path, peer: &RtpPeer, hold_ms: u64) -> std::thread::JoinHandle<std::process::Output> {
-    let sf = dir.join(format!("caller-{}.xml", free_port()));
-    let mut s = std::fs::read_to_string(scenario("uac_call.xml")).unwrap();
-    for (k, v) in [
-        ("PTS", "0 101".to_string()),
-        ("MEDIA_PORT", peer.port.to_string()),
-        ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0".to_string()),
-        ("MEDIA", String::new()),
-    ] {
-        s = s.replace(&format!("@{k}@"), &v);
-    }
-    std::fs::write(&sf, s).unwrap();
-    let target = format!("127.0.0.1:{}", skald.sip_port);
-    std::thread::spawn(move || {
-        let (sf, p, d) = (sf.display().to_string(), free_port().to_string(), hold_ms.to_string());
-        sipp(&[&target, "-s", "+15550123", "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", &d], Duration::from_secs(hold_ms / 1000 + 60))
-    })
+    sipp_phone(&skald.uri("+15550123"), "uac_call.xml", dir, peer, hold_ms)
 }
 
 /// Nobody takes the call within the queue's maximum wait: it overflows to

@@ -220,36 +220,7 @@ fn wait_refer_to(log: &Path, timeout: Duration) -> String {
 /// The transferee's call to the target: INVITE to `uri`'s host with the
 /// URI's headers copied into the request (RFC 3515 §2.1).
 fn call_target(uri: &str, dir: &Path, peer: &RtpPeer, hold_ms: u64) -> std::thread::JoinHandle<std::process::Output> {
-    let (base, headers) = uri.split_once('?').unwrap_or((uri, ""));
-    let user = base.trim_start_matches("sip:").split('@').next().unwrap().to_string();
-    let hostport = base.split('@').nth(1).unwrap().to_string();
-    let mut lines = String::new();
-    for h in headers.split('&').filter(|h| !h.is_empty()) {
-        let (name, value) = h.split_once('=').unwrap();
-        let value = percent_encoding::percent_decode_str(value).decode_utf8().unwrap();
-        lines.push_str(&format!("      {name}: {value}\n"));
-    }
-    let mut s = std::fs::read_to_string(scenario("uac_call.xml")).unwrap();
-    s = s.replacen("      User-Agent: sipp\n", &format!("      User-Agent: sipp\n{lines}"), 1);
-    for (k, v) in [
-        ("PTS", "0 101".to_string()),
-        ("MEDIA_PORT", peer.port.to_string()),
-        ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0".to_string()),
-        ("MEDIA", String::new()),
-    ] {
-        s = s.replace(&format!("@{k}@"), &v);
-    }
-    let sf = dir.join(format!("target-{}.xml", free_port()));
-    std::fs::write(&sf, s).unwrap();
-    let sf = sf.display().to_string();
-    std::thread::spawn(move || {
-        let p = free_port().to_string();
-        let d = hold_ms.to_string();
-        sipp(
-            &[&hostport, "-s", &user, "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", &d],
-            Duration::from_secs(hold_ms / 1000 + 60),
-        )
-    })
+    sipp_phone(uri, "uac_call.xml", dir, peer, hold_ms)
 }
 
 fn detail(skald: &Skald) -> serde_json::Value {

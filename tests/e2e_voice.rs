@@ -47,29 +47,7 @@ fn call(
 ) -> (RtpPeer, std::thread::JoinHandle<std::process::Output>) {
     let peer = RtpPeer::start();
     let template = if wait_for_bye { "uac_wait_bye.xml" } else { "uac_call.xml" };
-    let mut s = std::fs::read_to_string(scenario(template)).unwrap();
-    for (k, v) in [
-        ("PTS", "0 101".to_string()),
-        ("MEDIA_PORT", peer.port.to_string()),
-        ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0".to_string()),
-        ("BYE_TIMEOUT", ms.to_string()),
-        ("MEDIA", String::new()),
-    ] {
-        s = s.replace(&format!("@{k}@"), &v);
-    }
-    let sf = dir.join(template);
-    std::fs::write(&sf, s).unwrap();
-    let target = format!("127.0.0.1:{}", skald.sip_port);
-    let service = service.to_string();
-    let sf = sf.display().to_string();
-    let t = std::thread::spawn(move || {
-        let p = free_port().to_string();
-        let d = ms.to_string();
-        sipp(
-            &[&target, "-s", &service, "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", &d],
-            Duration::from_secs(ms / 1000 + 60),
-        )
-    });
+    let t = sipp_phone(&skald.uri(service), template, dir, &peer, ms);
     (peer, t)
 }
 

@@ -298,6 +298,45 @@ pub fn sipp(args: &[&str], timeout: Duration) -> Output {
     cmd.output().expect("run sipp (installed by `make test`)")
 }
 
+/// A sipp phone calling `uri` (`sip:USER@HOST:PORT`, optionally with
+/// `?Name=value&…` headers, percent-encoded, which go into the INVITE), its
+/// media at the test's RTP endpoint `peer` (offers PCMU and
+/// telephone-event, expects PCMU in the answer). `template` is
+/// `uac_call.xml` (hangs up after `ms`) or `uac_wait_bye.xml` (waits up to
+/// `ms` for skald's BYE). Returns sipp's thread.
+pub fn sipp_phone(uri: &str, template: &str, dir: &Path, peer: &RtpPeer, ms: u64) -> std::thread::JoinHandle<Output> {
+    let (base, headers) = uri.split_once('?').unwrap_or((uri, ""));
+    let user = base.trim_start_matches("sip:").split('@').next().unwrap().to_string();
+    let hostport = base.split('@').nth(1).expect("a SIP URI with a host").to_string();
+    let mut lines = String::new();
+    for h in headers.split('&').filter(|h| !h.is_empty()) {
+        let (name, value) = h.split_once('=').unwrap();
+        let value = percent_encoding::percent_decode_str(value).decode_utf8().unwrap();
+        lines.push_str(&format!("      {name}: {value}\n"));
+    }
+    let mut s = std::fs::read_to_string(scenario(template)).unwrap();
+    s = s.replacen("      User-Agent: sipp\n", &format!("      User-Agent: sipp\n{lines}"), 1);
+    for (k, v) in [
+        ("PTS", "0 101".to_string()),
+        ("MEDIA_PORT", peer.port.to_string()),
+        ("ANSWER_RE", "m=audio [0-9]+ RTP/AVP 0".to_string()),
+        ("BYE_TIMEOUT", ms.to_string()),
+        ("MEDIA", String::new()),
+    ] {
+        s = s.replace(&format!("@{k}@"), &v);
+    }
+    let sf = dir.join(format!("phone-{}-{template}", free_port()));
+    std::fs::write(&sf, s).unwrap();
+    let sf = sf.display().to_string();
+    std::thread::spawn(move || {
+        let (p, d) = (free_port().to_string(), ms.to_string());
+        sipp(
+            &[&hostport, "-s", &user, "-i", "127.0.0.1", "-p", &p, "-m", "1", "-sf", &sf, "-d", &d],
+            Duration::from_secs(ms / 1000 + 60),
+        )
+    })
+}
+
 /// Path of a scenario in tests/sipp/.
 pub fn scenario(name: &str) -> String {
     repo().join("tests/sipp").join(name).display().to_string()
