@@ -21,24 +21,14 @@ const PIN: &str = "2468";
 /// Config: the dental agent warm-transfers to `person` (context brief:
 /// connected at once); DID 5500 is the supervisors' dial-in line.
 fn config(dir: &Path, person: &str) -> String {
-    let agents = dir.join("agents");
-    std::fs::create_dir_all(&agents).unwrap();
-    for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
-        let p = e.unwrap().path();
-        let mut text = std::fs::read_to_string(&p).unwrap();
-        if p.ends_with("dental-front-desk.yaml") {
-            text = text
-                .replace("target: sip:frontdesk@clinic.example", &format!("target: {person}"))
-                .replace("  mode: cold\n", "  mode: warm\n")
-                .replace("  brief: spoken\n", "  brief: context\n");
+    example_config_with_agents(dir, |name, text| {
+        if name != "dental-front-desk.yaml" {
+            return text;
         }
-        std::fs::write(agents.join(p.file_name().unwrap()), text).unwrap();
-    }
-    example_config()
-        .lines()
-        .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n")
+        text.replace("target: sip:frontdesk@clinic.example", &format!("target: {person}"))
+            .replace("  mode: cold\n", "  mode: warm\n")
+            .replace("  brief: spoken\n", "  brief: context\n")
+    })
         .replacen("  dids:\n", "  dids:\n    \"5500\": supervisors\n", 1)
         .replacen(
             "applications:\n",
@@ -55,26 +45,8 @@ fn phone(skald: &Skald, user: &str, dir: &Path, peer: &RtpPeer, hold_ms: u64) ->
 
 /// The person's phone: sipp answering with media at `peer`.
 fn person_phone(dir: &Path, peer: &RtpPeer) -> (std::thread::JoinHandle<std::process::Output>, String) {
-    let mut s = std::fs::read_to_string(scenario("uas_target.xml")).unwrap();
-    s = s.replace("@FINAL@", &std::fs::read_to_string(repo().join("tests/sipp/target_answer.xml.part")).unwrap());
-    for (k, v) in [
-        ("FROM_RE", "sip:".to_string()),
-        ("RING_MS", "300".to_string()),
-        ("MEDIA_PORT", peer.port.to_string()),
-        ("BYE_TIMEOUT", "90000".to_string()),
-    ] {
-        s = s.replace(&format!("@{k}@"), &v);
-    }
-    let sf = dir.join("person.xml");
-    std::fs::write(&sf, s).unwrap();
-    let port = free_port();
-    let sf = sf.display().to_string();
-    let t = std::thread::spawn(move || {
-        let p = port.to_string();
-        sipp(&["-sf", &sf, "-i", "127.0.0.1", "-p", &p, "-m", "1"], Duration::from_secs(150))
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    (t, format!("sip:sam@127.0.0.1:{port}"))
+    let vars = [("FROM_RE", "sip:".into()), ("RING_MS", "300".into()), ("MEDIA_PORT", peer.port.to_string()), ("BYE_TIMEOUT", "90000".into())];
+    sipp_target(dir, "sam", "target_answer.xml.part", &vars)
 }
 
 /// Waits until a call on `skald` is in `state`.

@@ -40,27 +40,15 @@ fn config(dir: &Path, alice_uri: &str) -> String {
 /// Config dir as [`config`], with this `queues.yaml`; the registrar knows
 /// bob, carol and dave (all with [`PASSWORD`]).
 fn config_with(dir: &Path, queues_yaml: &str) -> String {
-    let agents = dir.join("agents");
-    std::fs::create_dir_all(&agents).unwrap();
-    for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
-        let p = e.unwrap().path();
-        let mut text = std::fs::read_to_string(&p).unwrap();
-        if p.ends_with("dental-front-desk.yaml") {
-            text = text.replace("target: sip:frontdesk@clinic.example", "target: queue:front");
-        }
-        std::fs::write(agents.join(p.file_name().unwrap()), text).unwrap();
-    }
+    let example = example_config_with_agents(dir, |name, text| {
+        if name == "dental-front-desk.yaml" { text.replace("target: sip:frontdesk@clinic.example", "target: queue:front") } else { text }
+    });
     std::fs::write(dir.join("queues.yaml"), queues_yaml).unwrap();
     let tokens = "http:\n  listen: 127.0.0.1:8080\n  tokens:\n    \
         - {name: sam, role: supervisor, token_env: SKALD_TEST_SUP_TOKEN, queues: [billing]}\n";
-    let example = example_config();
     let start = example.find("http:\n").expect("http section in the example");
     let end = start + example[start..].find("\n\n").expect("end of the http section");
     format!("{}{tokens}{}", &example[..start], &example[end + 1..])
-        .lines()
-        .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n")
         .replacen(
             "sip:\n",
             &format!(
@@ -78,21 +66,7 @@ fn config_with(dir: &Path, queues_yaml: &str) -> String {
 /// alice's phone: sipp checking the context headers and the caller's
 /// number, then refusing with 486.
 fn alice_phone(dir: &Path) -> (std::thread::JoinHandle<std::process::Output>, String) {
-    let mut s = std::fs::read_to_string(scenario("uas_target.xml")).unwrap();
-    s = s.replace("@FINAL@", &std::fs::read_to_string(repo().join("tests/sipp/target_busy.xml.part")).unwrap());
-    for (k, v) in [("FROM_RE", "sip:\\+15550199@"), ("RING_MS", "500")] {
-        s = s.replace(&format!("@{k}@"), v);
-    }
-    let sf = dir.join("alice.xml");
-    std::fs::write(&sf, s).unwrap();
-    let port = free_port();
-    let sf = sf.display().to_string();
-    let t = std::thread::spawn(move || {
-        let p = port.to_string();
-        sipp(&["-sf", &sf, "-i", "127.0.0.1", "-p", &p, "-m", "1"], Duration::from_secs(120))
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    (t, format!("sip:alice@127.0.0.1:{port}"))
+    sipp_target(dir, "alice", "target_busy.xml.part", &[("FROM_RE", "sip:\\+15550199@".into()), ("RING_MS", "500".into())])
 }
 
 /// A human agent's phone: baresip registering as `user`, answering

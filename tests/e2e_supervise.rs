@@ -21,17 +21,7 @@ use std::time::{Duration, Instant};
 
 /// The example config with its agents copied to `dir` (as e2e_voice does).
 fn voice_config(dir: &Path) -> String {
-    let agents = dir.join("agents");
-    std::fs::create_dir_all(&agents).unwrap();
-    for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, agents.join(p.file_name().unwrap())).unwrap();
-    }
-    example_config()
-        .lines()
-        .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n")
+    example_config_with_agents(dir, |_, text| text)
 }
 
 /// A call to the dental agent whose RTP goes to a fresh [`RtpPeer`]; sipp

@@ -18,19 +18,7 @@ const KEY: &str = "test-context-key-shared-by-a-and-b";
 
 /// Config dir with the dental agent; `edit` changes the agent file.
 fn config(dir: &Path, edit: impl Fn(String) -> String) -> String {
-    let agents = dir.join("agents");
-    std::fs::create_dir_all(&agents).unwrap();
-    for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
-        let p = e.unwrap().path();
-        let text = std::fs::read_to_string(&p).unwrap();
-        let text = if p.ends_with("dental-front-desk.yaml") { edit(text) } else { text };
-        std::fs::write(agents.join(p.file_name().unwrap()), text).unwrap();
-    }
-    example_config()
-        .lines()
-        .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n")
+    example_config_with_agents(dir, |name, text| if name == "dental-front-desk.yaml" { edit(text) } else { text })
 }
 
 /// Instance B: the front desk, greeting differently.
@@ -82,29 +70,15 @@ fn target_phone(dir: &Path, peer: &RtpPeer, ring_ms: u64, part: Target) -> (std:
         Target::Hold => "target_hold.xml.part",
         Target::Busy => "target_busy.xml.part",
     };
-    let mut s = std::fs::read_to_string(scenario("uas_target.xml")).unwrap();
-    s = s.replace("@FINAL@", &std::fs::read_to_string(repo().join("tests/sipp").join(part)).unwrap());
-    for (k, v) in [
+    let vars = [
         ("FROM_RE", "sip:\\+15550199@".to_string()),
         ("RING_MS", ring_ms.to_string()),
         ("MEDIA_PORT", peer.port.to_string()),
         ("BYE_TIMEOUT", "90000".to_string()),
         ("HOLD_AFTER_MS", "2000".to_string()),
         ("HOLD_MS", "2000".to_string()),
-    ] {
-        s = s.replace(&format!("@{k}@"), &v);
-    }
-    let sf = dir.join(format!("target-phone-{}.xml", free_port()));
-    std::fs::write(&sf, s).unwrap();
-    let port = free_port();
-    let uri = format!("sip:sam@127.0.0.1:{port}");
-    let sf = sf.display().to_string();
-    let t = std::thread::spawn(move || {
-        let p = port.to_string();
-        sipp(&["-sf", &sf, "-i", "127.0.0.1", "-p", &p, "-m", "1"], Duration::from_secs(150))
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    (t, uri)
+    ];
+    sipp_target(dir, "sam", part, &vars)
 }
 
 /// Share of `w`'s energy (8 kHz samples) at 440 and 480 Hz, the two

@@ -14,25 +14,14 @@ use std::time::{Duration, Instant};
 /// The example config with the agents directory made absolute, the agent's
 /// silence timeout shortened (for the re-prompt test) when `silence_s` is set.
 fn voice_config(dir: &Path, silence_s: Option<u64>) -> String {
-    let agents = dir.join("agents");
-    std::fs::create_dir_all(&agents).unwrap();
-    for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
-        let p = e.unwrap().path();
-        let mut text = std::fs::read_to_string(&p).unwrap();
-        if let Some(s) = silence_s {
-            text = text
-                .lines()
-                .map(|l| if l.starts_with("silence_timeout_s:") { format!("silence_timeout_s: {s}") } else { l.to_string() })
-                .collect::<Vec<_>>()
-                .join("\n");
-        }
-        std::fs::write(agents.join(p.file_name().unwrap()), text).unwrap();
-    }
-    example_config()
-        .lines()
-        .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n")
+    example_config_with_agents(dir, |_, text| match silence_s {
+        Some(s) => text
+            .lines()
+            .map(|l| if l.starts_with("silence_timeout_s:") { format!("silence_timeout_s: {s}") } else { l.to_string() })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => text,
+    })
 }
 
 /// Starts a call to `service` whose RTP goes to a fresh [`RtpPeer`]; sipp

@@ -13,17 +13,7 @@ use std::time::{Duration, Instant};
 /// The example config with its agents copied into `dir/agents` (so a test
 /// may add a file there after startup).
 fn config_with_own_agents(dir: &Path) -> String {
-    let agents = dir.join("agents");
-    std::fs::create_dir_all(&agents).unwrap();
-    for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, agents.join(p.file_name().unwrap())).unwrap();
-    }
-    example_config()
-        .lines()
-        .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n")
+    example_config_with_agents(dir, |_, text| text)
 }
 
 /// A sipp caller to `service` (RTP to a fresh [`RtpPeer`]) that hangs up

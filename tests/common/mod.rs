@@ -27,23 +27,36 @@ pub fn repo() -> PathBuf {
 
 static NEXT_RTP_BASE: AtomicU16 = AtomicU16::new(0);
 
-/// A port that is free for both UDP and TCP on 127.0.0.1 right now.
+/// A port that is free for both UDP and TCP on 127.0.0.1 right now, never
+/// handed out before by this test binary (the kernel may give a just-freed
+/// port again: a skald's SIP and HTTP ports once came out equal) and
+/// outside the RTP ranges of [`rtp_range`].
 pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if (RTP_PORTS_LOW..=RTP_PORTS_HIGH).contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
             return port;
         }
     }
 }
+
+/// The ports [`rtp_range`] hands out.
+const RTP_PORTS_LOW: u16 = 42000;
+const RTP_PORTS_HIGH: u16 = 61999;
 
 /// A disjoint RTP range per skald instance of this test binary.
 fn rtp_range() -> (u16, u16) {
     let n = NEXT_RTP_BASE.fetch_add(1, Ordering::SeqCst);
     // 400 slots of 50 ports in 42000-61999: spread by process and instance.
     let slot = (std::process::id() % 10) as u16 * 40 + n % 40;
-    let low = 42000 + slot * 50;
+    let low = RTP_PORTS_LOW + slot * 50;
     (low, low + 49)
 }
 
@@ -69,6 +82,26 @@ pub fn example_config() -> String {
         .replace("prompts/", &format!("{}/sip-config/prompts/", repo().display()))
         .replace("agents_dir: agents", &format!("agents_dir: {}/sip-config/agents", repo().display()))
         .replace("queues_file: queues.yaml", &format!("queues_file: {}/sip-config/queues.yaml", repo().display()))
+}
+
+/// [`example_config`] with its agents copied into `dir/agents` and
+/// `agents_dir` pointing there; each agent file's text goes through
+/// `edit(file name, text)` on the way (identity: return it as is), and a
+/// test may add files there after startup.
+pub fn example_config_with_agents(dir: &Path, edit: impl Fn(&str, String) -> String) -> String {
+    let agents = dir.join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    for e in std::fs::read_dir(repo().join("sip-config/agents")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let text = edit(&name, std::fs::read_to_string(&p).unwrap());
+        std::fs::write(agents.join(&name), text).unwrap();
+    }
+    example_config()
+        .lines()
+        .map(|l| if l.starts_with("agents_dir:") { format!("agents_dir: {}", agents.display()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Skald {
@@ -335,6 +368,28 @@ pub fn sipp_phone(uri: &str, template: &str, dir: &Path, peer: &RtpPeer, ms: u64
             Duration::from_secs(ms / 1000 + 60),
         )
     })
+}
+
+/// A called phone named `user`: sipp running `uas_target.xml` with `part`
+/// (`tests/sipp/target_{answer,busy,hold}.xml.part`) in place of `@FINAL@`
+/// and each `(NAME, value)` of `vars` in place of `@NAME@`. Returns sipp's
+/// thread and the phone's SIP URI, once it listens.
+pub fn sipp_target(dir: &Path, user: &str, part: &str, vars: &[(&str, String)]) -> (std::thread::JoinHandle<Output>, String) {
+    let mut s = std::fs::read_to_string(scenario("uas_target.xml")).unwrap();
+    s = s.replace("@FINAL@", &std::fs::read_to_string(repo().join("tests/sipp").join(part)).unwrap());
+    for (k, v) in vars {
+        s = s.replace(&format!("@{k}@"), v);
+    }
+    let port = free_port();
+    let sf = dir.join(format!("{user}-{port}.xml"));
+    std::fs::write(&sf, s).unwrap();
+    let sf = sf.display().to_string();
+    let t = std::thread::spawn(move || {
+        let p = port.to_string();
+        sipp(&["-sf", &sf, "-i", "127.0.0.1", "-p", &p, "-m", "1"], Duration::from_secs(150))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    (t, format!("sip:{user}@127.0.0.1:{port}"))
 }
 
 /// Path of a scenario in tests/sipp/.
