@@ -227,6 +227,7 @@ async fn load_voice(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<cr
     );
     Ok(Arc::new(crate::call::voice::VoiceServices {
         vad,
+        turn_model: None,
         stt: Arc::new(moonshine::MoonshineStt { model: stt }),
         tts: Arc::new(piper::PiperTts { voice }),
         agents,

@@ -83,6 +83,14 @@ struct MetricsInner {
     turn_latency: Family<StageLabels, Histogram, fn() -> Histogram>,
     /// `skald_barge_ins_total`.
     barge_ins: Counter,
+    /// `skald_dead_air_ms`: per voice-agent call, its longest dead air.
+    dead_air: Histogram,
+    /// `skald_backchannels_total`: caller acknowledgements that did not
+    /// interrupt the agent.
+    backchannels: Counter,
+    /// `skald_turn_continuations_total`: caller turns continued after the
+    /// agent's reply had started (the reply was dropped).
+    continuations: Counter,
 }
 
 /// Labels of `skald_turn_latency_ms`.
@@ -232,6 +240,24 @@ impl Metrics {
         );
         let barge_ins = Counter::default();
         registry.register("skald_barge_ins", "Times a caller interrupted the agent", barge_ins.clone());
+        let dead_air = turn_latency_histogram();
+        registry.register(
+            "skald_dead_air_ms",
+            "Per voice-agent call: longest silence on the open line while the agent owed the caller an answer, ms",
+            dead_air.clone(),
+        );
+        let backchannels = Counter::default();
+        registry.register(
+            "skald_backchannels",
+            "Caller acknowledgements (uh-huh, okay) over the agent that did not interrupt it",
+            backchannels.clone(),
+        );
+        let continuations = Counter::default();
+        registry.register(
+            "skald_turn_continuations",
+            "Caller turns that went on after the agent's reply began (the reply was dropped, the whole turn answered once)",
+            continuations.clone(),
+        );
 
         Metrics {
             inner: Arc::new(MetricsInner {
@@ -246,6 +272,9 @@ impl Metrics {
                 rtp_lateness,
                 turn_latency,
                 barge_ins,
+                dead_air,
+                backchannels,
+                continuations,
             }),
         }
     }
@@ -327,6 +356,21 @@ impl Metrics {
     /// `first_packet`), ms from the end of the caller's speech.
     pub fn turn_latency_ms(&self, stage: &'static str, ms: f64) {
         self.inner.turn_latency.get_or_create(&StageLabels { stage }).observe(ms);
+    }
+
+    /// A voice-agent call ended with this longest dead air, ms.
+    pub fn dead_air_ms(&self, ms: f64) {
+        self.inner.dead_air.observe(ms);
+    }
+
+    /// The caller said a backchannel over the agent (the agent went on).
+    pub fn backchannel(&self) {
+        self.inner.backchannels.inc();
+    }
+
+    /// A caller turn continued after the agent's reply began.
+    pub fn continuation(&self) {
+        self.inner.continuations.inc();
     }
 
     /// The caller interrupted the agent (barge-in).

@@ -182,8 +182,10 @@ impl Turn {
     }
 }
 
-/// One conversation with an agent (per call).
-#[derive(Debug)]
+/// One conversation with an agent (per call). Cloned to try a reply
+/// before the caller's turn is confirmed, and to snapshot the conversation
+/// before a turn (a continuation restores it).
+#[derive(Debug, Clone)]
 pub struct FlowAgent {
     /// The shared definition.
     def: Arc<AgentDef>,

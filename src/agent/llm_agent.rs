@@ -121,8 +121,9 @@ struct PendingTool {
     args: Value,
 }
 
-/// One conversation with an LLM agent (per call).
-#[derive(Debug)]
+/// One conversation with an LLM agent (per call). Cloned to snapshot the
+/// conversation before a caller turn (a continuation restores it).
+#[derive(Debug, Clone)]
 pub struct LlmAgent {
     /// The agent in charge.
     def: Arc<LlmAgentDef>,

@@ -63,6 +63,11 @@ pub struct LlmBrain {
     tools: JoinSet<(String, Result<serde_json::Value, String>)>,
     /// When to say the filler if a tool is still running.
     slow_at: Option<Instant>,
+    /// When the caller's turn was handed to the model, until its first
+    /// streamed event (time to first token).
+    asked_at: Option<Instant>,
+    /// Time to first token of the last caller turn, ms (taken once).
+    first_token_ms: Option<u32>,
 }
 
 impl LlmBrain {
@@ -70,7 +75,16 @@ impl LlmBrain {
     /// `None` when no such agent is loaded.
     pub fn new(agents: Arc<LlmAgents>, name: &str, ctx: Option<&crate::agent::context::CallContext>) -> Option<LlmBrain> {
         let (def, llm) = agents.get(name)?.clone();
-        Some(LlmBrain { agent: LlmAgent::new(def, ctx), llm, agents, stream: None, tools: JoinSet::new(), slow_at: None })
+        Some(LlmBrain {
+            agent: LlmAgent::new(def, ctx),
+            llm,
+            agents,
+            stream: None,
+            tools: JoinSet::new(),
+            slow_at: None,
+            asked_at: None,
+            first_token_ms: None,
+        })
     }
 
     /// Restarts the conversation with a context (a call transferred in).
@@ -87,6 +101,8 @@ impl LlmBrain {
     /// The caller's final transcript.
     pub async fn on_caller_turn(&mut self, text: &str) -> Vec<LlmOut> {
         self.stop();
+        self.asked_at = Some(Instant::now());
+        self.first_token_ms = None;
         let steps = self.agent.on_caller_turn(text);
         self.run(steps).await
     }
@@ -110,6 +126,25 @@ impl LlmBrain {
     /// The agent's fallback phrase (said when nothing else can be).
     pub fn fallback_phrase(&self) -> String {
         self.agent.def().fallback_phrase.clone()
+    }
+
+    /// The conversation as it stands (before a caller turn), to restore if
+    /// that turn turns out to continue into the next one.
+    pub fn snapshot(&self) -> crate::agent::llm_agent::LlmAgent {
+        self.agent.clone()
+    }
+
+    /// Drops what is in flight and puts the conversation back as
+    /// [`LlmBrain::snapshot`] saw it.
+    pub fn restore(&mut self, agent: crate::agent::llm_agent::LlmAgent) {
+        self.stop();
+        self.agent = agent;
+    }
+
+    /// Time from the caller's last turn to the model's first streamed
+    /// event, ms, once (the LLM's time to first token).
+    pub fn take_first_token_ms(&mut self) -> Option<u32> {
+        self.first_token_ms.take()
     }
 
     /// The caller talked over the agent and said something: the stream and
@@ -138,6 +173,9 @@ impl LlmBrain {
     pub async fn on_wake(&mut self, wake: LlmWake) -> Vec<LlmOut> {
         let steps = match wake {
             LlmWake::Stream(Some(ev)) => {
+                if let Some(at) = self.asked_at.take() {
+                    self.first_token_ms = Some(at.elapsed().as_millis() as u32);
+                }
                 // After `Done` or an error the provider closes the stream:
                 // that end is not a failure.
                 if matches!(ev, Ok(LlmEvent::Done) | Err(_)) {

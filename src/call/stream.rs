@@ -710,9 +710,14 @@ impl<T: StreamTransport> StreamCall<T> {
                     self.out.pause();
                 }
                 if applied.take_over
-                    && let Some(v) = self.voice.take()
+                    && let Some(mut v) = self.voice.take()
                 {
                     self.record.errors.extend(v.provider_failures());
+                    for a in v.finish() {
+                        if let VoiceAction::Turn(t) = a {
+                            self.svc.record_turn(&t).await;
+                        }
+                    }
                     tracing::info!("takeover: the agent left the call");
                     self.event("supervisor.takeover", serde_json::json!({})).await;
                 }
@@ -930,8 +935,14 @@ impl<T: StreamTransport> StreamCall<T> {
         {
             tracing::warn!(error = %e, "recording not finalized");
         }
-        if let Some(v) = self.voice.take() {
+        if let Some(mut v) = self.voice.take() {
             self.record.errors.extend(v.provider_failures());
+            for a in v.finish() {
+                if let VoiceAction::Turn(t) = a {
+                    self.svc.record_turn(&t).await;
+                }
+            }
+            self.record.longest_dead_air_ms = Some(v.longest_dead_air_ms());
         }
         let dropped = self.out.dropped();
         self.record.end_reason = Some(reason.to_string());

@@ -1,31 +1,46 @@
-//! The voice agent of one call: turn-taking around a flow agent.
+//! The voice agent of one call: turn-taking around a flow or LLM agent.
 //!
-//! Owns, per call: the VAD stream and turn detector, the STT stream, the
-//! agent conversation, the TTS replies in flight and the playout ledger
-//! (which agent audio has really gone out). The call actor feeds it the
-//! caller's audio (16 kHz, one ptime per call) and polls
+//! Owns, per call: the VAD stream, the turn detector and the end-of-turn
+//! policy, the STT stream, the agent conversation, the TTS replies in flight
+//! and the playout ledger (which agent audio has really gone out). The call
+//! actor feeds it the caller's audio (16 kHz, one ptime per call) and polls
 //! [`VoiceAgent::next_event`] in its `select!`; every decision comes back as
-//! [`VoiceAction`]s that the actor carries out on the RTP session through
+//! [`VoiceAction`]s that the actor carries out on its transport through
 //! [`AudioOut`].
 //!
-//! Turn-taking:
-//! - the caller's turn starts when the turn detector says so (after
-//!   `min_speech_ms`); audio from a little before that (pre-roll) and until
-//!   the turn ends is streamed to STT; the end of the turn (`min_silence_ms`
-//!   of silence) asks STT for the final transcript, which goes to the agent;
-//! - the agent's reply is synthesized sentence by sentence (all sentences
-//!   start at once; audio is queued in order as it arrives), so the first
-//!   sentence plays while the rest is synthesized;
-//! - barge-in: caller speech lasting `barge_in_min_ms` while the agent is
-//!   speaking pauses the agent's audio at once (the unsent frames are kept);
-//!   when the caller's words arrive, the paused audio and the rest of that
-//!   reply are dropped (by context id) and the agent's turn is recorded as
-//!   what the caller actually heard; if no words come (a false
-//!   interruption), the paused audio resumes;
-//! - silence after the agent finished speaking asks the agent to re-prompt;
-//!   noise and silence never make the agent talk to itself (an empty
-//!   transcript is ignored);
-//! - a failing STT or TTS is survived: the caller hears a short spoken
+//! Turn-taking (the rules live in [`crate::pipeline::endpointing`], sans-IO;
+//! this module does their IO):
+//! - Silero VAD finds the caller's speech; a pause (`turn.pause_ms`, 200 ms
+//!   of silence) ends the STT utterance of the speech so far (its text is
+//!   kept for the turn) and asks the end-of-turn model (smart-turn v3.2, on
+//!   the last 8 s of the caller's audio, run off the actor's task). The turn
+//!   ends when the model says complete and the text does not stop
+//!   mid-clause, or after `turn.max_silence_ms`; with `turn.detector: vad`
+//!   (or when the model fails: the record lists it) after
+//!   `turn.min_silence_ms`. Speech after a pause continues the same turn.
+//! - Preemptive replies: once the pause's transcript is in, a flow agent's
+//!   reply is computed on a copy of the conversation and synthesized, but
+//!   not played; the end of the turn commits it, more speech discards it.
+//! - Continuations: speech that starts before the reply to the last turn
+//!   has played `turn.continuation_ms` (or before it played at all) and
+//!   turns out to be words continues that turn: the reply is dropped (not
+//!   stored, not counted: the conversation is put back as it was before the
+//!   turn), and the agent answers the whole utterance once.
+//! - Barge-in: caller speech lasting `barge_in_min_ms` while the agent is
+//!   speaking pauses the agent's audio at once (unsent frames kept). When
+//!   the words arrive: only backchannels ("uh-huh", "okay"; `turn.backchannels`,
+//!   `turn.min_interruption_words`, as LiveKit Agents) or no words resume
+//!   the paused audio; real words drop the rest of the reply (by context
+//!   id) and the agent's turn is stored as what the caller actually heard.
+//! - A closing line (a reply followed by a hang-up or a transfer) is not
+//!   interrupted: it is finished, then the call ends (unless the caller's
+//!   speech continues the turn it answered).
+//! - No dead air: the silence re-prompt counts from the last audio in either
+//!   direction (a backchannel or noise re-arms it); the longest silence
+//!   while the agent owed the caller an answer is kept for the call record
+//!   ([`VoiceAgent::longest_dead_air_ms`]) and the `skald_dead_air_ms`
+//!   histogram.
+//! - A failing STT or TTS is survived: the caller hears a short spoken
 //!   fallback (or the fallback WAV when TTS itself failed) and the call
 //!   record lists what failed.
 
@@ -33,6 +48,9 @@ use crate::agent::flow::{AgentAction, AgentDef, FlowAgent};
 use crate::ids::CallId;
 use crate::observability::Metrics;
 use crate::pipeline::aggregator::SentenceAggregator;
+use crate::pipeline::endpointing::{
+    Decision, Detector, EndReason, EndOfTurnModel, Endpointer, Interjection, InterruptionFilter, mid_clause,
+};
 use crate::pipeline::turn::{TurnConfig, TurnDetector, TurnEvent};
 use crate::pipeline::vad::silero::{SileroVad, VadStream, WINDOW};
 use crate::providers::failover::FallbackLog;
@@ -51,11 +69,15 @@ const PRE_ROLL: Duration = Duration::from_millis(300);
 const STT_FALLBACK: &str = "Sorry, I didn't catch that. Could you say it again?";
 /// Samples per second of the pipeline.
 const RATE: usize = crate::pipeline::SAMPLE_RATE as usize;
+/// Caller audio kept for the end-of-turn model: 8 s at 16 kHz.
+const MODEL_WINDOW: usize = 8 * RATE;
 
 /// Shared by every voice call: the loaded models and agent definitions.
 pub struct VoiceServices {
     /// Silero VAD (one shared model).
     pub vad: Arc<SileroVad>,
+    /// The end-of-turn model (smart-turn); `None`: the silence rule only.
+    pub turn_model: Option<Arc<dyn EndOfTurnModel>>,
     /// Speech recognition.
     pub stt: Arc<dyn SttProvider>,
     /// Speech synthesis.
@@ -67,7 +89,6 @@ pub struct VoiceServices {
     /// Metrics (turn latency histograms).
     pub metrics: Metrics,
 }
-
 /// Per-application settings of a voice agent.
 #[derive(Debug, Clone)]
 pub struct VoiceConfig {
@@ -162,6 +183,9 @@ pub enum VoiceEvent {
     Silence,
     /// The LLM agent's stream, a tool, or its filler deadline.
     Llm(super::llm_turns::LlmWake),
+    /// The end-of-turn model answered request `id`: P(turn complete), or
+    /// why it failed.
+    TurnModel(u64, Result<f32, String>),
 }
 
 /// Agent audio taken off the wire by a barge-in: the encoded frames and
@@ -185,6 +209,11 @@ struct Reply {
     /// Still growing (an LLM reply being streamed): not finished even when
     /// everything queued so far has played.
     open: bool,
+    /// A preemptive reply not yet committed: its audio is kept in
+    /// `held_pcm`, not played.
+    held: bool,
+    /// Audio of a held reply (sentence, 16 kHz samples), in order.
+    held_pcm: Vec<(String, Vec<i16>)>,
     /// (sentence, frames queued for it).
     sentences: Vec<(String, usize)>,
     /// Audio time (ms from answer) when its first frame was queued.
@@ -195,8 +224,47 @@ struct Reply {
     eos: Option<Instant>,
     /// First RTP frame of this reply already sent.
     first_sent: bool,
+    /// When its first frame went on the wire.
+    first_sent_at: Option<Instant>,
     /// Index (in frames pushed) of its first frame, once queued.
     first_frame: Option<u64>,
+}
+
+/// The conversation as it was before a caller turn.
+enum Snapshot {
+    /// A flow agent's state.
+    Flow(FlowAgent),
+    /// An LLM agent's conversation.
+    Llm(crate::agent::llm_agent::LlmAgent),
+    /// Nothing to restore.
+    None,
+}
+
+/// The caller's last answered turn, kept while its reply may still be
+/// continued over.
+struct LastTurn {
+    /// What the caller said.
+    text: String,
+    /// Start of the turn, ms from answer.
+    start_ms: i64,
+    /// The conversation before the turn.
+    snapshot: Snapshot,
+    /// First reply context id of the answer.
+    first_ctx: u64,
+}
+
+/// A reply prepared before the end of the turn was confirmed.
+struct Preemption {
+    /// The caller's words it answers.
+    text: String,
+    /// The conversation after answering them.
+    agent: FlowAgent,
+    /// First reply context id it spoke.
+    first_ctx: u64,
+    /// Hang-up or transfer after it.
+    after: Option<VoiceAction>,
+    /// End of speech → reply text, ms.
+    agent_ms: Option<u32>,
 }
 
 /// The voice agent of one call.
@@ -209,8 +277,12 @@ pub struct VoiceAgent {
     call_id: CallId,
     /// VAD state.
     vad: VadStream,
-    /// Turn detector.
+    /// Speech / silence runs (ends speech after `turn.pause_ms`).
     turn: TurnDetector,
+    /// The end-of-turn policy.
+    endpointer: Endpointer,
+    /// Backchannel or interruption.
+    filter: InterruptionFilter,
     /// STT stream.
     stt: Box<dyn SttStream>,
     /// This call's STT provider (cloud with local failover, or local).
@@ -229,18 +301,45 @@ pub struct VoiceAgent {
     llm_latency: Option<TurnLatency>,
     /// Recent caller audio (pre-roll), 16 kHz.
     recent: VecDeque<i16>,
-    /// Caller audio not yet given to VAD (partial window).
+    /// The caller's last 8 s, 16 kHz, for the end-of-turn model.
+    model_audio: VecDeque<i16>,
+    /// Audio time: VAD windows consumed.
     vad_time: Duration,
-    /// True while the caller's turn is streamed to STT.
-    in_turn: bool,
+    /// True while the caller's speech is streamed to STT.
+    streaming: bool,
     /// Start of the current caller turn, ms from answer.
     turn_start_ms: i64,
     /// Audio time where the caller's current speech began.
     speech_at: Option<Duration>,
-    /// Waiting for a final transcript for these many ended turns.
-    awaiting_final: usize,
-    /// When the last caller turn ended.
+    /// STT utterances ended and not yet transcribed.
+    segments_pending: usize,
+    /// Words of the open caller turn so far.
+    turn_text: String,
+    /// The open turn began while the agent was speaking.
+    over_agent: bool,
+    /// The open turn may continue the last one (it began early in its reply).
+    cont_candidate: bool,
+    /// The open turn continues this one (its reply was dropped).
+    continuing: Option<LastTurn>,
+    /// The last answered caller turn.
+    last_turn: Option<LastTurn>,
+    /// The last caller turn's row, stored once it can no longer be
+    /// continued: (text, start ms, end ms).
+    held_caller: Option<(String, i64, i64)>,
+    /// A reply prepared before the end of the turn.
+    preempt: Option<Preemption>,
+    /// The end-of-turn model running: (request id, task).
+    model_job: Option<(u64, tokio::task::JoinHandle<Result<f32, String>>)>,
+    /// Model failures this call (the first is recorded).
+    model_errors: u32,
+    /// When the caller's last speech ended.
     eos: Option<Instant>,
+    /// End of speech → final transcript, for the open turn.
+    stt_ms: Option<u32>,
+    /// Since when the agent owes the caller an answer (dead air runs).
+    owed_since: Option<Instant>,
+    /// Longest dead air so far.
+    longest_dead_air: Duration,
     /// Next reply context id.
     next_ctx: u64,
     /// Sentences being synthesized, in play order.
@@ -295,7 +394,12 @@ impl VoiceAgent {
         let tts = call_tts(&svc, cfg.tts.as_deref(), &fallbacks);
         let stt = stt_provider.open().await.map_err(|e| format!("stt: {e}"))?;
         let vad = svc.vad.stream();
-        let turn = TurnDetector::new(cfg.turn.clone());
+        let mut policy = cfg.turn.endpointing();
+        if svc.turn_model.is_none() {
+            policy.detector = Detector::Vad;
+        }
+        let turn = TurnDetector::new(TurnConfig { min_silence_ms: policy.pause_ms, ..cfg.turn.clone() });
+        let filter = cfg.turn.interruption_filter();
         Ok(VoiceAgent {
             agent: flow.map(|def| FlowAgent::new(def, today)),
             llm,
@@ -303,6 +407,8 @@ impl VoiceAgent {
             llm_latency: None,
             svc,
             turn,
+            endpointer: Endpointer::new(policy),
+            filter,
             cfg,
             call_id,
             vad,
@@ -311,12 +417,25 @@ impl VoiceAgent {
             tts,
             fallbacks,
             recent: VecDeque::new(),
+            model_audio: VecDeque::with_capacity(MODEL_WINDOW),
             vad_time: Duration::ZERO,
-            in_turn: false,
+            streaming: false,
             turn_start_ms: 0,
             speech_at: None,
-            awaiting_final: 0,
+            segments_pending: 0,
+            turn_text: String::new(),
+            over_agent: false,
+            cont_candidate: false,
+            continuing: None,
+            last_turn: None,
+            held_caller: None,
+            preempt: None,
+            model_job: None,
+            model_errors: 0,
             eos: None,
+            stt_ms: None,
+            owed_since: None,
+            longest_dead_air: Duration::ZERO,
             next_ctx: 1,
             pending: VecDeque::new(),
             replies: VecDeque::new(),
@@ -334,7 +453,6 @@ impl VoiceAgent {
             failures: 0,
         })
     }
-
     /// The call was answered: the agent's greeting.
     pub async fn begin(&mut self) -> Vec<VoiceAction> {
         if let Some(b) = self.llm.as_mut() {
@@ -412,8 +530,9 @@ impl VoiceAgent {
         &self.cfg.agent
     }
 
-    /// Waits for the next STT result, TTS audio or silence timeout.
-    /// Cancel-safe.
+    /// Waits for the next STT result, TTS audio, model verdict or silence
+    /// timeout. Cancel-safe. Every event it returns must be handed to
+    /// [`VoiceAgent::on_event`].
     pub async fn next_event(&mut self) -> VoiceEvent {
         let silence_at = self.silence_at;
         let head = self.pending.front_mut();
@@ -423,6 +542,7 @@ impl VoiceAgent {
                 let ctx = self.pending.front().map(|p| p.ctx).unwrap_or(0);
                 VoiceEvent::Tts(ctx, ev)
             }
+            (id, res) = join_model(&mut self.model_job) => VoiceEvent::TurnModel(id, res),
             _ = sleep_opt(silence_at) => VoiceEvent::Silence,
             ev = next_llm(&mut self.llm) => VoiceEvent::Llm(ev),
         }
@@ -444,9 +564,40 @@ impl VoiceAgent {
                 Vec::new()
             }
             VoiceEvent::Tts(ctx, Some(Err(e))) => self.tts_failed(ctx, e, out),
+            VoiceEvent::TurnModel(id, res) => {
+                self.model_job = None;
+                let mut actions = Vec::new();
+                let p = match res {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "end-of-turn model failed: silence rule for this turn");
+                        if self.model_errors == 0 {
+                            actions.push(VoiceAction::Error(format!("turn model: {e}; silence rule")));
+                        }
+                        self.model_errors += 1;
+                        None
+                    }
+                };
+                tracing::debug!(id, ?p, "end-of-turn verdict");
+                let ds = self.endpointer.handle_verdict(id, p, self.vad_time);
+                actions.extend(self.decide(ds, out, now_ms).await);
+                actions
+            }
             VoiceEvent::Llm(wake) => {
                 let Some(b) = self.llm.as_mut() else { return Vec::new() };
                 let outs = b.on_wake(wake).await;
+                if let Some(t) = b.take_first_token_ms() {
+                    let asked = self.llm_latency.as_ref().and_then(|l| l.agent_ms).unwrap_or(0);
+                    let ttft = Some(asked + t);
+                    match self.llm_latency.as_mut() {
+                        Some(l) => l.llm_first_token_ms = ttft,
+                        None => {
+                            if let Some(r) = self.llm_ctx.and_then(|c| self.replies.iter_mut().find(|r| r.ctx == c)) {
+                                r.latency.llm_first_token_ms = ttft;
+                            }
+                        }
+                    }
+                }
                 self.apply_llm(outs).await
             }
             VoiceEvent::Silence => {
@@ -465,8 +616,9 @@ impl VoiceAgent {
         }
     }
 
-    /// One ptime of caller audio (16 kHz). Runs VAD and turn detection;
-    /// streams the caller's turn to STT; may barge in.
+    /// One ptime of caller audio (16 kHz). Runs VAD, the turn detector and
+    /// the end-of-turn policy; streams the caller's speech to STT; may barge
+    /// in.
     pub async fn on_audio(&mut self, frame: &[i16], out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
         let mut actions = Vec::new();
         self.recent.extend(frame.iter().copied());
@@ -474,10 +626,16 @@ impl VoiceAgent {
         while self.recent.len() > keep {
             self.recent.pop_front();
         }
-        if self.in_turn
-            && let Err(e) = self.stt.send_audio(frame).await {
-                actions.extend(self.stt_failed(e, out).await);
-            }
+        if self.svc.turn_model.is_some() {
+            self.model_audio.extend(frame.iter().copied());
+            let excess = self.model_audio.len().saturating_sub(MODEL_WINDOW);
+            self.model_audio.drain(..excess);
+        }
+        if self.streaming
+            && let Err(e) = self.stt.send_audio(frame).await
+        {
+            actions.extend(self.stt_failed(e, out).await);
+        }
         let probs = match self.vad.push(frame) {
             Ok(p) => p,
             Err(e) => {
@@ -488,42 +646,427 @@ impl VoiceAgent {
         let window = Duration::from_millis((WINDOW * 1000 / RATE) as u64);
         for p in probs {
             self.vad_time += window;
+            let mut ds = Vec::new();
             match self.turn.push(p, window) {
                 Some(TurnEvent::SpeechStarted { at }) => {
-                    self.in_turn = true;
-                    self.speech_at = Some(at);
-                    self.silence_at = None;
-                    let pre = (self.vad_time.saturating_sub(at) + Duration::from_millis(100)).min(PRE_ROLL);
-                    self.turn_start_ms = now_ms - pre.as_millis() as i64;
-                    let n = (RATE * pre.as_millis() as usize / 1000).min(self.recent.len());
-                    let pre_roll: Vec<i16> = self.recent.iter().skip(self.recent.len() - n).copied().collect();
-                    if let Err(e) = self.stt.send_audio(&pre_roll).await {
-                        actions.extend(self.stt_failed(e, out).await);
-                    }
-                    tracing::debug!(at_ms = at.as_millis() as u64, "caller started speaking");
+                    actions.extend(self.speech_started(at, out, now_ms).await);
+                    ds.extend(self.endpointer.handle_speech_started(at));
                 }
                 Some(TurnEvent::SpeechEnded { started, ended }) => {
-                    self.in_turn = false;
+                    self.streaming = false;
                     self.speech_at = None;
-                    self.awaiting_final += 1;
-                    self.eos = Some(Instant::now());
-                    tracing::debug!(ms = (ended - started).as_millis() as u64, "caller turn ended");
-                    if let Err(e) = self.stt.end_utterance().await {
-                        actions.extend(self.stt_failed(e, out).await);
-                    }
+                    let silence = self.vad_time.saturating_sub(ended);
+                    self.eos = Some(Instant::now().checked_sub(silence).unwrap_or_else(Instant::now));
+                    tracing::debug!(ms = (ended - started).as_millis() as u64, "caller paused");
+                    ds.extend(self.endpointer.handle_speech_ended(ended, self.vad_time));
                 }
                 None => {}
             }
+            ds.extend(self.endpointer.handle_time(self.vad_time));
+            actions.extend(self.decide(ds, out, now_ms).await);
             // Barge-in: the caller has talked over the agent long enough.
             let talking_for = self.speech_at.map(|at| self.vad_time.saturating_sub(at));
             if talking_for.is_some_and(|t| t >= self.cfg.barge_in_min)
                 && self.interrupted.is_none()
                 && self.agent_speaking(out)
+                && self.may_interrupt()
             {
                 self.barge_in(out);
             }
         }
         actions
+    }
+
+    /// The caller's speech began at audio offset `at`: stream it (with
+    /// pre-roll) to STT; a new turn notes whether it began over the agent
+    /// and whether it may continue the last one.
+    async fn speech_started(&mut self, at: Duration, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
+        let mut actions = Vec::new();
+        self.streaming = true;
+        self.speech_at = Some(at);
+        self.silence_at = None;
+        self.close_owed();
+        let pre = (self.vad_time.saturating_sub(at) + Duration::from_millis(100)).min(PRE_ROLL);
+        if !self.endpointer.in_turn() {
+            self.turn_start_ms = now_ms - pre.as_millis() as i64;
+            self.turn_text.clear();
+            self.stt_ms = None;
+            self.over_agent = self.agent_speaking(out) || self.paused.is_some();
+            self.cont_candidate = self.continuation_possible();
+        }
+        let n = (RATE * pre.as_millis() as usize / 1000).min(self.recent.len());
+        let pre_roll: Vec<i16> = self.recent.iter().skip(self.recent.len() - n).copied().collect();
+        if let Err(e) = self.stt.send_audio(&pre_roll).await {
+            actions.extend(self.stt_failed(e, out).await);
+        }
+        tracing::debug!(at_ms = at.as_millis() as u64, over_agent = self.over_agent, "caller speaking");
+        actions
+    }
+
+    /// Carries out the end-of-turn policy's decisions.
+    async fn decide(&mut self, ds: Vec<Decision>, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
+        let mut actions = Vec::new();
+        for d in ds {
+            match d {
+                Decision::Started(_) => {}
+                Decision::Transcribe => {
+                    self.segments_pending += 1;
+                    if let Err(e) = self.stt.end_utterance().await {
+                        actions.extend(self.stt_failed(e, out).await);
+                    }
+                }
+                Decision::AskModel(id) => self.ask_model(id),
+                Decision::Preempt => self.preempt().await,
+                Decision::Resumed => self.discard_preempt(),
+                Decision::EndOfTurn { reason, .. } => actions.extend(self.end_turn(reason, out, now_ms).await),
+            }
+        }
+        actions
+    }
+
+    /// Runs the end-of-turn model on the caller's last 8 s, off this task.
+    fn ask_model(&mut self, id: u64) {
+        let Some(model) = self.svc.turn_model.clone() else { return };
+        let audio: Vec<i16> = self.model_audio.iter().copied().collect();
+        let job = tokio::task::spawn_blocking(move || model.predict(&audio));
+        if let Some((_, old)) = self.model_job.replace((id, job)) {
+            old.abort();
+        }
+    }
+
+    /// A final transcript of one utterance (the caller's speech up to a pause).
+    async fn on_final(&mut self, text: String, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
+        self.segments_pending = self.segments_pending.saturating_sub(1);
+        if !self.endpointer.in_turn() {
+            tracing::debug!(transcript = %text, "transcript after its turn: ignored");
+            return Vec::new();
+        }
+        if self.stt_ms.is_none() || self.segments_pending == 0 {
+            self.stt_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
+        }
+        let text = text.trim();
+        if !text.is_empty() {
+            if !self.turn_text.is_empty() {
+                self.turn_text.push(' ');
+            }
+            self.turn_text.push_str(text);
+        }
+        if self.segments_pending > 0 || self.endpointer.speaking() {
+            return Vec::new();
+        }
+        let mut actions = self.resolve_interjection(out, now_ms);
+        let ds = self.endpointer.handle_transcript(mid_clause(&self.effective_text()), self.vad_time);
+        actions.extend(self.decide(ds, out, now_ms).await);
+        actions
+    }
+
+    /// Speech over the agent, now that its words are known: a backchannel
+    /// or noise resumes the paused agent; real words early in the reply to
+    /// the last turn continue that turn; other real words interrupt.
+    fn resolve_interjection(&mut self, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
+        if !(self.over_agent || self.paused.is_some()) || self.continuing.is_some() {
+            return Vec::new();
+        }
+        match self.filter.classify(&self.turn_text) {
+            Interjection::NoWords => {
+                self.resume_paused(out);
+                Vec::new()
+            }
+            Interjection::Backchannel => {
+                if self.resume_paused(out) {
+                    tracing::info!(words = %self.turn_text, "backchannel: the agent goes on");
+                }
+                Vec::new()
+            }
+            Interjection::Interruption if self.cont_candidate && self.last_turn.is_some() => {
+                self.continue_last_turn(out, now_ms)
+            }
+            Interjection::Interruption => {
+                if self.interrupted.is_none() && self.agent_speaking(out) && self.may_interrupt() {
+                    self.barge_in(out);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// The caller's words go on from their last turn: its reply is dropped
+    /// without a trace, the conversation is put back as it was before that
+    /// turn, and the open turn carries both parts.
+    fn continue_last_turn(&mut self, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
+        let Some(last) = self.last_turn.take() else { return Vec::new() };
+        tracing::info!(first = %last.text, "the caller went on: reply dropped, one turn");
+        self.svc.metrics.continuation();
+        self.discard_preempt();
+        if self.interrupted.is_none() && out.queued() > 0 {
+            self.barge_in(out);
+        }
+        let mut actions = Vec::new();
+        self.paused = None;
+        self.interrupted = None;
+        self.after_playout = None;
+        self.pending.clear();
+        let replies: Vec<Reply> = self.replies.drain(..).collect();
+        for r in replies.iter().filter(|r| r.ctx < last.first_ctx) {
+            let total: usize = r.sentences.iter().map(|(_, f)| f).sum();
+            let unsent: usize = self.ledger.iter().filter(|(c, _)| *c == r.ctx).map(|(_, f)| f).sum();
+            actions.extend(self.agent_turn(r, Some(total.saturating_sub(unsent)), now_ms));
+        }
+        self.ledger.clear();
+        self.frames_pushed = self.frames_sent;
+        self.sent_audio.clear();
+        let LastTurn { text, start_ms, snapshot, first_ctx } = last;
+        match snapshot {
+            Snapshot::Flow(a) => self.agent = Some(a),
+            Snapshot::Llm(a) => {
+                if let Some(b) = self.llm.as_mut() {
+                    b.restore(a);
+                }
+                self.llm_ctx = None;
+                self.llm_latency = None;
+            }
+            Snapshot::None => {}
+        }
+        self.held_caller = None;
+        self.turn_start_ms = start_ms;
+        self.over_agent = false;
+        self.cont_candidate = false;
+        self.continuing = Some(LastTurn { text, start_ms, snapshot: Snapshot::None, first_ctx });
+        actions
+    }
+
+    /// The open turn's words, with the turn it continues.
+    fn effective_text(&self) -> String {
+        match &self.continuing {
+            Some(l) if !self.turn_text.is_empty() => format!("{} {}", l.text, self.turn_text),
+            Some(l) => l.text.clone(),
+            None => self.turn_text.clone(),
+        }
+    }
+
+    /// Whether speech starting now could continue the last turn: its reply
+    /// is still to come, or began playing less than `continuation_ms` ago.
+    fn continuation_possible(&self) -> bool {
+        let Some(last) = &self.last_turn else { return false };
+        let window = Duration::from_millis(self.cfg.turn.continuation_ms);
+        if let Some(r) = self.replies.iter().find(|r| r.ctx >= last.first_ctx) {
+            return r.first_sent_at.is_none_or(|t| t.elapsed() < window);
+        }
+        self.pending.iter().any(|p| p.ctx >= last.first_ctx)
+    }
+
+    /// Whether caller speech may pause the agent now: not during a closing
+    /// line (goodbye, transfer notice), unless it may continue the turn that
+    /// line answered.
+    fn may_interrupt(&self) -> bool {
+        self.after_playout.is_none() || self.cont_candidate
+    }
+
+    /// Puts paused agent audio back (a false interruption); true when there
+    /// was some.
+    fn resume_paused(&mut self, out: &mut dyn AudioOut) -> bool {
+        self.interrupted = None;
+        let Some((frames, audio)) = self.paused.take() else { return false };
+        tracing::info!(frames = frames.len(), "false interruption: agent resumes");
+        self.frames_pushed += frames.len() as u64;
+        out.resume(frames);
+        let mut audio = audio;
+        audio.extend(self.sent_audio.drain(..));
+        self.sent_audio = audio;
+        true
+    }
+
+    /// Starts a reply to the words so far, held until the turn is confirmed
+    /// (flow agents; an LLM agent answers at the end of the turn).
+    async fn preempt(&mut self) {
+        if !self.cfg.turn.preemptive || self.over_agent || self.paused.is_some() || self.after_playout.is_some() {
+            return;
+        }
+        let Some(mut agent) = self.agent.clone() else { return };
+        let text = self.effective_text();
+        if self.filter.classify(&text) == Interjection::NoWords || self.preempt.as_ref().is_some_and(|p| p.text == text) {
+            return;
+        }
+        self.discard_preempt();
+        let actions = agent.on_user_turn(&text);
+        let agent_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
+        let first_ctx = self.next_ctx;
+        let mut after = None;
+        for a in actions {
+            match a {
+                AgentAction::Say(t) => {
+                    let ctx = self.next_ctx;
+                    self.next_ctx += 1;
+                    self.say(ctx, &t, TurnLatency::default(), true).await;
+                }
+                AgentAction::Hangup { reason } => after = Some(VoiceAction::Hangup(reason)),
+                AgentAction::Transfer(t) => after = Some(VoiceAction::Transfer(t)),
+            }
+        }
+        tracing::debug!(%text, "preemptive reply started");
+        self.preempt = Some(Preemption { text, agent, first_ctx, after, agent_ms });
+    }
+
+    /// Drops a preemptive reply (the caller went on).
+    fn discard_preempt(&mut self) {
+        let Some(p) = self.preempt.take() else { return };
+        tracing::debug!(text = %p.text, "preemptive reply discarded");
+        self.replies.retain(|r| !(r.held && r.ctx >= p.first_ctx));
+        let replies = &self.replies;
+        self.pending.retain(|x| replies.iter().any(|r| r.ctx == x.ctx));
+    }
+
+    /// The caller's turn is over: answer it, or let it go (noise, a
+    /// backchannel over the agent).
+    async fn end_turn(&mut self, reason: EndReason, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
+        let decision_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
+        let new_words = std::mem::take(&mut self.turn_text);
+        let over = std::mem::take(&mut self.over_agent) || self.paused.is_some();
+        self.cont_candidate = false;
+        let cont = self.continuing.take();
+        let class = self.filter.classify(&new_words);
+        if cont.is_none() && (class == Interjection::NoWords || (over && class == Interjection::Backchannel)) {
+            tracing::debug!(words = %new_words, "no turn: noise or a backchannel");
+            if class == Interjection::Backchannel {
+                self.svc.metrics.backchannel();
+            }
+            self.resume_paused(out);
+            self.discard_preempt();
+            self.arm_silence();
+            return Vec::new();
+        }
+        let (text, start_ms) = match &cont {
+            Some(l) if new_words.is_empty() => (l.text.clone(), l.start_ms),
+            Some(l) => (format!("{} {}", l.text, new_words), l.start_ms),
+            None => (new_words, self.turn_start_ms),
+        };
+        let mut actions = self.flush_caller();
+        if self.after_playout.is_some() && self.interrupted.is_none() {
+            // The closing line plays to its end; the call ends after it.
+            tracing::info!(transcript = %text, "caller spoke over the closing line");
+            self.discard_preempt();
+            self.held_caller = Some((text, start_ms, now_ms));
+            actions.extend(self.flush_caller());
+            return actions;
+        }
+        actions.extend(self.drop_interrupted(now_ms));
+        tracing::info!(transcript = %text, ?reason, decision_ms, "caller said");
+        self.held_caller = Some((text.clone(), start_ms, now_ms));
+        let snapshot = match (&self.agent, &self.llm) {
+            (Some(a), _) => Snapshot::Flow(a.clone()),
+            (None, Some(b)) => Snapshot::Llm(b.snapshot()),
+            (None, None) => Snapshot::None,
+        };
+        let first_ctx = self.next_ctx;
+        let mut latency = TurnLatency { stt_ms: self.stt_ms.take(), decision_ms, ..Default::default() };
+        self.owed_since = self.eos;
+        let preempted = self.preempt.as_ref().is_some_and(|p| p.text == text);
+        if preempted {
+            let p = self.preempt.take().expect("checked");
+            latency.agent_ms = p.agent_ms;
+            latency.preemptive = true;
+            actions.extend(self.commit_preempt(p, latency, out, now_ms));
+        } else {
+            self.discard_preempt();
+            if let Some(b) = self.llm.as_mut() {
+                let outs = b.on_caller_turn(&text).await;
+                latency.agent_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
+                self.llm_latency = Some(latency);
+                actions.extend(self.apply_llm(outs).await);
+            } else {
+                let replies = self.agent.as_mut().map(|a| a.on_user_turn(&text)).unwrap_or_default();
+                latency.agent_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
+                actions.extend(self.apply(replies, Some(latency)).await);
+            }
+        }
+        self.last_turn = Some(LastTurn { text, start_ms, snapshot, first_ctx });
+        if self.replies.is_empty() && self.pending.is_empty() && self.llm_latency.is_none() {
+            // Nothing to say: the caller owes the next word.
+            self.owed_since = None;
+            self.arm_silence();
+        }
+        actions
+    }
+
+    /// Plays a preemptive reply: the turn it answered is confirmed.
+    fn commit_preempt(
+        &mut self,
+        p: Preemption,
+        latency: TurnLatency,
+        out: &mut dyn AudioOut,
+        now_ms: i64,
+    ) -> Vec<VoiceAction> {
+        self.agent = Some(p.agent);
+        self.after_playout = p.after;
+        let eos = self.eos;
+        let mut held = Vec::new();
+        let mut first = true;
+        for r in self.replies.iter_mut().filter(|r| r.held) {
+            r.held = false;
+            r.eos = eos;
+            r.latency = if first { latency } else { TurnLatency::default() };
+            first = false;
+            held.push((r.ctx, std::mem::take(&mut r.held_pcm)));
+        }
+        for (ctx, parts) in held {
+            for (text, pcm) in parts {
+                self.play_pcm(ctx, text, &pcm, out, now_ms);
+            }
+        }
+        let mut actions = Vec::new();
+        if self.replies.is_empty()
+            && self.pending.is_empty()
+            && let Some(a) = self.after_playout.take()
+        {
+            actions.push(a);
+        }
+        actions
+    }
+
+    /// Re-arms the silence re-prompt when nothing is playing or pending.
+    fn arm_silence(&mut self) {
+        if self.replies.is_empty()
+            && self.pending.is_empty()
+            && self.paused.is_none()
+            && self.after_playout.is_none()
+            && !self.endpointer.in_turn()
+            && self.llm_ctx.is_none()
+        {
+            let wait = self.agent.as_ref().map_or(LLM_SILENCE, FlowAgent::silence_timeout);
+            self.silence_at = Some(Instant::now() + wait);
+        }
+    }
+
+    /// The agent no longer owes an answer (it spoke, or the caller did).
+    fn close_owed(&mut self) {
+        if let Some(since) = self.owed_since.take() {
+            let d = since.elapsed();
+            if d > self.longest_dead_air {
+                self.longest_dead_air = d;
+            }
+        }
+    }
+
+    /// The longest dead air of the call so far, ms: silence on the open
+    /// line from the end of the caller's speech to the agent's first audio
+    /// on the wire (or to the caller speaking again, or to the end).
+    pub fn longest_dead_air_ms(&self) -> u64 {
+        let open = self.owed_since.map_or(Duration::ZERO, |s| s.elapsed());
+        self.longest_dead_air.max(open).as_millis() as u64
+    }
+
+    /// The call is over: the caller row still held back, and the dead air
+    /// is closed (and observed in `skald_dead_air_ms`).
+    pub fn finish(&mut self) -> Vec<VoiceAction> {
+        self.close_owed();
+        self.svc.metrics.dead_air_ms(self.longest_dead_air.as_millis() as f64);
+        self.flush_caller()
+    }
+
+    /// The held caller row, if any, now.
+    fn flush_caller(&mut self) -> Vec<VoiceAction> {
+        let Some((text, start_ms, end_ms)) = self.held_caller.take() else { return Vec::new() };
+        vec![self.caller_turn(&text, start_ms, end_ms)]
     }
 
     /// A media-clock tick: account for frames the RTP session has sent since
@@ -533,10 +1076,15 @@ impl VoiceAgent {
         let mut audio = std::mem::take(&mut self.unreported);
         audio.extend(self.account(out));
         let mut actions = Vec::new();
+        if self.held_caller.is_some() && !self.continuation_possible() {
+            actions.extend(self.flush_caller());
+        }
+        let mut finished = false;
         // A reply is finished when all its audio is sent and nothing of it is pending.
         while let Some(r) = self.replies.front() {
             let ctx = r.ctx;
             let done = !r.open
+                && !r.held
                 && !self.pending.iter().any(|p| p.ctx == ctx)
                 && !self.ledger.iter().any(|(c, _)| *c == ctx)
                 && self.interrupted != Some(ctx);
@@ -544,14 +1092,14 @@ impl VoiceAgent {
                 break;
             }
             let r = self.replies.pop_front().expect("front exists");
-            actions.push(self.agent_turn(&r, None, now_ms));
+            actions.extend(self.agent_turn(&r, None, now_ms));
+            finished = true;
         }
         if self.replies.is_empty() && self.pending.is_empty() && self.paused.is_none() {
             if let Some(a) = self.after_playout.take() {
                 actions.push(a);
-            } else if self.silence_at.is_none() && !self.in_turn && self.awaiting_final == 0 && !actions.is_empty() {
-                let wait = self.agent.as_ref().map_or(LLM_SILENCE, FlowAgent::silence_timeout);
-                self.silence_at = Some(Instant::now() + wait);
+            } else if self.silence_at.is_none() && !self.endpointer.in_turn() && self.segments_pending == 0 && finished {
+                self.arm_silence();
             }
         }
         (audio, actions)
@@ -561,11 +1109,17 @@ impl VoiceAgent {
     /// ledger to "sent"; returns their 16 kHz audio.
     fn account(&mut self, out: &dyn AudioOut) -> Vec<i16> {
         let on_wire = self.frames_pushed.saturating_sub(out.unsent() as u64);
+        let mut spoke = false;
         for r in self.replies.iter_mut().filter(|r| !r.first_sent) {
             if r.first_frame.is_some_and(|f| on_wire > f) {
                 r.first_sent = true;
+                r.first_sent_at = Some(Instant::now());
                 r.latency.first_packet_ms = r.eos.map(|e| e.elapsed().as_millis() as u32);
+                spoke = true;
             }
+        }
+        if spoke {
+            self.close_owed();
         }
         let sent_total = self.frames_pushed.saturating_sub(out.queued() as u64);
         let mut newly = sent_total.saturating_sub(self.frames_sent);
@@ -588,9 +1142,11 @@ impl VoiceAgent {
         audio
     }
 
-    /// True while any agent audio is queued, playing or being synthesized.
+    /// True while any agent audio is queued, playing or being synthesized
+    /// (a held preemptive reply is not speaking).
     fn agent_speaking(&self, out: &dyn AudioOut) -> bool {
-        out.queued() > 0 || !self.pending.is_empty()
+        out.queued() > 0
+            || self.pending.iter().any(|p| self.replies.iter().any(|r| r.ctx == p.ctx && !r.held))
     }
 
     /// Pauses the agent's audio: the caller is talking over it.
@@ -598,7 +1154,12 @@ impl VoiceAgent {
         // Everything sent so far is accounted for; what remains is unsent.
         let sent = self.account(out);
         self.unreported.extend(sent);
-        let ctx = self.ledger.front().map(|(c, _)| *c).or(self.replies.front().map(|r| r.ctx)).unwrap_or(0);
+        let ctx = self
+            .ledger
+            .front()
+            .map(|(c, _)| *c)
+            .or(self.replies.iter().find(|r| !r.held).map(|r| r.ctx))
+            .unwrap_or(0);
         let frames = out.pause();
         self.frames_pushed = self.frames_pushed.saturating_sub(frames.len() as u64);
         let audio: VecDeque<Vec<i16>> = self.sent_audio.drain(..).collect();
@@ -609,54 +1170,20 @@ impl VoiceAgent {
         self.silence_at = None;
     }
 
-    /// A final transcript of the caller's turn.
-    async fn on_final(&mut self, text: String, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
-        self.awaiting_final = self.awaiting_final.saturating_sub(1);
-        let words = text.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).count();
-        if words == 0 {
-            tracing::debug!(transcript = %text, "no words in the caller's turn: ignored");
-            // Noise or a cough: never answer it. A false interruption resumes.
-            if let Some((frames, audio)) = self.paused.take() {
-                tracing::info!("false interruption: agent resumes");
-                self.frames_pushed += frames.len() as u64;
-                out.resume(frames);
-                let mut audio = audio;
-                audio.extend(self.sent_audio.drain(..));
-                self.sent_audio = audio;
-            }
-            self.interrupted = None;
-            return Vec::new();
-        }
-        let stt_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
-        let mut actions = self.drop_interrupted(now_ms);
-        tracing::info!(transcript = %text, "caller said");
-        actions.push(self.caller_turn(&text, now_ms));
-        let mut latency = TurnLatency { stt_ms, ..Default::default() };
-        if let Some(b) = self.llm.as_mut() {
-            let outs = b.on_caller_turn(&text).await;
-            latency.agent_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
-            self.llm_latency = Some(latency);
-            actions.extend(self.apply_llm(outs).await);
-            return actions;
-        }
-        let replies = self.agent.as_mut().map(|a| a.on_user_turn(&text)).unwrap_or_default();
-        latency.agent_ms = self.eos.map(|e| e.elapsed().as_millis() as u32);
-        actions.extend(self.apply(replies, Some(latency)).await);
-        actions
-    }
-
     /// A DTMF key from the caller: stops the agent at once if it is
     /// speaking (a key press is never a false interruption), is recorded as
     /// a caller turn `[DTMF 9]`, and goes to the agent.
     pub async fn on_dtmf(&mut self, digit: char, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
+        self.discard_preempt();
+        self.last_turn = None;
         if self.interrupted.is_none() && self.agent_speaking(out) {
             self.barge_in(out);
         }
-        let mut actions = self.drop_interrupted(now_ms);
+        let mut actions = self.flush_caller();
+        actions.extend(self.drop_interrupted(now_ms));
         tracing::info!(%digit, "caller pressed a key");
         self.silence_at = None;
-        self.turn_start_ms = now_ms;
-        actions.push(self.caller_turn(&format!("[DTMF {digit}]"), now_ms));
+        actions.push(self.caller_turn(&format!("[DTMF {digit}]"), now_ms, now_ms));
         if let Some(b) = self.llm.as_mut() {
             let outs = b.on_caller_turn(&format!("(The caller pressed {digit} on the keypad.)")).await;
             actions.extend(self.apply_llm(outs).await);
@@ -678,15 +1205,18 @@ impl VoiceAgent {
         self.pending.clear();
         let replies: Vec<Reply> = self.replies.drain(..).collect();
         let mut heard_text = String::new();
-        for r in replies {
+        for r in replies.iter().filter(|r| !r.held) {
             let total: usize = r.sentences.iter().map(|(_, f)| f).sum();
             let unsent: usize = self.ledger.iter().filter(|(c, _)| *c == r.ctx).map(|(_, f)| f).sum();
             let heard = if r.ctx >= ctx { Some(total.saturating_sub(unsent)) } else { None };
-            let turn = self.agent_turn(&r, heard, now_ms);
-            if let VoiceAction::Turn(t) = &turn {
-                heard_text = t.text.clone();
+            for turn in self.agent_turn(r, heard, now_ms) {
+                if let VoiceAction::Turn(t) = &turn
+                    && t.speaker == "agent"
+                {
+                    heard_text = t.text.clone();
+                }
+                actions.push(turn);
             }
-            actions.push(turn);
         }
         if let Some(b) = self.llm.as_mut() {
             b.interrupted(&heard_text);
@@ -707,42 +1237,49 @@ impl VoiceAgent {
                 AgentAction::Say(text) => {
                     let ctx = self.next_ctx;
                     self.next_ctx += 1;
-                    self.say(ctx, &text, latency.take().unwrap_or_default()).await;
+                    self.say(ctx, &text, latency.take().unwrap_or_default(), false).await;
                 }
                 AgentAction::Hangup { reason } => self.after_playout = Some(VoiceAction::Hangup(reason)),
                 AgentAction::Transfer(t) => self.after_playout = Some(VoiceAction::Transfer(t)),
             }
         }
-        if self.replies.is_empty() && self.pending.is_empty()
-            && let Some(a) = self.after_playout.take() {
-                out.push(a);
-            }
+        if self.replies.is_empty()
+            && self.pending.is_empty()
+            && let Some(a) = self.after_playout.take()
+        {
+            out.push(a);
+        }
         out
     }
 
-    /// Starts synthesizing every sentence of `text` as reply `ctx`.
-    async fn say(&mut self, ctx: u64, text: &str, latency: TurnLatency) {
+    /// Starts synthesizing every sentence of `text` as reply `ctx`; a
+    /// `held` reply is not played until committed.
+    async fn say(&mut self, ctx: u64, text: &str, latency: TurnLatency, held: bool) {
         let mut agg = SentenceAggregator::new();
         let mut sentences = agg.push(text);
         sentences.extend(agg.flush());
         let sentences: Vec<String> = sentences.into_iter().filter(|s| !s.trim().is_empty()).collect();
-        tracing::info!(ctx, reply = %text, "agent says");
+        tracing::info!(ctx, reply = %text, held, "agent says");
         self.replies.push_back(Reply {
             ctx,
             open: false,
+            held,
+            held_pcm: Vec::new(),
             sentences: Vec::new(),
             start_ms: None,
             latency,
             eos: self.eos,
             first_sent: false,
+            first_sent_at: None,
             first_frame: None,
         });
         for s in sentences {
             self.synthesize(ctx, s).await;
         }
-        self.silence_at = None;
+        if !held {
+            self.silence_at = None;
+        }
     }
-
     /// Starts synthesizing one sentence of reply `ctx`.
     async fn synthesize(&mut self, ctx: u64, sentence: String) {
         match self.tts.synthesize(&sentence).await {
@@ -772,11 +1309,14 @@ impl VoiceAgent {
                             self.replies.push_back(Reply {
                                 ctx: c,
                                 open: true,
+                                held: false,
+                                held_pcm: Vec::new(),
                                 sentences: Vec::new(),
                                 start_ms: None,
                                 latency: self.llm_latency.take().unwrap_or_default(),
                                 eos: self.eos,
                                 first_sent: false,
+                                first_sent_at: None,
                                 first_frame: None,
                             });
                             c
@@ -808,7 +1348,8 @@ impl VoiceAgent {
         actions
     }
 
-    /// Queues synthesized audio of reply `ctx` (dropped when stale).
+    /// Queues synthesized audio of reply `ctx` (dropped when stale; kept
+    /// aside while the reply is held).
     fn queue_audio(&mut self, ctx: u64, audio: &TtsAudio, out: &mut dyn AudioOut, now_ms: i64) {
         if self.interrupted.is_some_and(|i| ctx >= i) || !self.replies.iter().any(|r| r.ctx == ctx) {
             tracing::debug!(ctx, "stale TTS audio dropped");
@@ -826,8 +1367,17 @@ impl VoiceAgent {
             }
         };
         let text = self.pending.front().map(|p| p.text.clone()).unwrap_or_default();
+        if let Some(r) = self.replies.iter_mut().find(|r| r.ctx == ctx && r.held) {
+            r.held_pcm.push((text, pcm));
+            return;
+        }
+        self.play_pcm(ctx, text, &pcm, out, now_ms);
+    }
+
+    /// Queues 16 kHz audio of sentence `text` of reply `ctx` on the wire.
+    fn play_pcm(&mut self, ctx: u64, text: String, pcm: &[i16], out: &mut dyn AudioOut, now_ms: i64) {
         let first_frame = self.frames_pushed;
-        let frames = out.play(&pcm);
+        let frames = out.play(pcm);
         self.frames_pushed += frames as u64;
         for chunk in pcm.chunks(self.frame_16k.max(1)) {
             let mut f = chunk.to_vec();
@@ -857,8 +1407,14 @@ impl VoiceAgent {
     /// STT failed: say a short fallback and keep going.
     async fn stt_failed(&mut self, e: ProviderError, _out: &mut dyn AudioOut) -> Vec<VoiceAction> {
         tracing::warn!(error = %e, "speech recognition failed");
-        self.awaiting_final = 0;
-        self.in_turn = false;
+        self.segments_pending = 0;
+        self.streaming = false;
+        self.speech_at = None;
+        self.turn_text.clear();
+        self.over_agent = false;
+        self.continuing = None;
+        self.endpointer.reset();
+        self.discard_preempt();
         self.failures += 1;
         let mut actions = vec![VoiceAction::Error(format!("stt: {e}; spoke fallback"))];
         if self.failures > 3 {
@@ -870,7 +1426,7 @@ impl VoiceAgent {
         }
         let ctx = self.next_ctx;
         self.next_ctx += 1;
-        self.say(ctx, STT_FALLBACK, TurnLatency::default()).await;
+        self.say(ctx, STT_FALLBACK, TurnLatency::default(), false).await;
         actions
     }
 
@@ -899,8 +1455,10 @@ impl VoiceAgent {
         actions
     }
 
-    /// A transcript row for an agent reply; `heard` frames when interrupted.
-    fn agent_turn(&mut self, r: &Reply, heard: Option<usize>, now_ms: i64) -> VoiceAction {
+    /// Transcript rows for an agent reply (after the caller row still held
+    /// back, if any); `heard` frames when interrupted.
+    fn agent_turn(&mut self, r: &Reply, heard: Option<usize>, now_ms: i64) -> Vec<VoiceAction> {
+        let mut actions = self.flush_caller();
         let full: Vec<&str> = r.sentences.iter().map(|(t, _)| t.as_str()).collect();
         let text = match heard {
             None => full.join(" "),
@@ -925,7 +1483,9 @@ impl VoiceAgent {
         let m = &self.svc.metrics;
         for (stage, v) in [
             ("stt", r.latency.stt_ms),
+            ("decision", r.latency.decision_ms),
             ("agent", r.latency.agent_ms),
+            ("llm_first_token", r.latency.llm_first_token_ms),
             ("tts", r.latency.tts_ms),
             ("first_packet", r.latency.first_packet_ms),
         ] {
@@ -944,17 +1504,19 @@ impl VoiceAgent {
             latency: Some(r.latency),
         };
         self.seq += 1;
-        VoiceAction::Turn(rec)
+        actions.push(VoiceAction::Turn(rec));
+        actions
     }
 
-    fn caller_turn(&mut self, text: &str, now_ms: i64) -> VoiceAction {
+    /// A transcript row for the caller.
+    fn caller_turn(&mut self, text: &str, start_ms: i64, end_ms: i64) -> VoiceAction {
         let rec = TurnRecord {
             call_id: self.call_id,
             seq: self.seq,
             speaker: "caller".into(),
             text: text.to_string(),
-            start_ms: self.turn_start_ms,
-            end_ms: now_ms,
+            start_ms,
+            end_ms,
             interrupted: false,
             latency: None,
         };
@@ -966,6 +1528,18 @@ impl VoiceAgent {
     pub fn slots(&self) -> &BTreeMap<String, String> {
         static NONE: BTreeMap<String, String> = BTreeMap::new();
         self.agent.as_ref().map_or(&NONE, FlowAgent::slots)
+    }
+}
+
+/// Waits for the end-of-turn model's answer; pending forever when none is
+/// running. Cancel-safe (the task handle stays in place until it is done).
+async fn join_model(job: &mut Option<(u64, tokio::task::JoinHandle<Result<f32, String>>)>) -> (u64, Result<f32, String>) {
+    match job {
+        Some((id, h)) => {
+            let res = h.await.unwrap_or_else(|e| Err(format!("model task failed: {e}")));
+            (*id, res)
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -1139,6 +1713,7 @@ mod tests {
         let tts = Arc::new(FakeTts { fail: tts_fail, said: Mutex::new(Vec::new()) });
         let svc = Arc::new(VoiceServices {
             vad,
+            turn_model: None,
             stt: Arc::new(FakeStt { fail: stt_fail, text: "what are your opening hours".into() }),
             tts: tts.clone(),
             agents,

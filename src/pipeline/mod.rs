@@ -2,6 +2,7 @@
 //! (320 samples).
 pub mod aggregator;
 pub mod amd;
+pub mod endpointing;
 pub mod frame;
 pub mod mixer;
 pub mod processor;

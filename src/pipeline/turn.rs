@@ -32,7 +32,11 @@
 use std::cmp::Ordering;
 use std::time::Duration;
 
-/// Thresholds; defaults follow LiveKit/Pipecat practice.
+/// Turn-taking settings of a voice agent (`applications.NAME.turn`):
+/// the VAD thresholds this detector uses, and the end-of-turn policy and
+/// interruption settings the voice agent applies on top of it
+/// ([`crate::pipeline::endpointing`]). Defaults follow LiveKit/Pipecat
+/// practice.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TurnConfig {
@@ -42,13 +46,70 @@ pub struct TurnConfig {
     pub stop_threshold: f32,
     /// Speech needed to start a turn, ms (200).
     pub min_speech_ms: u64,
-    /// Silence needed to end a turn, ms (500).
+    /// Silence needed to end a turn, ms (500): this detector's rule, and the
+    /// voice agent's silence rule (detector `vad`, or when the model fails).
     pub min_silence_ms: u64,
+    /// What ends the caller's turn: `smart-turn` (the end-of-turn model,
+    /// default) or `vad` (silence alone, `min_silence_ms`).
+    pub detector: crate::pipeline::endpointing::Detector,
+    /// Silence after which the model and STT are first asked, ms (200).
+    pub pause_ms: u64,
+    /// The turn ends after this much silence whatever the model says, ms (2000).
+    pub max_silence_ms: u64,
+    /// Model probability at or above which the turn is complete (0.5).
+    pub eot_threshold: f32,
+    /// Start the agent's reply on the transcript as soon as the caller
+    /// pauses; play it only once the turn is confirmed (true).
+    pub preemptive: bool,
+    /// Caller speech starting this soon after the agent's reply began to
+    /// play (or before it did) continues the caller's last turn, ms (1500).
+    pub continuation_ms: u64,
+    /// Acknowledgements that do not interrupt the agent (compared as words);
+    /// absent: [`crate::pipeline::endpointing::DEFAULT_BACKCHANNELS`].
+    pub backchannels: Option<Vec<String>>,
+    /// Words other than backchannels needed to interrupt the agent (1).
+    pub min_interruption_words: usize,
 }
 
 impl Default for TurnConfig {
     fn default() -> Self {
-        TurnConfig { start_threshold: 0.5, stop_threshold: 0.35, min_speech_ms: 200, min_silence_ms: 500 }
+        TurnConfig {
+            start_threshold: 0.5,
+            stop_threshold: 0.35,
+            min_speech_ms: 200,
+            min_silence_ms: 500,
+            detector: crate::pipeline::endpointing::Detector::SmartTurn,
+            pause_ms: 200,
+            max_silence_ms: 2000,
+            eot_threshold: 0.5,
+            preemptive: true,
+            continuation_ms: 1500,
+            backchannels: None,
+            min_interruption_words: 1,
+        }
+    }
+}
+
+impl TurnConfig {
+    /// The end-of-turn policy's settings.
+    pub fn endpointing(&self) -> crate::pipeline::endpointing::EndpointingConfig {
+        crate::pipeline::endpointing::EndpointingConfig {
+            detector: self.detector,
+            pause_ms: self.pause_ms.min(self.min_silence_ms),
+            reask_ms: 400,
+            silence_ms: self.min_silence_ms,
+            max_silence_ms: self.max_silence_ms.max(self.min_silence_ms),
+            threshold: self.eot_threshold,
+        }
+    }
+
+    /// The backchannel filter.
+    pub fn interruption_filter(&self) -> crate::pipeline::endpointing::InterruptionFilter {
+        use crate::pipeline::endpointing::{DEFAULT_BACKCHANNELS, InterruptionFilter};
+        match &self.backchannels {
+            Some(list) => InterruptionFilter::new(list, self.min_interruption_words),
+            None => InterruptionFilter::new(DEFAULT_BACKCHANNELS, self.min_interruption_words),
+        }
     }
 }
 
@@ -323,6 +384,7 @@ mod tests {
             stop_threshold: 0.9, // above start: clamped to 0.2
             min_speech_ms: 0,
             min_silence_ms: 0,
+            ..TurnConfig::default()
         });
         assert_eq!(det.config().stop_threshold, 0.2);
         assert_eq!(det.push(f32::NAN, W), None);

@@ -829,7 +829,7 @@ impl LlmProvider for FallbackLlm {
 /// A sentence ends at `.`, `!`, `?` or `…` (plus closing quotes/brackets)
 /// followed by whitespace, or at a line break; not after a decimal point
 /// (`3.5`), a common abbreviation (`Dr.`, `e.g.`) or a single initial (`J.`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SentenceChunker {
     /// Text not yet returned.
     pending: String,

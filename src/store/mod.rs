@@ -93,6 +93,10 @@ pub struct CallRecord {
     pub sip_transport: Option<String>,
     /// Twilio's CallSid (`CA…`) of a call that came through Twilio.
     pub twilio_call_sid: Option<String>,
+    /// Voice-agent calls: the longest dead air, ms: silence on the open line
+    /// while the agent owed the caller an answer (from the end of the
+    /// caller's speech to the agent's first audio on the wire).
+    pub longest_dead_air_ms: Option<u64>,
     /// RTP packets received.
     pub rtp_packets_in: Option<u64>,
     /// RTP packets sent.
@@ -120,14 +124,14 @@ enum Backend {
     Postgres,
 }
 
-/// The columns, in the order of [`bind_all`] (`$1` … `$25`). A macro so
+/// The columns, in the order of [`bind_all`] (`$1` … `$26`). A macro so
 /// the SQL below stays `&'static str` (sqlx audits dynamic SQL).
 macro_rules! columns {
     () => {
         "id, sip_call_id, direction, from_uri, to_uri, did, remote_addr, app, codec, state, \
          invited_at, answered_at, ended_at, end_reason, sip_status, dtmf, recording_path, \
          transport, rtp_packets_in, rtp_packets_out, rtp_lost, jitter_ms, errors, \
-         sip_transport, twilio_call_sid"
+         sip_transport, twilio_call_sid, longest_dead_air_ms"
     };
 }
 
@@ -135,7 +139,7 @@ const INSERT_CALL: &str = concat!(
     "INSERT INTO calls (",
     columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-     $18, $19, $20, $21, $22, $23, $24, $25)"
+     $18, $19, $20, $21, $22, $23, $24, $25, $26)"
 );
 
 const UPDATE_CALL: &str = "UPDATE calls SET sip_call_id = $2, direction = $3, from_uri = $4, \
@@ -143,7 +147,7 @@ const UPDATE_CALL: &str = "UPDATE calls SET sip_call_id = $2, direction = $3, fr
      invited_at = $11, answered_at = $12, ended_at = $13, end_reason = $14, sip_status = $15, \
      dtmf = $16, recording_path = $17, transport = $18, rtp_packets_in = $19, \
      rtp_packets_out = $20, rtp_lost = $21, jitter_ms = $22, errors = $23, \
-     sip_transport = $24, twilio_call_sid = $25 WHERE id = $1";
+     sip_transport = $24, twilio_call_sid = $25, longest_dead_air_ms = $26 WHERE id = $1";
 
 const GET_CALL: &str = concat!("SELECT ", columns!(), " FROM calls WHERE id = $1");
 
@@ -178,15 +182,17 @@ const CREATE_CALLS: &str = "CREATE TABLE IF NOT EXISTS calls (
     jitter_ms DOUBLE PRECISION,
     errors TEXT,
     sip_transport TEXT,
-    twilio_call_sid TEXT
+    twilio_call_sid TEXT,
+    longest_dead_air_ms BIGINT
 )";
 
 /// Columns added after the first schema: `ALTER TABLE … ADD COLUMN` for a
 /// database created before them (an "already exists" error is expected on
 /// every other start and ignored).
-const ADDED_COLUMNS: [&str; 2] = [
+const ADDED_COLUMNS: [&str; 3] = [
     "ALTER TABLE calls ADD COLUMN sip_transport TEXT",
     "ALTER TABLE calls ADD COLUMN twilio_call_sid TEXT",
+    "ALTER TABLE calls ADD COLUMN longest_dead_air_ms BIGINT",
 ];
 
 const CREATE_INDEX: &str = "CREATE INDEX IF NOT EXISTS calls_invited_at ON calls (invited_at)";
@@ -370,6 +376,7 @@ fn bind_all<'q>(q: AnyQuery<'q>, rec: &CallRecord) -> AnyQuery<'q> {
         .bind(serde_json::to_string(&rec.errors).unwrap_or_else(|_| "[]".into()))
         .bind(rec.sip_transport.clone())
         .bind(rec.twilio_call_sid.clone())
+        .bind(count(rec.longest_dead_air_ms))
 }
 
 /// One row of `SELECT columns!()` back into a record.
@@ -413,6 +420,7 @@ fn decode(r: &AnyRow) -> Result<CallRecord, StoreError> {
             .unwrap_or_default(),
         sip_transport: r.try_get("sip_transport")?,
         twilio_call_sid: r.try_get("twilio_call_sid")?,
+        longest_dead_air_ms: count("longest_dead_air_ms")?,
     })
 }
 
@@ -477,6 +485,7 @@ mod tests {
         rec.rtp_packets_out = Some(351);
         rec.rtp_lost = Some(u64::MAX); // saturates to i64::MAX in storage
         rec.jitter_ms = Some(3.25);
+        rec.longest_dead_air_ms = Some(640);
         store.update_call(&rec).await.unwrap();
         let got = store.get_call(rec.id).await.unwrap().unwrap();
         assert_eq!(got.rtp_lost, Some(i64::MAX as u64));

@@ -6,13 +6,26 @@ use crate::ids::CallId;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-/// Where one agent reply's time went, ms. Each stage is measured from the
-/// end of the caller's speech (the turn detector's decision), so the values
-/// grow: STT final → agent decided → first TTS audio → first RTP packet.
+/// Where one agent reply's time went, ms: the latency waterfall. Each
+/// stage is measured from the end of the caller's speech (the end of the
+/// last speech window before the silence that ended the turn), so the
+/// values grow: STT final → end-of-turn decision → agent decided (LLM: first
+/// token) → first TTS audio → first RTP packet. With a preemptive reply the
+/// agent and TTS may come before the decision.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct TurnLatency {
     /// End of speech → final transcript.
     pub stt_ms: Option<u32>,
+    /// End of speech → end-of-turn decision (model, silence rule or max
+    /// silence; see `pipeline::endpointing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_ms: Option<u32>,
+    /// End of speech → the LLM's first streamed token (LLM agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_first_token_ms: Option<u32>,
+    /// The reply was prepared before the end of the turn was confirmed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preemptive: bool,
     /// End of speech → agent reply text.
     pub agent_ms: Option<u32>,
     /// End of speech → first synthesized audio.
@@ -117,7 +130,14 @@ mod tests {
             start_ms: 1200,
             end_ms: 2900,
             interrupted: true,
-            latency: Some(TurnLatency { stt_ms: Some(120), agent_ms: Some(121), tts_ms: Some(300), first_packet_ms: Some(310) }),
+            latency: Some(TurnLatency {
+                stt_ms: Some(120),
+                decision_ms: Some(90),
+                agent_ms: Some(121),
+                tts_ms: Some(300),
+                first_packet_ms: Some(310),
+                ..Default::default()
+            }),
         };
         let caller = TurnRecord { seq: 0, speaker: "caller".into(), text: "hi".into(), interrupted: false, latency: None, ..agent.clone() };
         store.insert_turn(&agent).await.unwrap();
