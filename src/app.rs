@@ -211,10 +211,12 @@ async fn load_voice(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<cr
         let stt = moonshine::Moonshine::load(&paths.moonshine_encoder, &paths.moonshine_decoder, &paths.moonshine_tokenizer)
             .map_err(|e| anyhow::anyhow!("Moonshine STT: {e}"))?;
         let voice = piper::Piper::load(&paths.piper_model, &paths.piper_config).map_err(|e| anyhow::anyhow!("Piper TTS: {e}"))?;
-        Ok((vad, stt, voice))
+        let turn = crate::providers::local::smart_turn::SmartTurn::load(&paths.smart_turn)
+            .map_err(|e| anyhow::anyhow!("smart-turn end-of-turn model: {e}"))?;
+        Ok((vad, stt, voice, turn))
     })
     .await??;
-    let (vad, stt, voice) = loaded;
+    let (vad, stt, voice, turn) = loaded;
     let graph = crate::agent::graph::load_graph(&config.resolve(&config.agents_dir), &config.entry_agents())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let agents = graph.flow_agents().clone();
@@ -227,7 +229,7 @@ async fn load_voice(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<cr
     );
     Ok(Arc::new(crate::call::voice::VoiceServices {
         vad,
-        turn_model: None,
+        turn_model: Some(turn),
         stt: Arc::new(moonshine::MoonshineStt { model: stt }),
         tts: Arc::new(piper::PiperTts { voice }),
         agents,

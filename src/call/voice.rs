@@ -89,6 +89,13 @@ pub struct VoiceServices {
     /// Metrics (turn latency histograms).
     pub metrics: Metrics,
 }
+/// smart-turn v3.2 as the voice agent's end-of-turn model.
+impl EndOfTurnModel for crate::providers::local::smart_turn::SmartTurn {
+    fn predict(&self, pcm16k: &[i16]) -> Result<f32, String> {
+        crate::providers::local::smart_turn::SmartTurn::predict(self, pcm16k).map_err(|e| e.to_string())
+    }
+}
+
 /// Per-application settings of a voice agent.
 #[derive(Debug, Clone)]
 pub struct VoiceConfig {
@@ -224,8 +231,6 @@ struct Reply {
     eos: Option<Instant>,
     /// First RTP frame of this reply already sent.
     first_sent: bool,
-    /// When its first frame went on the wire.
-    first_sent_at: Option<Instant>,
     /// Index (in frames pushed) of its first frame, once queued.
     first_frame: Option<u64>,
 }
@@ -848,9 +853,11 @@ impl VoiceAgent {
     /// is still to come, or began playing less than `continuation_ms` ago.
     fn continuation_possible(&self) -> bool {
         let Some(last) = &self.last_turn else { return false };
-        let window = Duration::from_millis(self.cfg.turn.continuation_ms);
-        if let Some(r) = self.replies.iter().find(|r| r.ctx >= last.first_ctx) {
-            return r.first_sent_at.is_none_or(|t| t.elapsed() < window);
+        if let Some(r) = self.replies.iter().find(|r| r.ctx >= last.first_ctx && !r.held) {
+            // Heard so far, on the media clock: frames sent since its first.
+            let Some(first) = r.first_frame else { return true };
+            let heard_ms = self.frames_sent.saturating_sub(first) * (self.frame_16k as u64 * 1000 / RATE as u64);
+            return heard_ms < self.cfg.turn.continuation_ms;
         }
         self.pending.iter().any(|p| p.ctx >= last.first_ctx)
     }
@@ -1113,7 +1120,6 @@ impl VoiceAgent {
         for r in self.replies.iter_mut().filter(|r| !r.first_sent) {
             if r.first_frame.is_some_and(|f| on_wire > f) {
                 r.first_sent = true;
-                r.first_sent_at = Some(Instant::now());
                 r.latency.first_packet_ms = r.eos.map(|e| e.elapsed().as_millis() as u32);
                 spoke = true;
             }
@@ -1270,7 +1276,6 @@ impl VoiceAgent {
             latency,
             eos: self.eos,
             first_sent: false,
-            first_sent_at: None,
             first_frame: None,
         });
         for s in sentences {
@@ -1316,7 +1321,6 @@ impl VoiceAgent {
                                 latency: self.llm_latency.take().unwrap_or_default(),
                                 eos: self.eos,
                                 first_sent: false,
-                                first_sent_at: None,
                                 first_frame: None,
                             });
                             c
@@ -1613,14 +1617,19 @@ mod tests {
     use async_trait::async_trait;
     use std::sync::Mutex;
 
-    /// STT whose every utterance fails (or yields `text`).
+    /// STT whose every utterance fails, or yields the next line of
+    /// `script` (then `text`); `ended` counts utterances ended.
     struct FakeStt {
         fail: bool,
         text: String,
+        script: Arc<Mutex<VecDeque<String>>>,
+        ended: Arc<std::sync::atomic::AtomicUsize>,
     }
     struct FakeStream {
         fail: bool,
         text: String,
+        script: Arc<Mutex<VecDeque<String>>>,
+        ended: Arc<std::sync::atomic::AtomicUsize>,
         tx: mpsc::Sender<Result<SttEvent, ProviderError>>,
         rx: mpsc::Receiver<Result<SttEvent, ProviderError>>,
     }
@@ -1631,7 +1640,14 @@ mod tests {
         }
         async fn open(&self) -> Result<Box<dyn SttStream>, ProviderError> {
             let (tx, rx) = mpsc::channel(8);
-            Ok(Box::new(FakeStream { fail: self.fail, text: self.text.clone(), tx, rx }))
+            Ok(Box::new(FakeStream {
+                fail: self.fail,
+                text: self.text.clone(),
+                script: self.script.clone(),
+                ended: self.ended.clone(),
+                tx,
+                rx,
+            }))
         }
     }
     #[async_trait]
@@ -1640,10 +1656,12 @@ mod tests {
             Ok(())
         }
         async fn end_utterance(&mut self) -> Result<(), ProviderError> {
+            self.ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let ev = if self.fail {
                 Err(ProviderError::Retryable("recognizer unavailable".into()))
             } else {
-                Ok(SttEvent::Final(Transcript { text: self.text.clone(), start_ms: 0, end_ms: 0, confidence: None }))
+                let text = self.script.lock().unwrap().pop_front().unwrap_or_else(|| self.text.clone());
+                Ok(SttEvent::Final(Transcript { text, start_ms: 0, end_ms: 0, confidence: None }))
             };
             let _ = self.tx.send(ev).await;
             Ok(())
@@ -1672,10 +1690,27 @@ mod tests {
             let item = if self.fail {
                 Err(ProviderError::Fatal("voice broken".into()))
             } else {
-                Ok(TtsAudio { pcm: vec![1000; 3200], sample_rate: 16_000 })
+                // 2 s per sentence: long enough to talk over.
+                Ok(TtsAudio { pcm: vec![1000; 32_000], sample_rate: 16_000 })
             };
             let _ = tx.try_send(item);
             Ok(rx)
+        }
+    }
+
+    /// An end-of-turn model that says complete once STT has ended
+    /// `complete_at` utterances (the n-th pause is the real end).
+    struct FakeModel {
+        ended: Arc<std::sync::atomic::AtomicUsize>,
+        complete_at: usize,
+        asked: std::sync::atomic::AtomicUsize,
+    }
+    impl EndOfTurnModel for FakeModel {
+        fn predict(&self, pcm16k: &[i16]) -> Result<f32, String> {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert!(pcm16k.len() <= MODEL_WINDOW, "at most 8 s of audio");
+            let n = self.ended.load(std::sync::atomic::Ordering::SeqCst);
+            Ok(if n >= self.complete_at { 0.95 } else { 0.02 })
         }
     }
 
@@ -1684,6 +1719,10 @@ mod tests {
     struct Out {
         queued: usize,
         played: Vec<usize>,
+        /// Frames sent in all (one per `feed` frame while queued).
+        sent: usize,
+        /// Times paused.
+        pauses: usize,
     }
     impl AudioOut for Out {
         fn play(&mut self, pcm16k: &[i16]) -> usize {
@@ -1696,6 +1735,7 @@ mod tests {
             self.queued
         }
         fn pause(&mut self) -> Vec<Vec<u8>> {
+            self.pauses += 1;
             let n = std::mem::take(&mut self.queued);
             vec![vec![0xff; 160]; n]
         }
@@ -1705,6 +1745,21 @@ mod tests {
     }
 
     async fn agent(stt_fail: bool, tts_fail: bool, fallback: Option<Vec<i16>>) -> (VoiceAgent, Arc<FakeTts>) {
+        let stt = FakeStt {
+            fail: stt_fail,
+            text: "what are your opening hours".into(),
+            script: Default::default(),
+            ended: Default::default(),
+        };
+        agent_with(stt, None, tts_fail, fallback).await
+    }
+
+    async fn agent_with(
+        stt: FakeStt,
+        model: Option<Arc<dyn EndOfTurnModel>>,
+        tts_fail: bool,
+        fallback: Option<Vec<i16>>,
+    ) -> (VoiceAgent, Arc<FakeTts>) {
         let paths = ModelPaths::in_dir(&ModelPaths::default_dir());
         onnx::init_runtime(&paths.onnxruntime).expect("models (run `skald models fetch`)");
         let vad = SileroVad::load(&paths.silero_vad).unwrap();
@@ -1713,8 +1768,8 @@ mod tests {
         let tts = Arc::new(FakeTts { fail: tts_fail, said: Mutex::new(Vec::new()) });
         let svc = Arc::new(VoiceServices {
             vad,
-            turn_model: None,
-            stt: Arc::new(FakeStt { fail: stt_fail, text: "what are your opening hours".into() }),
+            turn_model: model,
+            stt: Arc::new(stt),
             tts: tts.clone(),
             agents,
             llm_agents: Default::default(),
@@ -1793,7 +1848,8 @@ mod tests {
         drain(&mut v, &mut out).await;
         out.queued = 0; // the greeting has been heard
         speak(&mut v, &mut out).await;
-        let actions = drain(&mut v, &mut out).await;
+        let mut actions = drain(&mut v, &mut out).await;
+        actions.extend(v.finish());
         let caller = actions.iter().find_map(|a| match a {
             VoiceAction::Turn(t) if t.speaker == "caller" => Some(t.text.clone()),
             _ => None,
@@ -1801,5 +1857,189 @@ mod tests {
         assert_eq!(caller.as_deref(), Some("what are your opening hours"));
         let said = tts.said.lock().unwrap().join(" ").to_lowercase();
         assert!(said.contains("monday") || said.contains("open"), "the agent answered the hours: {said}");
+    }
+
+    /// Real speech of LibriVox recording `id` (16 kHz), the first `ms`.
+    fn librivox(id: &str, ms: usize) -> Vec<i16> {
+        let path = format!("/usr/share/pocketsphinx/test/data/librivox/{id}.wav");
+        let (pcm, _) = crate::pipeline::wav::read_wav_mono(std::path::Path::new(&path)).expect("pocketsphinx-testdata");
+        pcm[..(ms * 16).min(pcm.len())].to_vec()
+    }
+
+    /// Feeds `pcm` frame by frame as a call would: after each frame the
+    /// events that are ready are handled, one queued agent frame is "sent",
+    /// and the playout is accounted. `t_ms` is the call clock (advanced).
+    async fn feed(v: &mut VoiceAgent, out: &mut Out, pcm: &[i16], t_ms: &mut i64) -> Vec<VoiceAction> {
+        let mut actions = Vec::new();
+        for frame in pcm.chunks(320) {
+            let mut f = frame.to_vec();
+            f.resize(320, 0);
+            actions.extend(v.on_audio(&f, out, *t_ms).await);
+            while let Ok(ev) = tokio::time::timeout(Duration::from_millis(3), v.next_event()).await {
+                if matches!(ev, VoiceEvent::Silence) {
+                    break;
+                }
+                actions.extend(v.on_event(ev, out, *t_ms).await);
+            }
+            if out.queued > 0 {
+                out.queued -= 1;
+                out.sent += 1;
+            }
+            actions.extend(v.on_tick(out, *t_ms).1);
+            *t_ms += 20;
+        }
+        actions
+    }
+
+    fn silence(ms: usize) -> Vec<i16> {
+        vec![0; ms * 16]
+    }
+
+    fn rows(actions: &[VoiceAction], speaker: &str) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                VoiceAction::Turn(t) if t.speaker == speaker => Some(t.text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn script(lines: &[&str]) -> (FakeStt, Arc<std::sync::atomic::AtomicUsize>) {
+        let ended: Arc<std::sync::atomic::AtomicUsize> = Default::default();
+        let stt = FakeStt {
+            fail: false,
+            text: String::new(),
+            script: Arc::new(Mutex::new(lines.iter().map(|l| l.to_string()).collect())),
+            ended: ended.clone(),
+        };
+        (stt, ended)
+    }
+
+    const A: &str = "sense_and_sensibility_01_austen_64kb-0880";
+    const B: &str = "sense_and_sensibility_01_austen_64kb-0890";
+
+    #[tokio::test]
+    async fn a_sentence_said_in_three_phrases_is_one_turn_and_one_reply() {
+        let (stt, ended) = script(&["I would like to book", "a cleaning", "next Tuesday please."]);
+        let model = Arc::new(FakeModel { ended: ended.clone(), complete_at: 3, asked: Default::default() });
+        let (mut v, tts) = agent_with(stt, Some(model.clone()), false, None).await;
+        let mut out = Out::default();
+        let mut t = 0;
+        v.begin().await;
+        let mut actions = feed(&mut v, &mut out, &silence(3000), &mut t).await;
+        let greeting = tts.said.lock().unwrap().len();
+        for (i, ms) in [(0, 1200), (1, 1000), (2, 900)] {
+            actions.extend(feed(&mut v, &mut out, &librivox(if i == 1 { B } else { A }, ms), &mut t).await);
+            let pause = [1200, 1400, 0][i];
+            actions.extend(feed(&mut v, &mut out, &silence(pause), &mut t).await);
+        }
+        actions.extend(feed(&mut v, &mut out, &silence(8000), &mut t).await);
+        actions.extend(v.finish());
+        let caller = rows(&actions, "caller");
+        assert_eq!(caller, vec!["I would like to book a cleaning next Tuesday please.".to_string()], "{actions:?}");
+        let said = tts.said.lock().unwrap()[greeting..].to_vec();
+        assert!(!said.is_empty(), "the agent answered");
+        assert!(
+            !said.iter().any(|s| s.contains("didn't catch") || s.contains("sorry")),
+            "no reply to a fragment: {said:?}"
+        );
+        assert!(model.asked.load(std::sync::atomic::Ordering::SeqCst) >= 3, "the model decided");
+        assert_eq!(rows(&actions, "agent").len(), 2, "greeting + one reply: {actions:?}");
+    }
+
+    #[tokio::test]
+    async fn with_the_silence_rule_the_same_sentence_is_three_turns() {
+        let (stt, _) = script(&["I would like to book", "a cleaning", "next Tuesday please."]);
+        let (mut v, _tts) = agent_with(stt, None, false, None).await;
+        let mut out = Out::default();
+        let mut t = 0;
+        v.begin().await;
+        let mut actions = feed(&mut v, &mut out, &silence(3000), &mut t).await;
+        for (i, ms) in [(0, 1200), (1, 1000), (2, 900)] {
+            actions.extend(feed(&mut v, &mut out, &librivox(if i == 1 { B } else { A }, ms), &mut t).await);
+            actions.extend(feed(&mut v, &mut out, &silence(1400), &mut t).await);
+        }
+        actions.extend(feed(&mut v, &mut out, &silence(6000), &mut t).await);
+        actions.extend(v.finish());
+        assert!(rows(&actions, "caller").len() >= 2, "the silence rule cuts the sentence: {actions:?}");
+    }
+
+    #[tokio::test]
+    async fn a_backchannel_over_the_agent_does_not_stop_its_reply() {
+        let (stt, ended) = script(&["Uh-huh."]);
+        let model = Arc::new(FakeModel { ended, complete_at: 1, asked: Default::default() });
+        let (mut v, tts) = agent_with(stt, Some(model), false, None).await;
+        let mut out = Out::default();
+        let mut t = 0;
+        v.begin().await;
+        // The greeting is two sentences (4 s here): speak over its start.
+        let mut actions = feed(&mut v, &mut out, &silence(100), &mut t).await;
+        assert!(out.queued > 0, "the greeting plays");
+        let before = tts.said.lock().unwrap().len();
+        actions.extend(feed(&mut v, &mut out, &librivox(A, 600), &mut t).await);
+        actions.extend(feed(&mut v, &mut out, &silence(8000), &mut t).await);
+        actions.extend(v.finish());
+        assert!(rows(&actions, "caller").is_empty(), "no caller turn: {actions:?}");
+        let agent = rows(&actions, "agent");
+        assert!(agent.iter().all(|a| !a.ends_with('…')), "nothing cut: {agent:?}");
+        assert_eq!(tts.said.lock().unwrap().len(), before, "nothing new said");
+        assert_eq!(out.queued, 0, "the whole greeting played");
+        assert_eq!(out.pauses, 1, "the agent paused on speech, then resumed");
+        assert_eq!(out.sent, 2 * 100, "every frame of the two-sentence greeting went out");
+    }
+
+    #[tokio::test]
+    async fn a_closing_line_is_finished_then_the_call_ends() {
+        let (stt, ended) = script(&["blah blah", "blah blah", "blah blah", "wait what"]);
+        let model = Arc::new(FakeModel { ended, complete_at: 1, asked: Default::default() });
+        let (mut v, _tts) = agent_with(stt, Some(model), false, None).await;
+        let mut out = Out::default();
+        let mut t = 0;
+        v.begin().await;
+        let mut actions = feed(&mut v, &mut out, &silence(7000), &mut t).await;
+        for _ in 0..3 {
+            actions.extend(feed(&mut v, &mut out, &librivox(A, 1000), &mut t).await);
+            actions.extend(feed(&mut v, &mut out, &silence(600), &mut t).await);
+            if actions.iter().any(|a| matches!(a, VoiceAction::Hangup(_))) {
+                break;
+            }
+            actions.extend(feed(&mut v, &mut out, &silence(9000), &mut t).await);
+        }
+        // The goodbye plays; 2 s into it the caller talks over it.
+        actions.extend(feed(&mut v, &mut out, &silence(2000), &mut t).await);
+        let pauses = out.pauses;
+        actions.extend(feed(&mut v, &mut out, &librivox(B, 1000), &mut t).await);
+        actions.extend(feed(&mut v, &mut out, &silence(9000), &mut t).await);
+        assert_eq!(out.pauses, pauses, "the goodbye was not paused");
+        let hangup = actions.iter().position(|a| matches!(a, VoiceAction::Hangup(_)));
+        assert!(hangup.is_some(), "the call ends: {actions:?}");
+        let agent = rows(&actions, "agent");
+        let last = agent.last().unwrap();
+        assert!(last.contains("Goodbye") && !last.ends_with('…'), "the goodbye was heard whole: {agent:?}");
+        assert!(v.longest_dead_air_ms() < 2000, "no dead air: {} ms", v.longest_dead_air_ms());
+    }
+
+    #[tokio::test]
+    async fn speech_early_in_the_reply_continues_the_turn_and_is_answered_once() {
+        let (stt, ended) = script(&["I would like to book.", "A cleaning please."]);
+        let model = Arc::new(FakeModel { ended, complete_at: 1, asked: Default::default() });
+        let (mut v, tts) = agent_with(stt, Some(model), false, None).await;
+        let mut out = Out::default();
+        let mut t = 0;
+        v.begin().await;
+        let mut actions = feed(&mut v, &mut out, &silence(3000), &mut t).await;
+        let greeting = tts.said.lock().unwrap().len();
+        actions.extend(feed(&mut v, &mut out, &librivox(A, 1200), &mut t).await);
+        // The turn ends; the reply starts; the caller goes on 500 ms later.
+        actions.extend(feed(&mut v, &mut out, &silence(700), &mut t).await);
+        actions.extend(feed(&mut v, &mut out, &librivox(B, 1000), &mut t).await);
+        actions.extend(feed(&mut v, &mut out, &silence(8000), &mut t).await);
+        actions.extend(v.finish());
+        assert_eq!(rows(&actions, "caller"), vec!["I would like to book. A cleaning please.".to_string()], "{actions:?}");
+        let agent = rows(&actions, "agent");
+        assert_eq!(agent.len(), 2, "greeting + one answer, the dropped reply not stored: {agent:?}");
+        let said = tts.said.lock().unwrap()[greeting..].to_vec();
+        assert!(said.len() >= 2, "a first reply was started, then the whole turn answered: {said:?}");
     }
 }
