@@ -607,6 +607,7 @@ impl VoiceAgent {
             }
             VoiceEvent::Silence => {
                 self.silence_at = None;
+                self.last_turn = None;
                 tracing::info!("caller silent: agent re-prompts");
                 if self.llm.is_some() {
                     let outs = vec![
@@ -1101,6 +1102,11 @@ impl VoiceAgent {
             let r = self.replies.pop_front().expect("front exists");
             actions.extend(self.agent_turn(&r, None, now_ms));
             finished = true;
+        }
+        if self.replies.is_empty() && self.pending.is_empty() && self.llm_latency.is_none() && self.llm_ctx.is_none() {
+            // The answer to the last turn has played out: what follows
+            // (a re-prompt, the caller's next words) is a new exchange.
+            self.last_turn = None;
         }
         if self.replies.is_empty() && self.pending.is_empty() && self.paused.is_none() {
             if let Some(a) = self.after_playout.take() {
