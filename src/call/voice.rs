@@ -1995,6 +1995,33 @@ mod tests {
         assert_eq!(out.sent, 2 * 100, "every frame of the two-sentence greeting went out");
     }
 
+    /// A model whose every inference fails.
+    struct BrokenModel;
+    impl EndOfTurnModel for BrokenModel {
+        fn predict(&self, _pcm16k: &[i16]) -> Result<f32, String> {
+            Err("inference failed: bad tensor".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_model_falls_back_to_the_silence_rule_and_is_recorded() {
+        let (stt, _) = script(&["What are your opening hours?"]);
+        let (mut v, tts) = agent_with(stt, Some(Arc::new(BrokenModel)), false, None).await;
+        let mut out = Out::default();
+        let mut t = 0;
+        v.begin().await;
+        let mut actions = feed(&mut v, &mut out, &silence(5000), &mut t).await;
+        let greeting = tts.said.lock().unwrap().len();
+        actions.extend(feed(&mut v, &mut out, &librivox(A, 1500), &mut t).await);
+        actions.extend(feed(&mut v, &mut out, &silence(6000), &mut t).await);
+        actions.extend(v.finish());
+        let errors: Vec<_> = actions.iter().filter(|a| matches!(a, VoiceAction::Error(e) if e.starts_with("turn model:"))).collect();
+        assert_eq!(errors.len(), 1, "the failure is recorded once: {actions:?}");
+        assert_eq!(rows(&actions, "caller"), vec!["What are your opening hours?".to_string()]);
+        let said = tts.said.lock().unwrap()[greeting..].join(" ");
+        assert!(said.contains("Monday"), "the call went on and the agent answered: {said}");
+    }
+
     #[tokio::test]
     async fn a_closing_line_is_finished_then_the_call_ends() {
         let (stt, ended) = script(&["blah blah", "blah blah", "blah blah", "wait what"]);
