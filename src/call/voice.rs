@@ -699,6 +699,14 @@ impl VoiceAgent {
             self.stt_ms = None;
             self.over_agent = self.agent_speaking(out) || self.paused.is_some();
             self.cont_candidate = self.continuation_possible();
+            if !self.cont_candidate {
+                // The model sees this turn only (as Pipecat's analyzer
+                // does): older audio goes, the pre-roll stays; the window
+                // is zero-padded on the left.
+                let keep = RATE * pre.as_millis() as usize / 1000 + RATE * (self.vad_time.saturating_sub(at).as_millis() as usize) / 1000;
+                let excess = self.model_audio.len().saturating_sub(keep);
+                self.model_audio.drain(..excess);
+            }
         }
         let n = (RATE * pre.as_millis() as usize / 1000).min(self.recent.len());
         let pre_roll: Vec<i16> = self.recent.iter().skip(self.recent.len() - n).copied().collect();
