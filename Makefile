@@ -66,6 +66,14 @@ models-prereqs: deps
 	  || scripts/install-debs.sh python3 python3-pip
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || scripts/install-debs.sh python3-venv
 
+## make smart-turn-reference: pipecat's numpy Whisper features (the reference
+## tests/smart_turn.rs compares against) with a pinned numpy, from PyPI, in
+## target/smart-turn-reference.
+.PHONY: smart-turn-reference
+smart-turn-reference: models-prereqs
+	scripts/smart-turn-reference.sh
+test: smart-turn-reference
+
 ## make twilio-update-webhook NUMBER=+15551234567 [PUBLIC_URL=https://…]: point a Twilio
 ## number's voice webhook and status callback at this server (twilio.public_url
 ## or PUBLIC_URL). Credentials: TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN, or

