@@ -35,7 +35,7 @@ for detector in $DETECTORS; do
     grep -q "preemptive: false" "$cfgdir/skald.yaml" || { echo "cannot turn preemption off" >&2; exit 1; }
   fi
   SKALD_ADMIN_TOKEN=$TOKEN RUST_LOG=warn $BIN serve --config "$cfgdir/skald.yaml" --sip-listen 127.0.0.1:$SIP \
-    --http-listen 127.0.0.1:$HTTP --rtp-ports 30000-31999 --data-dir "$WORK/data-$detector" >"$WORK/skald-$detector.log" 2>&1 &
+    --http-listen 127.0.0.1:$HTTP --rtp-ports 40000-41999 --data-dir "$WORK/data-$detector" >"$WORK/skald-$detector.log" 2>&1 &
   SKALD=$!
   for _ in $(seq 300); do curl -fs "http://127.0.0.1:$HTTP/health/ready" >/dev/null 2>&1 && break; sleep 0.1; done
   for n in $CALLS_LIST; do
