@@ -21,7 +21,7 @@
 //!
 //! ## Module map
 //! Imports run one way, top to bottom:
-//! `main`/[`app`] → [`http`] → [`call`] → ([`transports`], [`agent`], [`pipeline`], [`contact_center`]) →
+//! `main`/[`app`]/[`simulate`] → [`http`] → [`call`] → ([`transports`], [`agent`], [`pipeline`], [`contact_center`]) →
 //! ([`sip`], [`rtp`], [`providers`], [`store`], [`events`]), with [`config`], [`ids`] and
 //! [`observability`] usable everywhere.
 //!
@@ -41,6 +41,7 @@
 //! | [`rtp`] | RTP/RTCP session, jitter buffer, RFC 4733 DTMF, G.711, resampling, port pairs |
 //! | [`store`] | call records, transcript turns, call events (SQLite by default, PostgreSQL by URL) |
 //! | [`observability`] | tracing, Prometheus metrics, PII redaction |
+//! | [`simulate`] | `skald simulate`: a caller simulator that calls a running skald (SIP or Media Streams), plays a scenario and scores the agent |
 //!
 //! ## The run-loop contract (sans-IO cores)
 //! Protocol logic ([`sip::proto`], [`rtp::proto`]) is synchronous and never
@@ -67,6 +68,7 @@ pub mod observability;
 pub mod pipeline;
 pub mod providers;
 pub mod rtp;
+pub mod simulate;
 pub mod sip;
 pub mod store;
 pub mod transports;

@@ -1,5 +1,5 @@
 //! The `skald` command line: `serve`, `check-config`, `models`, `call`,
-//! `twilio {update-webhook,status}`.
+//! `simulate`, `twilio {update-webhook,status}`.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -78,12 +78,55 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Call a running skald and play the caller from a scenario file; scores
+    /// the agent. Exit 0: all checks passed, 1: a check failed, 2: usage or
+    /// scenario error, 3: the call could not be made.
+    Simulate(SimulateArgs),
     /// Twilio account tools (credentials from TWILIO_ACCOUNT_SID with
     /// TWILIO_AUTH_TOKEN, or TWILIO_API_KEY and TWILIO_API_SECRET).
     Twilio {
         #[command(subcommand)]
         action: TwilioAction,
     },
+}
+
+/// `skald simulate`'s arguments.
+#[derive(Args)]
+struct SimulateArgs {
+    /// The scenario (YAML; format in README "Caller simulator").
+    scenario: PathBuf,
+    /// SIP URI to call, e.g. sip:+15550123@127.0.0.1:5060 [default: the
+    /// scenario's `target`].
+    #[arg(long, conflicts_with = "twilio_url")]
+    target: Option<String>,
+    /// Connect as Twilio Media Streams to this WebSocket URL, e.g.
+    /// ws://127.0.0.1:8080/api/v1/twilio/media-stream (signed with
+    /// TWILIO_AUTH_TOKEN when set).
+    #[arg(long)]
+    twilio_url: Option<String>,
+    /// Write the report as JSON (every measurement) here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the report as JUnit XML (one test case per step) here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Local models (Piper for the caller's voice, Moonshine for the
+    /// transcripts) [default: $SKALD_MODELS_DIR or ~/.cache/skald/models].
+    #[arg(long, env = "SKALD_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+    /// The caller: SIP From user, Media Streams `from` parameter.
+    #[arg(long, default_value = "+15550100199")]
+    from: String,
+    /// Give up when the target does not answer within this many seconds.
+    #[arg(long, default_value_t = 20)]
+    ring_timeout: u64,
+    /// The simulator's SIP address [default: 127.0.0.1:0 for a loopback
+    /// target, else 0.0.0.0:0].
+    #[arg(long)]
+    sip_listen: Option<SocketAddr>,
+    /// The simulator's RTP ports.
+    #[arg(long, default_value = "30000-30999")]
+    rtp_ports: PortRange,
 }
 
 /// How `skald call` places its call.
@@ -229,6 +272,7 @@ fn main() -> anyhow::Result<()> {
                 app.run_until_signal().await
             })
         }
+        Command::Simulate(args) => simulate(&runtime, args),
         Command::Twilio { action } => {
             let res = runtime.block_on(async {
                 match action {
@@ -336,6 +380,53 @@ async fn finish_call(instance: skald::app::App, id: skald::ids::CallId, duration
         }
         None => anyhow::bail!("call {id}: no record"),
     }
+}
+
+/// `skald simulate`: runs the scenario, prints the report, writes the JSON
+/// and JUnit files, and exits 0 (passed), 1 (a check failed), 2 (usage or
+/// scenario error) or 3 (the call could not be made).
+fn simulate(runtime: &tokio::runtime::Runtime, a: SimulateArgs) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    // The in-process SIP stack's own warnings (a silent target) are said
+    // once, as the simulator's error.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,skald::call=error,skald::sip=error"));
+    // stdout carries the report; logs go to stderr.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let opts = skald::simulate::Options {
+        scenario: a.scenario,
+        target: a.target,
+        twilio_url: a.twilio_url,
+        models_dir: a.models_dir,
+        from: a.from,
+        ring_timeout: Duration::from_secs(a.ring_timeout.max(1)),
+        sip_listen: a.sip_listen,
+        rtp_ports: a.rtp_ports,
+        twilio_auth_token: env("TWILIO_AUTH_TOKEN"),
+        twilio_account_sid: env("TWILIO_ACCOUNT_SID"),
+    };
+    let report = match runtime.block_on(skald::simulate::run(&opts)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("skald simulate: {e}");
+            std::process::exit(e.exit_code());
+        }
+    };
+    print!("{}", report.to_text());
+    let write = |path: &std::path::Path, text: Result<String, skald::simulate::report::ReportError>| {
+        let res = text.map_err(|e| e.to_string()).and_then(|t| std::fs::write(path, t).map_err(|e| e.to_string()));
+        if let Err(e) = res {
+            eprintln!("skald simulate: cannot write {}: {e}", path.display());
+            std::process::exit(3);
+        }
+    };
+    if let Some(p) = &a.json {
+        write(p, report.to_json());
+    }
+    if let Some(p) = &a.junit {
+        write(p, report.to_junit());
+    }
+    std::process::exit(if report.passed { 0 } else { 1 });
 }
 
 /// Prints the error chain as `skald: …` and exits 1.

@@ -161,6 +161,9 @@ pub struct CallActor {
     amd: Option<amd::OutboundAmd>,
     /// Supervisors listening, whispering, barging in or taking over.
     supervision: supervise::Supervision,
+    /// An application handed in by [`CallServices::dial_app`] (the caller
+    /// simulator), run instead of the configured one once answered.
+    supplied_app: Option<Box<dyn Application>>,
 }
 
 /// How long a REFERred transfer may take to report success.
@@ -203,6 +206,7 @@ impl CallActor {
             monitor: None,
             amd: None,
             supervision: supervise::Supervision::default(),
+            supplied_app: None,
         }
     }
 
@@ -210,6 +214,13 @@ impl CallActor {
     /// `run`): the agent resumes from its intent and slots.
     pub fn set_context(&mut self, ctx: CallContext) {
         self.context = Some(ctx);
+    }
+
+    /// The application an outbound call runs once answered, instead of
+    /// building the configured one (set before `run`; see
+    /// [`CallServices::dial_app`]).
+    pub fn set_application(&mut self, app: Box<dyn Application>) {
+        self.supplied_app = Some(app);
     }
 
     /// Runs the call to its end, then writes the final record and leaves the
@@ -307,7 +318,7 @@ impl CallActor {
                         if let Some(Ok(n)) = sdp_answer.as_deref().map(|a| sdp::accept_answer(a, &local)) {
                             self.early_media_answered(n);
                         }
-                        let brain = match self.build_brain(&app_name) {
+                        let brain = match self.outbound_brain(&app_name) {
                             Ok(a) => a,
                             Err(why) => {
                                 self.dialog.hangup();
@@ -333,7 +344,7 @@ impl CallActor {
                                 return Err(Exit::Ended { reason: "sdp-answer-unusable".into(), status: Some(200) });
                             }
                         };
-                        let brain = match self.build_brain(&app_name) {
+                        let brain = match self.outbound_brain(&app_name) {
                             Ok(a) => a,
                             Err(why) => {
                                 self.dialog.hangup();
@@ -476,6 +487,11 @@ impl CallActor {
             }
             Some(ev @ (DialogEvent::ReferAccepted | DialogEvent::ReferFailed { .. } | DialogEvent::ReferProgress { .. })) => {
                 self.on_refer_event(ev).await
+            }
+            Some(DialogEvent::ReferRequested { refer_to }) => {
+                tracing::info!("the peer asked for a transfer (REFER): refused");
+                self.event("transfer.requested", serde_json::json!({ "refer_to": refer_to })).await;
+                self.app_input(AppInput::Referred(&refer_to)).await
             }
             Some(other) => {
                 tracing::debug!(?other, "dialog event ignored");
@@ -689,6 +705,15 @@ impl CallActor {
         self.playing = true;
         if self.playout_check.is_none() {
             self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
+        }
+    }
+
+    /// What runs an answered outbound call: the supplied application, else
+    /// the configured one.
+    fn outbound_brain(&mut self, name: &str) -> Result<Brain, String> {
+        match self.supplied_app.take() {
+            Some(app) => Ok(Brain::App(app)),
+            None => self.build_brain(name),
         }
     }
 
@@ -1040,11 +1065,17 @@ impl CallActor {
             && let Err(e) = r.finalize() {
                 tracing::warn!(error = %e, "recording not finalized");
             }
-        if let Some(v) = &self.voice {
+        if let Some(mut v) = self.voice.take() {
             if !v.slots().is_empty() {
                 tracing::info!(slots = ?v.slots(), "agent slots");
             }
             self.record.errors.extend(v.provider_failures());
+            for a in v.finish() {
+                if let VoiceAction::Turn(t) = a {
+                    self.svc.record_turn(&t).await;
+                }
+            }
+            self.record.longest_dead_air_ms = Some(v.longest_dead_air_ms());
         }
         self.voice = None;
         self.record.end_reason = Some(reason.to_string());

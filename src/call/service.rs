@@ -121,7 +121,7 @@ impl CallServices {
         let key = self.config.context_key.clone().unwrap_or_default();
         let context = super::transfer::context_from_headers(&info.headers, key.as_bytes());
         let leg = Leg::Inbound { offer: info.sdp_offer.clone(), context };
-        self.spawn(record, incoming.dialog, incoming.events, leg, app, None);
+        self.spawn(record, incoming.dialog, incoming.events, leg, app, |_| {});
     }
 
     /// Places an outbound call to `target` (a SIP URI) running application
@@ -137,6 +137,40 @@ impl CallServices {
         if !self.config.applications.contains_key(app) {
             return Err(DialError::UnknownApp(app.to_string()));
         }
+        self.dial_uri(target, from_user, app.to_string(), None, ring_timeout, credentials).await
+    }
+
+    /// Places an outbound call to `target` (a SIP URI) that runs `app`, an
+    /// application the caller of this function built (not one of the
+    /// config's), once answered: the one way to put custom call logic on a
+    /// real SIP call. `skald simulate` dials with its caller simulator this
+    /// way. The call record's `app` is `app.name()`. Returns the new call's
+    /// id once the INVITE is sent; `app` is dropped when the call ends
+    /// (answered or not).
+    pub async fn dial_app(
+        self: &Arc<Self>,
+        target: &str,
+        from_user: &str,
+        app: Box<dyn super::apps::Application>,
+        ring_timeout: Duration,
+        credentials: Option<Credentials>,
+    ) -> Result<CallId, DialError> {
+        let name = app.name().to_string();
+        self.dial_uri(target, from_user, name, Some(app), ring_timeout, credentials).await
+    }
+
+    /// [`CallServices::dial`] and [`CallServices::dial_app`]: the INVITE, the
+    /// first record and the actor, which runs `supplied` when given, else
+    /// the configured application `app`.
+    async fn dial_uri(
+        self: &Arc<Self>,
+        target: &str,
+        from_user: &str,
+        app: String,
+        supplied: Option<Box<dyn super::apps::Application>>,
+        ring_timeout: Duration,
+        credentials: Option<Credentials>,
+    ) -> Result<CallId, DialError> {
         let OutboundLeg { call, local, sockets, .. } =
             self.invite_uri(target, from_user, None, credentials, Vec::new(), ring_timeout).await?;
         let id = CallId::new();
@@ -148,14 +182,18 @@ impl CallServices {
             to_uri: target.to_string(),
             did: target.to_string(),
             remote_addr: String::new(),
-            app: Some(app.to_string()),
+            app: Some(app.clone()),
             state: CallState::Ringing.as_str().into(),
             invited_at: now_ms(),
             transport: Some("sip".into()),
             ..Default::default()
         };
         let leg = Leg::Outbound { local, sockets };
-        self.spawn(record, call.dialog, call.events, leg, Some(app.to_string()), None);
+        self.spawn(record, call.dialog, call.events, leg, Some(app), |actor| {
+            if let Some(app) = supplied {
+                actor.set_application(app);
+            }
+        });
         Ok(id)
     }
 
@@ -218,7 +256,11 @@ impl CallServices {
             ..Default::default()
         };
         let leg = Leg::Outbound { local, sockets };
-        self.spawn(record, call.dialog, call.events, leg, Some(app.to_string()), context);
+        self.spawn(record, call.dialog, call.events, leg, Some(app.to_string()), |actor| {
+            if let Some(ctx) = context {
+                actor.set_context(ctx);
+            }
+        });
         Ok(id)
     }
 
@@ -371,6 +413,8 @@ impl CallServices {
         }
     }
 
+    /// Registers the call and runs its actor; `setup` adjusts the actor
+    /// before it runs (a context to resume, a supplied application).
     fn spawn(
         self: &Arc<Self>,
         record: CallRecord,
@@ -378,7 +422,7 @@ impl CallServices {
         events: mpsc::Receiver<crate::sip::driver::DialogEvent>,
         leg: Leg,
         app: Option<String>,
-        context: Option<CallContext>,
+        setup: impl FnOnce(&mut CallActor),
     ) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let id = record.id;
@@ -398,9 +442,7 @@ impl CallServices {
         self.metrics.call_started();
         let span = tracing::info_span!("call", call_id = %id, sip_call_id = %record.sip_call_id);
         let mut actor = CallActor::new(self.clone(), record, dialog, events, rx, leg, app);
-        if let Some(ctx) = context {
-            actor.set_context(ctx);
-        }
+        setup(&mut actor);
         self.tracker.spawn(actor.run().instrument(span));
     }
 }

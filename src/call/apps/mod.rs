@@ -46,6 +46,10 @@ pub enum AppInput<'a> {
     PlayoutDone,
     /// The deadline from [`Application::poll_timeout`] passed.
     Timeout,
+    /// The peer asked for the call to be transferred to this URI (a SIP
+    /// REFER, which skald refuses; see
+    /// [`crate::sip::proto::DialogEvent::ReferRequested`]).
+    Referred(&'a str),
 }
 
 /// A call application (see module docs).

@@ -193,6 +193,14 @@ pub enum DialogEvent {
         /// No more progress will come.
         done: bool,
     },
+    /// The peer asked skald to transfer the call (an in-dialog REFER,
+    /// RFC 3515). skald is no transferee: the REFER has been refused (405);
+    /// this tells the call who it was to be transferred to (`skald
+    /// simulate` scores transfers this way).
+    ReferRequested {
+        /// The Refer-To URI, without angle brackets.
+        refer_to: String,
+    },
     /// The dialog is over (after a BYE exchange, an ACK timeout or an error).
     Terminated {
         /// Why, in words for the call record.

@@ -86,6 +86,14 @@ impl SipEndpoint {
             }
             Method::Invite | Method::Bye | Method::Options | Method::Notify => {}
             Method::Register if self.registrar.is_some() => {}
+            Method::Refer => {
+                // skald is no transferee: REFER is refused like any method
+                // it does not take, but its dialog hears of it first.
+                self.report_refer(&req);
+                let allow = self.allow();
+                self.respond(key, 405, "Method Not Allowed", now, |r| r.headers.push("Allow", allow));
+                return;
+            }
             _ => {
                 let allow = self.allow();
                 self.respond(key, 405, "Method Not Allowed", now, |r| r.headers.push("Allow", allow));
@@ -223,6 +231,21 @@ impl SipEndpoint {
             Method::Notify => self.handle_notify(key, id, req, now),
             _ => self.respond_options(key, now),
         }
+    }
+
+    /// An in-dialog REFER: its dialog gets [`DialogEvent::ReferRequested`]
+    /// with the Refer-To URI (without its angle brackets). A REFER outside a
+    /// known dialog is only refused.
+    fn report_refer(&mut self, req: &Request) {
+        let Some(tag) = req.headers.to().ok().and_then(|t| t.tag().map(str::to_string)) else { return };
+        let cid = req.headers.call_id().unwrap_or_default().to_string();
+        let Some(id) = self.by_tag.get(&(cid, tag)).copied() else { return };
+        let raw = req.headers.get("Refer-To").unwrap_or_default().trim();
+        let refer_to = match (raw.find('<'), raw.find('>')) {
+            (Some(a), Some(b)) if a < b => &raw[a + 1..b],
+            _ => raw,
+        };
+        self.emit_dialog(id, DialogEvent::ReferRequested { refer_to: refer_to.to_string() });
     }
 
     /// Responses in this transaction carry the dialog's tag.

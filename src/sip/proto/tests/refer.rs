@@ -54,12 +54,15 @@ fn refer_carries_refer_to_with_headers_and_referred_by() {
 #[test]
 fn a_refused_refer_is_reported() {
     let mut p = SipPair::new();
-    let (_a, b) = establish(&mut p);
+    let (a, b) = establish(&mut p);
     let now = p.now;
     p.b.ep.refer(b, "sip:tier2@127.0.0.1:5090", now).unwrap();
     p.run_for(ms(100));
-    // skald's own endpoint is not a transferee: it answers 405.
+    // skald's own endpoint is not a transferee: it answers 405, and tells
+    // its dialog where the peer wanted the call to go.
     assert!(p.b.dialog_events(b).contains(&DialogEvent::ReferFailed { status: 405 }), "{:?}", p.b.dialog_events(b));
+    let requested = DialogEvent::ReferRequested { refer_to: "sip:tier2@127.0.0.1:5090".into() };
+    assert!(p.a.dialog_events(a).contains(&requested), "{:?}", p.a.dialog_events(a));
 }
 
 #[test]

@@ -1,0 +1,103 @@
+//! The dental front desk's conversations, as scripted in
+//! `sip-config/scenarios/`: each test starts a fresh `skald serve` with the
+//! example config and runs `skald simulate` (the binary) with one shipped
+//! scenario against it over SIP; every check of the scenario must pass.
+//!
+//! Tests named `turn_taking_*` need the voice agent's newer turn-taking
+//! (one reply to a turn said in several phrases; backchannels that do not
+//! stop the reply): `cargo test --test conversation turn_taking --
+//! --include-ignored`. Those that do not pass yet are `#[ignore]`d, with
+//! what they heard last in the reason.
+//!
+//! The calls run one at a time: the scenarios hold the agent to the real
+//! budgets (2 s of dead air at most), which two voice calls and their
+//! simulators sharing two cores would not measure fairly. Each test prints
+//! the simulator's report and skald's own transcript of the call.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// One conversation at a time (see the module docs).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs `sip-config/scenarios/NAME.yaml` against a fresh skald; returns the
+/// JSON report, after asserting that every check passed.
+fn run_scenario(name: &str) -> serde_json::Value {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let skald = Skald::start_with(&example_config_with_agents(dir.path(), |_, t| t));
+    let scenario = repo().join(format!("sip-config/scenarios/{name}.yaml"));
+    let json = dir.path().join("report.json");
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_skald"))
+        .arg("simulate")
+        .arg(&scenario)
+        .args(["--target", &skald.uri("+15550123"), "--json"])
+        .arg(&json)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run skald simulate");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "{name}: exit {:?} in {:.1} s\n{text}{}",
+        out.status.code(),
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What skald itself heard and said (its transcript), to tell a
+    // turn-taking failure from a misheard caller.
+    for c in skald.wait_ended(1, std::time::Duration::from_secs(15)) {
+        let detail = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap_or_default()));
+        for t in detail["turns"].as_array().cloned().unwrap_or_default() {
+            eprintln!("  skald {:>6} ms {:<6} {}", t["start_ms"], t["speaker"].as_str().unwrap_or("?"), t["text"].as_str().unwrap_or(""));
+        }
+        eprintln!("  skald end_reason: {}", detail["end_reason"]);
+    }
+    let report: serde_json::Value = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| panic!("{name}: no report (exit {:?})\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{name}: a check failed:\n{text}");
+    assert_eq!(report["passed"], true);
+    report
+}
+
+
+#[test]
+fn barge_in() {
+    let r = run_scenario("barge-in");
+    assert_eq!(r["caller_audio"][1]["kind"], "barge_in");
+}
+
+#[test]
+fn silent_caller() {
+    run_scenario("silent-caller");
+}
+
+/// Needs the newer turn-taking: every caller turn pauses in mid-sentence;
+/// one reply per turn, no talk-over, through the booking to the goodbye.
+#[test]
+#[ignore = "turn-taking: skald still ends turns at mid-sentence pauses (\"I'd like to book.\" / \"At cleaning. Please.\"; \"Yes.\" / \"That's right.\": the booking is not confirmed)"]
+fn turn_taking_booking_with_pauses() {
+    let r = run_scenario("booking-with-pauses");
+    assert_eq!(r["end"]["passed"], true);
+}
+
+/// Needs the newer turn-taking: an "uh-huh" over the agent's reply is a
+/// backchannel, not an interruption.
+#[test]
+fn turn_taking_backchannels() {
+    run_scenario("backchannels");
+}
+
+/// Needs the newer turn-taking: one LibriVox sentence said in three
+/// phrases with real pauses gets exactly one reply.
+#[test]
+#[ignore = "turn-taking: the 1.0 s pause after the first phrase still gets a reply (\"Sorry.\") over the caller: 2 replies"]
+fn turn_taking_librivox_three_phrases() {
+    run_scenario("librivox-three-phrases");
+}
