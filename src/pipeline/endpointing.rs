@@ -15,14 +15,23 @@
 //!     ▲                                ▲                 Transcribe + AskModel  │
 //!     │                                └──────── speech again: Resumed ─────────┤
 //!     │      EndOfTurn when the transcript is in and one of:                    │
-//!     └──────  · the model says complete (p >= threshold) and the text does ────┘
-//!                not stop mid-clause ("…and I'd like to");
+//!     └──────  · the model says complete (p >= threshold), the text does ───┘
+//!                not stop mid-clause ("…and I'd like to"), and the silence
+//!                is long enough for that confidence (below);
 //!              · the silence rule: `silence_ms` of silence (detector `vad`,
 //!                or the model failed for this turn);
 //!              · `max_silence_ms` of silence, whatever the model said.
 //!              An incomplete verdict is asked again every `reask_ms` as the
 //!              silence grows.
 //! ```
+//!
+//! How long a "complete" verdict waits depends on how sure the model is (as
+//! LiveKit Agents scales its endpointing delay by the end-of-utterance
+//! probability): at `confident` (0.85) or above the turn ends at the first
+//! pause; between `threshold` and `confident` the silence needed grows
+//! linearly from `pause_ms` to `max_silence_ms` (p = 0.64 waits ~1.3 s: a
+//! real mid-sentence pause of LibriVox speech scored 0.64), and the model is
+//! asked again meanwhile.
 //!
 //! The caller's STT transcript arrives per pause ([`Decision::Transcribe`]
 //! asks for it); once it is in and the turn is not yet decided,
@@ -74,6 +83,9 @@ pub struct EndpointingConfig {
     pub max_silence_ms: u64,
     /// Model probability at or above which the turn is complete (0.5).
     pub threshold: f32,
+    /// Model probability at or above which the turn ends at the first pause
+    /// (0.85); below it a complete verdict waits longer (module docs).
+    pub confident: f32,
 }
 
 impl Default for EndpointingConfig {
@@ -85,6 +97,7 @@ impl Default for EndpointingConfig {
             silence_ms: 500,
             max_silence_ms: 2000,
             threshold: 0.5,
+            confident: 0.85,
         }
     }
 }
@@ -267,7 +280,7 @@ impl Endpointer {
             Some(p) => {
                 let p = if p.is_nan() { 0.0 } else { p };
                 *verdict = Verdict::Said(p);
-                if p < self.cfg.threshold {
+                if p < self.cfg.confident {
                     // Ask again at the next multiple of `reask_ms` of silence.
                     let silence = now.saturating_sub(ended).as_millis() as u64;
                     let step = self.cfg.reask_ms.max(1);
@@ -308,6 +321,15 @@ impl Endpointer {
         self.cfg.detector == Detector::SmartTurn && !self.model_failed
     }
 
+    /// Silence a "complete" verdict of probability `p` needs (module docs).
+    fn needed_silence(&self, p: f32) -> Duration {
+        let c = &self.cfg;
+        let span = (c.confident - c.threshold).max(f32::EPSILON);
+        let doubt = ((c.confident - p) / span).clamp(0.0, 1.0);
+        let ms = c.pause_ms as f32 + doubt * c.max_silence_ms.saturating_sub(c.pause_ms) as f32;
+        Duration::from_millis(ms as u64)
+    }
+
     fn take_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -317,6 +339,10 @@ impl Endpointer {
     /// In a pause: the end of the turn, a preemptive reply, or nothing yet.
     fn decide(&mut self, now: Duration) -> Vec<Decision> {
         let uses_model = self.uses_model();
+        let needed = match self.state {
+            State::Paused { verdict: Verdict::Said(p), .. } => self.needed_silence(p),
+            _ => Duration::MAX,
+        };
         let State::Paused { started, ended, verdict, text, ref mut preempted, .. } = self.state else {
             return Vec::new();
         };
@@ -328,7 +354,9 @@ impl Endpointer {
             (silence >= Duration::from_millis(self.cfg.silence_ms)).then_some(EndReason::Silence)
         } else {
             match verdict {
-                Verdict::Said(p) if p >= self.cfg.threshold && !mid_clause => Some(EndReason::Model(p)),
+                Verdict::Said(p) if p >= self.cfg.threshold && !mid_clause && silence >= needed => {
+                    Some(EndReason::Model(p))
+                }
                 _ => None,
             }
         };
@@ -588,6 +616,28 @@ mod tests {
         // The end came soon after the last speech: pause + model, well under 1 s.
         let speech_end = 1500 + 1000 + 1200 + 1400 + 900;
         assert!(ends[0].0 < speech_end + 600, "decided at {} ms, speech ended at {speech_end}", ends[0].0);
+    }
+
+    #[test]
+    fn an_unsure_complete_verdict_waits_longer_than_a_sure_one() {
+        // LibriVox 0870 cut at a real mid-sentence pause scored 0.64.
+        let mut s = Sim::new(EndpointingConfig::default(), &[Some(0.64), Some(0.9)], &[false, false]);
+        s.speech(2000);
+        s.silence(1000);
+        assert!(s.ends().is_empty(), "p = 0.64 does not end the turn within a 1 s pause: {:?}", s.log);
+        s.speech(1500);
+        s.silence(600);
+        let ends = s.ends();
+        assert_eq!(ends.len(), 1, "{:?}", s.log);
+        assert!(matches!(ends[0].1, EndReason::Model(p) if p > 0.85));
+        // Alone, the same verdict ends the turn once the silence is long enough.
+        let mut s = Sim::new(EndpointingConfig::default(), &[Some(0.64)], &[false]);
+        s.speech(2000);
+        s.silence(1800);
+        let ends = s.ends();
+        assert_eq!(ends.len(), 1);
+        let waited = ends[0].0 - 2016;
+        assert!((1100..1500).contains(&waited), "waited {waited} ms");
     }
 
     #[test]
