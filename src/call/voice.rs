@@ -973,7 +973,8 @@ impl VoiceAgent {
             (None, Some(b)) => Snapshot::Llm(b.snapshot()),
             (None, None) => Snapshot::None,
         };
-        let first_ctx = self.next_ctx;
+        // The answer's first reply: the preemptive one's, or the next.
+        let first_ctx = self.preempt.as_ref().filter(|p| p.text == text).map_or(self.next_ctx, |p| p.first_ctx);
         let mut latency = TurnLatency { stt_ms: self.stt_ms.take(), decision_ms, ..Default::default() };
         self.owed_since = self.eos;
         let preempted = self.preempt.as_ref().is_some_and(|p| p.text == text);

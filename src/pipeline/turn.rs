@@ -100,7 +100,7 @@ impl TurnConfig {
             silence_ms: self.min_silence_ms,
             max_silence_ms: self.max_silence_ms.max(self.min_silence_ms),
             threshold: self.eot_threshold,
-            confident: self.eot_threshold.max(0.85),
+            confident: self.eot_threshold.max(0.9),
         }
     }
 
