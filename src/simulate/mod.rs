@@ -40,6 +40,14 @@
 //! end: {by: agent_hangup, within_s: 60}   # or caller_hangup (default) / transferred
 //! checks: {max_dead_air_ms: 2000}
 //! ```
+//! Text parts separated by pauses (no `wav` between them) are spoken as one
+//! sentence and cut at its own pauses, so the pause sounds mid-sentence:
+//! `[text: "I'd like to book,", pause_ms: 1000, text: "a cleaning."]` is
+//! one Piper utterance, "I'd like to book, a cleaning.", with the 1000 ms
+//! of silence put in its comma pause (the continuing intonation of a
+//! caller who hesitates, not a fragment said as a finished sentence). A
+//! comma ends a part at a clean cut; without one the cut is the quiet
+//! point nearest where the letters put it ([`render::cut_points`]).
 //!
 //! ## What the steps mean
 //! - `say` waits until the reply the caller is owed (to its previous turn;
