@@ -698,7 +698,7 @@ pub enum AppConfig {
         record: bool,
         /// Turn detection thresholds.
         #[serde(default)]
-        turn: crate::pipeline::turn::TurnConfig,
+        turn: Box<crate::pipeline::turn::TurnConfig>,
         /// Caller speech needed to interrupt the agent, ms (a cough or an
         /// "uh-huh" is shorter).
         #[serde(default = "default_barge_in")]
