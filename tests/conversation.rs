@@ -30,11 +30,12 @@ const MAX_DEAD_AIR_MS: u64 = 2000;
 /// Runs `sip-config/scenarios/NAME.yaml` against a fresh skald over SIP;
 /// returns the JSON report, after asserting that every check passed.
 fn run_scenario(name: &str) -> serde_json::Value {
-    run_scenario_via(name, false)
+    run_scenario_via(name, false).0
 }
 
-/// The same, over SIP or as a Twilio Media Stream (`twilio`).
-fn run_scenario_via(name: &str, twilio: bool) -> serde_json::Value {
+/// The same, over SIP or as a Twilio Media Stream (`twilio`); also returns
+/// the texts of the caller turns in skald's own transcript.
+fn run_scenario_via(name: &str, twilio: bool) -> (serde_json::Value, Vec<String>) {
     const TOKEN: &str = "conversation-test-auth-token-0123456789";
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
@@ -67,9 +68,13 @@ fn run_scenario_via(name: &str, twilio: bool) -> serde_json::Value {
     // What skald itself heard and said (its transcript), to tell a
     // turn-taking failure from a misheard caller.
     let mut dead_air = Vec::new();
+    let mut caller_turns = Vec::new();
     for c in skald.wait_ended(1, std::time::Duration::from_secs(15)) {
         let detail = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap_or_default()));
         for t in detail["turns"].as_array().cloned().unwrap_or_default() {
+            if t["speaker"] == "caller" {
+                caller_turns.push(t["text"].as_str().unwrap_or_default().to_string());
+            }
             eprintln!(
                 "  skald {:>6} ms {:<6} {}  {}",
                 t["start_ms"],
@@ -91,7 +96,7 @@ fn run_scenario_via(name: &str, twilio: bool) -> serde_json::Value {
         let d = d.unwrap_or_else(|| panic!("{name}: the call record has no longest_dead_air_ms"));
         assert!(d <= MAX_DEAD_AIR_MS, "{name}: {d} ms of dead air on the line (skald's record)");
     }
-    report
+    (report, caller_turns)
 }
 
 
@@ -106,17 +111,18 @@ fn silent_caller() {
     run_scenario("silent-caller");
 }
 
-/// Needs the newer turn-taking: every caller turn pauses in mid-sentence;
-/// one reply per turn, no talk-over, through the booking to the goodbye.
+/// Every caller turn pauses in mid-sentence; the booking completes, each
+/// turn answered in time, and skald hears one caller turn per sentence
+/// (six), however many pauses it holds.
 #[test]
-#[ignore = "turn-taking: skald still ends turns at mid-sentence pauses (\"I'd like to book.\" / \"At cleaning. Please.\"; \"Yes.\" / \"That's right.\": the booking is not confirmed)"]
 fn turn_taking_booking_with_pauses() {
-    let r = run_scenario("booking-with-pauses");
+    let (r, caller) = run_scenario_via("booking-with-pauses", false);
     assert_eq!(r["end"]["passed"], true);
+    assert_eq!(caller.len(), 6, "one caller turn per sentence: {caller:?}");
 }
 
-/// Needs the newer turn-taking: an "uh-huh" over the agent's reply is a
-/// backchannel, not an interruption.
+/// "Uh-huh" twice over the agent's reply is a backchannel, not an
+/// interruption: the whole reply is heard.
 #[test]
 fn turn_taking_backchannels() {
     run_scenario("backchannels");
@@ -132,6 +138,7 @@ fn turn_taking_librivox_three_phrases() {
 /// The same sentence over Twilio Media Streams: one reply, no talk-over.
 #[test]
 fn turn_taking_librivox_three_phrases_over_twilio() {
-    let r = run_scenario_via("librivox-three-phrases", true);
+    let (r, caller) = run_scenario_via("librivox-three-phrases", true);
     assert_eq!(r["transport"], "twilio");
+    assert_eq!(caller.len(), 1, "one caller turn: {caller:?}");
 }

@@ -389,17 +389,12 @@ const OPEN_ENDINGS: &[&str] = &[
     "would", "should", "will", "want", "need", "um", "uh", "er",
 ];
 
-/// True when `text` (a transcript) stops mid-clause: it ends with a comma,
-/// or its last word is one a sentence cannot end on ([`OPEN_ENDINGS`]).
-/// An empty text is not mid-clause.
+/// True when `text` (a transcript) stops mid-clause: its last word is one
+/// a sentence cannot end on ([`OPEN_ENDINGS`]). Punctuation is ignored: the
+/// local recognizer ends finished answers with commas ("Annie Smith,") and
+/// fragments with full stops ("to."). An empty text is not mid-clause.
 pub fn mid_clause(text: &str) -> bool {
-    let t = text.trim_end();
-    if t.ends_with([',', ';', ':', '-', '–', '—']) || t.ends_with("...") || t.ends_with('…') {
-        return true;
-    }
-    // A full stop after a function word is still a fragment ("to."):
-    // recognizers punctuate fragments too.
-    let Some(last) = t.split_whitespace().last() else { return false };
+    let Some(last) = text.split_whitespace().last() else { return false };
     let word: String = last
         .chars()
         .filter(|c| c.is_alphanumeric() || *c == '\'' || *c == '’')
@@ -749,10 +744,10 @@ mod tests {
 
     #[test]
     fn mid_clause_endings() {
-        for t in ["I would like to", "I'd like to book a cleaning and", "my name is,", "for the", "Um", "I'd"] {
+        for t in ["I would like to", "I'd like to book a cleaning and", "my name is,", "for the.", "Um", "I'd"] {
             assert!(mid_clause(t), "{t}");
         }
-        for t in ["I would like to book a cleaning.", "Next Tuesday", "yes", "", "What are your hours?"] {
+        for t in ["I would like to book a cleaning.", "Next Tuesday", "yes", "", "What are your hours?", "If possible,,", "Anna Smith,"] {
             assert!(!mid_clause(t), "{t}");
         }
     }
