@@ -863,11 +863,14 @@ impl Caller {
     }
 
     /// The answer to `u`: the first reply not yet taken that starts after
-    /// its end, or that began during it and still played when it ended.
+    /// its end, or that began during it and still played when it ended (a
+    /// loud frame after its end: a reply the agent began in a pause and
+    /// stopped when the caller went on is not the answer, even while the
+    /// gap that closes it runs).
     fn answer_index(&self, u: Utterance) -> Option<usize> {
         (self.cursor..self.log.replies.len()).find(|&i| {
             let r = &self.log.replies[i];
-            let playing_at_end = self.open == Some(i) || r.open || r.end_ms > u.end_ms;
+            let playing_at_end = r.end_ms > u.end_ms;
             r.start_ms >= u.end_ms || r.start_ms >= u.start_ms && playing_at_end
         })
     }
