@@ -10,14 +10,15 @@
 #   - the same measured by skald (turn records: first_packet_ms), and its
 #     end-of-turn decision time (decision_ms), p50 / p90;
 #   - calls whose every check passed, skald's CPU (% of one core) and RSS.
-# Tunables (environment): CALLS_LIST ("1 4 8"), DETECTORS ("smart-turn smart-turn-nopreempt vad").
+# Tunables (environment): CALLS_LIST ("1 4 8"), DETECTORS ("smart-turn
+# smart-turn-nopreempt vad"), BIN (target/release/skald).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS_LIST=${CALLS_LIST:-"1 4 8"}
 DETECTORS=${DETECTORS:-"smart-turn smart-turn-nopreempt vad"}
 SIP=${SIP_PORT:-15160}
 HTTP=${HTTP_PORT:-18180}
-BIN=target/release/skald
+BIN=${BIN:-target/release/skald}
 TOKEN=bench-conversations-token-0123456789
 WORK=$(mktemp -d)
 SKALD=

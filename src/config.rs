@@ -1400,8 +1400,9 @@ fn context_key_from_env() -> String {
     }
 }
 
-/// 1-based line of the first line containing `needle` (0 when absent).
-fn find_line(text: &str, needle: &str) -> usize {
+/// 1-based line of the first line containing `needle` (0 when absent):
+/// where a YAML error points when serde cannot say.
+pub(crate) fn find_line(text: &str, needle: &str) -> usize {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(0)
 }
 

@@ -389,7 +389,11 @@ fn an_ai_member_takes_the_queued_call() {
     let greeting = transcribe_heard(&heard).to_lowercase();
     eprintln!("the AI member: {greeting}");
     assert!(call.join().unwrap().status.success(), "caller:\n{}", skald.log());
-    assert!(says(&greeting, "connect you") && says(&greeting, "smile") && says(&greeting, "dental"), "the AI member greets: {greeting}");
+    // The local STT may run the name together ("brightsmilevental").
+    assert!(
+        says(&greeting, "connect you") && greeting.contains("smile") && says(&greeting, "how can i help"),
+        "the AI member greets: {greeting}"
+    );
     let c = &skald.wait_ended(1, Duration::from_secs(30))[0];
     let d = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()));
     let started: Vec<_> = d["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "agent.started").collect();

@@ -10,6 +10,7 @@
 //! named by `wav:` resolve against the scenario file's directory and must
 //! exist; their errors name the line that names them.
 
+use crate::config::find_line;
 use regex::Regex;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -407,11 +408,6 @@ pub fn is_target(t: &str) -> bool {
     (lower.starts_with("sip:") || lower.starts_with("sips:")) && t.len() > 4
         || lower.starts_with("ws://") && t.len() > 5
         || lower.starts_with("wss://") && t.len() > 6
-}
-
-/// The 1-based line of the first line containing `needle` (0: none).
-fn find_line(text: &str, needle: &str) -> usize {
-    text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(0)
 }
 
 /// The line of each item of the top-level `steps:` block sequence (0 for
