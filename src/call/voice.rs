@@ -822,9 +822,7 @@ impl VoiceAgent {
         self.pending.clear();
         let replies: Vec<Reply> = self.replies.drain(..).collect();
         for r in replies.iter().filter(|r| r.ctx < last.first_ctx) {
-            let total: usize = r.sentences.iter().map(|(_, f)| f).sum();
-            let unsent: usize = self.ledger.iter().filter(|(c, _)| *c == r.ctx).map(|(_, f)| f).sum();
-            actions.extend(self.agent_turn(r, Some(total.saturating_sub(unsent)), now_ms));
+            actions.extend(self.agent_turn(r, Some(self.heard_frames(r)), now_ms));
         }
         self.ledger.clear();
         self.frames_pushed = self.frames_sent;
@@ -1227,9 +1225,7 @@ impl VoiceAgent {
         let replies: Vec<Reply> = self.replies.drain(..).collect();
         let mut heard_text = String::new();
         for r in replies.iter().filter(|r| !r.held) {
-            let total: usize = r.sentences.iter().map(|(_, f)| f).sum();
-            let unsent: usize = self.ledger.iter().filter(|(c, _)| *c == r.ctx).map(|(_, f)| f).sum();
-            let heard = if r.ctx >= ctx { Some(total.saturating_sub(unsent)) } else { None };
+            let heard = (r.ctx >= ctx).then(|| self.heard_frames(r));
             for turn in self.agent_turn(r, heard, now_ms) {
                 if let VoiceAction::Turn(t) = &turn
                     && t.speaker == "agent"
@@ -1247,6 +1243,13 @@ impl VoiceAgent {
         self.frames_pushed = self.frames_sent;
         self.after_playout = None;
         actions
+    }
+
+    /// Frames of reply `r` that went out (queued minus still unsent).
+    fn heard_frames(&self, r: &Reply) -> usize {
+        let total: usize = r.sentences.iter().map(|(_, f)| f).sum();
+        let unsent: usize = self.ledger.iter().filter(|(c, _)| *c == r.ctx).map(|(_, f)| f).sum();
+        total.saturating_sub(unsent)
     }
 
     /// Carries out agent actions: say (synthesize), hang up / transfer after playout.
