@@ -699,8 +699,10 @@ pub enum AppConfig {
         /// Turn detection thresholds.
         #[serde(default)]
         turn: Box<crate::pipeline::turn::TurnConfig>,
-        /// Caller speech needed to interrupt the agent, ms (a cough or an
-        /// "uh-huh" is shorter).
+        /// Caller voicing that pauses the agent's audio, ms (counted in
+        /// 32 ms VAD windows, so 80 acts after 96 ms of speech). The pause
+        /// is undone when the run dies out before it is a turn (noise), or
+        /// when its words are only a backchannel.
         #[serde(default = "default_barge_in")]
         barge_in_min_ms: u64,
         /// WAV played when speech synthesis itself fails; relative to the
@@ -754,7 +756,7 @@ pub enum CloudTts {
 }
 
 fn default_barge_in() -> u64 {
-    250
+    80
 }
 
 fn default_max_record() -> u64 {

@@ -26,8 +26,10 @@
 //!   turns out to be words continues that turn: the reply is dropped (not
 //!   stored, not counted: the conversation is put back as it was before the
 //!   turn), and the agent answers the whole utterance once.
-//! - Barge-in: caller speech lasting `barge_in_min_ms` while the agent is
-//!   speaking pauses the agent's audio at once (unsent frames kept). When
+//! - Barge-in: caller voicing for `barge_in_min_ms` (a speech run, before
+//!   it is long enough to be a turn) while the agent is speaking pauses the
+//!   agent's audio at once (unsent frames kept). A run that dies out before
+//!   it becomes a turn (a cough, a click) resumes it at once. When
 //!   the words arrive: only backchannels ("uh-huh", "okay"; `turn.backchannels`,
 //!   `turn.min_interruption_words`, as LiveKit Agents) or no words resume
 //!   the paused audio; real words drop the rest of the reply (by context
@@ -314,8 +316,6 @@ pub struct VoiceAgent {
     streaming: bool,
     /// Start of the current caller turn, ms from answer.
     turn_start_ms: i64,
-    /// Audio time where the caller's current speech began.
-    speech_at: Option<Duration>,
     /// STT utterances ended and not yet transcribed.
     segments_pending: usize,
     /// Words of the open caller turn so far.
@@ -359,6 +359,9 @@ pub struct VoiceAgent {
     frames_sent: u64,
     /// Frames paused by an interruption, kept to resume a false one.
     paused: Option<Paused>,
+    /// The pause came from a speech run not yet confirmed as a turn
+    /// (`min_speech_ms`): if the run dies out, the agent resumes.
+    unconfirmed_pause: bool,
     /// Context interrupted by the caller, awaiting their words.
     interrupted: Option<u64>,
     /// After the current audio: hang up / transfer.
@@ -426,7 +429,6 @@ impl VoiceAgent {
             vad_time: Duration::ZERO,
             streaming: false,
             turn_start_ms: 0,
-            speech_at: None,
             segments_pending: 0,
             turn_text: String::new(),
             over_agent: false,
@@ -448,6 +450,7 @@ impl VoiceAgent {
             frames_pushed: 0,
             frames_sent: 0,
             paused: None,
+            unconfirmed_pause: false,
             interrupted: None,
             after_playout: None,
             silence_at: None,
@@ -655,12 +658,12 @@ impl VoiceAgent {
             let mut ds = Vec::new();
             match self.turn.push(p, window) {
                 Some(TurnEvent::SpeechStarted { at }) => {
+                    self.unconfirmed_pause = false;
                     actions.extend(self.speech_started(at, out, now_ms).await);
                     ds.extend(self.endpointer.handle_speech_started(at));
                 }
                 Some(TurnEvent::SpeechEnded { started, ended }) => {
                     self.streaming = false;
-                    self.speech_at = None;
                     let silence = self.vad_time.saturating_sub(ended);
                     self.eos = Some(Instant::now().checked_sub(silence).unwrap_or_else(Instant::now));
                     tracing::debug!(ms = (ended - started).as_millis() as u64, "caller paused");
@@ -670,14 +673,19 @@ impl VoiceAgent {
             }
             ds.extend(self.endpointer.handle_time(self.vad_time));
             actions.extend(self.decide(ds, out, now_ms).await);
-            // Barge-in: the caller has talked over the agent long enough.
-            let talking_for = self.speech_at.map(|at| self.vad_time.saturating_sub(at));
-            if talking_for.is_some_and(|t| t >= self.cfg.barge_in_min)
+            // Barge-in: the caller has voiced over the agent long enough;
+            // a run that died out before it was a turn was noise.
+            let voiced = self.turn.voiced_for();
+            if voiced.is_some_and(|t| t >= self.cfg.barge_in_min)
                 && self.interrupted.is_none()
                 && self.agent_speaking(out)
                 && self.may_interrupt()
             {
                 self.barge_in(out);
+                self.unconfirmed_pause = !self.turn.speaking();
+            } else if self.unconfirmed_pause && voiced.is_none() && !self.turn.speaking() {
+                self.unconfirmed_pause = false;
+                self.resume_paused(out);
             }
         }
         actions
@@ -689,7 +697,6 @@ impl VoiceAgent {
     async fn speech_started(&mut self, at: Duration, out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
         let mut actions = Vec::new();
         self.streaming = true;
-        self.speech_at = Some(at);
         self.silence_at = None;
         self.close_owed();
         let pre = (self.vad_time.saturating_sub(at) + Duration::from_millis(100)).min(PRE_ROLL);
@@ -817,6 +824,7 @@ impl VoiceAgent {
         }
         let mut actions = Vec::new();
         self.paused = None;
+        self.unconfirmed_pause = false;
         self.interrupted = None;
         self.after_playout = None;
         self.pending.clear();
@@ -880,6 +888,7 @@ impl VoiceAgent {
     /// was some.
     fn resume_paused(&mut self, out: &mut dyn AudioOut) -> bool {
         self.interrupted = None;
+        self.unconfirmed_pause = false;
         let Some((frames, audio)) = self.paused.take() else { return false };
         tracing::info!(frames = frames.len(), "false interruption: agent resumes");
         self.frames_pushed += frames.len() as u64;
@@ -1221,6 +1230,7 @@ impl VoiceAgent {
         let mut actions = Vec::new();
         let Some(ctx) = self.interrupted.take() else { return actions };
         self.paused = None;
+        self.unconfirmed_pause = false;
         self.pending.clear();
         let replies: Vec<Reply> = self.replies.drain(..).collect();
         let mut heard_text = String::new();
@@ -1440,7 +1450,6 @@ impl VoiceAgent {
         tracing::warn!(error = %e, "speech recognition failed");
         self.segments_pending = 0;
         self.streaming = false;
-        self.speech_at = None;
         self.turn_text.clear();
         self.over_agent = false;
         self.continuing = None;
@@ -1824,7 +1833,7 @@ mod tests {
         let cfg = VoiceConfig {
             agent: "dental-front-desk".into(),
             turn: TurnConfig::default(),
-            barge_in_min: Duration::from_millis(250),
+            barge_in_min: Duration::from_millis(80),
             fallback_audio: fallback.map(Arc::new),
             stt: None,
             tts: None,
@@ -2049,6 +2058,33 @@ mod tests {
         assert_eq!(tts.said.lock().unwrap().len(), before, "nothing new said");
         assert_eq!(out.queued, 0, "the whole greeting played");
         assert_eq!(out.pauses, 1, "the agent paused on speech, then resumed");
+        assert_eq!(out.sent, 2 * 100, "every frame of the two-sentence greeting went out");
+    }
+
+    #[tokio::test]
+    async fn a_sound_too_short_to_be_a_turn_pauses_the_agent_and_it_resumes_at_once() {
+        let (stt, ended) = script(&[]);
+        let (mut v, tts) = agent_with(stt, None, false, None).await;
+        let mut out = Out::default();
+        let mut t = 0;
+        v.begin().await;
+        let mut actions = feed(&mut v, &mut out, &silence(100), &mut t).await;
+        assert!(out.queued > 0, "the greeting plays");
+        let before = tts.said.lock().unwrap().len();
+        // 130 ms out of a real word: voiced long enough to pause the agent
+        // (barge_in_min 80 ms), too short for a turn (min_speech_ms 200).
+        let blip = librivox(A, 1000)[16 * 450..16 * 580].to_vec();
+        actions.extend(feed(&mut v, &mut out, &blip, &mut t).await);
+        assert_eq!(out.pauses, 1, "the agent paused on the sound");
+        actions.extend(feed(&mut v, &mut out, &silence(100), &mut t).await);
+        assert!(out.queued > 0, "the agent resumed within 100 ms of the sound dying out");
+        actions.extend(feed(&mut v, &mut out, &silence(6000), &mut t).await);
+        actions.extend(v.finish());
+        assert_eq!(out.pauses, 1);
+        assert!(rows(&actions, "caller").is_empty(), "no caller turn: {actions:?}");
+        assert!(rows(&actions, "agent").iter().all(|a| !a.ends_with('…')), "nothing cut: {actions:?}");
+        assert_eq!(ended.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing went to STT as a turn");
+        assert_eq!(tts.said.lock().unwrap().len(), before, "nothing new said");
         assert_eq!(out.sent, 2 * 100, "every frame of the two-sentence greeting went out");
     }
 

@@ -211,6 +211,19 @@ impl TurnDetector {
         matches!(self.state, State::Speaking { .. } | State::Stopping { .. })
     }
 
+    /// How long the caller has been voicing without a break, at the
+    /// current position: the speech run under way, whether or not it is
+    /// yet long enough to be a turn (`min_speech_ms`); `None` in quiet and
+    /// in a pause inside a turn. Barge-in acts on this before the turn is
+    /// confirmed (LiveKit's `min_interruption_duration`).
+    pub fn voiced_for(&self) -> Option<Duration> {
+        match self.state {
+            State::Starting { since } => Some(self.position - since),
+            State::Speaking { started } => Some(self.position - started),
+            State::Quiet | State::Stopping { .. } => None,
+        }
+    }
+
     /// Audio time consumed so far.
     pub fn position(&self) -> Duration {
         self.position
@@ -323,6 +336,22 @@ mod tests {
                 (42, TurnEvent::SpeechEnded { started: ms(0), ended: ms(864) }),
             ]
         );
+    }
+
+    #[test]
+    fn voiced_for_counts_the_run_before_and_after_the_turn_starts() {
+        let mut det = TurnDetector::new(TurnConfig::default());
+        assert_eq!(det.voiced_for(), None);
+        run(&mut det, &repeat(0.9, 3));
+        assert_eq!(det.voiced_for(), Some(ms(96)), "a run not yet a turn");
+        run(&mut det, &repeat(0.9, 4));
+        assert!(det.speaking());
+        assert_eq!(det.voiced_for(), Some(ms(224)));
+        run(&mut det, &repeat(0.1, 1));
+        assert_eq!(det.voiced_for(), None, "a pause inside the turn");
+        let mut blip = TurnDetector::new(TurnConfig::default());
+        run(&mut blip, &[0.9, 0.9, 0.1]);
+        assert_eq!(blip.voiced_for(), None, "a blip that ended");
     }
 
     #[test]
