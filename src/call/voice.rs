@@ -51,7 +51,7 @@ use crate::ids::CallId;
 use crate::observability::Metrics;
 use crate::pipeline::aggregator::SentenceAggregator;
 use crate::pipeline::endpointing::{
-    Decision, Detector, EndReason, EndOfTurnModel, Endpointer, Interjection, InterruptionFilter, mid_clause,
+    Decision, Detector, EndReason, EndOfTurnModel, Endpointer, Interjection, InterruptionFilter, ending,
 };
 use crate::pipeline::turn::{TurnConfig, TurnDetector, TurnEvent};
 use crate::pipeline::vad::silero::{SileroVad, VadStream, WINDOW};
@@ -776,7 +776,7 @@ impl VoiceAgent {
             return Vec::new();
         }
         let mut actions = self.resolve_interjection(out, now_ms);
-        let ds = self.endpointer.handle_transcript(mid_clause(&self.effective_text()), self.vad_time);
+        let ds = self.endpointer.handle_transcript(ending(&self.effective_text()), self.vad_time);
         actions.extend(self.decide(ds, out, now_ms).await);
         actions
     }

@@ -16,8 +16,10 @@
 //!     │                                └──────── speech again: Resumed ─────────┤
 //!     │      EndOfTurn when the transcript is in and one of:                    │
 //!     └──────  · the model says complete (p >= threshold), the text does ───┘
-//!                not stop mid-clause ("…and I'd like to"), and the silence
-//!                is long enough for that confidence (below);
+//!                not stop mid-clause ("…and I'd like to"; an ending that
+//!                only may be open, "…my name is", holds off an unsure
+//!                verdict, not a confident one: "…than he was."), and the
+//!                silence is long enough for that confidence (below);
 //!              · the silence rule: `silence_ms` of silence (detector `vad`,
 //!                or the model failed for this turn);
 //!              · `max_silence_ms` of silence, whatever the model said.
@@ -178,8 +180,8 @@ enum State {
         asking: Option<u64>,
         /// When to ask again (after an incomplete verdict).
         reask_at: Option<Duration>,
-        /// The transcript of the turn so far is in, and whether it stops mid-clause.
-        text: Option<bool>,
+        /// The transcript of the turn so far is in, and how it ends.
+        text: Option<Ending>,
         /// Preempt was offered for this pause.
         preempted: bool,
     },
@@ -261,11 +263,11 @@ impl Endpointer {
         out
     }
 
-    /// The transcript of the turn so far is in; `mid_clause` when it stops
-    /// mid-clause (see [`mid_clause`]).
-    pub fn handle_transcript(&mut self, mid_clause: bool, now: Duration) -> Vec<Decision> {
+    /// The transcript of the turn so far is in, ending as `ending` (see
+    /// [`ending`]).
+    pub fn handle_transcript(&mut self, ending: Ending, now: Duration) -> Vec<Decision> {
         let State::Paused { ref mut text, .. } = self.state else { return Vec::new() };
-        *text = Some(mid_clause);
+        *text = Some(ending);
         self.decide(now)
     }
 
@@ -350,7 +352,12 @@ impl Endpointer {
         let State::Paused { started, ended, verdict, text, ref mut preempted, .. } = self.state else {
             return Vec::new();
         };
-        let Some(mid_clause) = text else { return Vec::new() };
+        let Some(ending) = text else { return Vec::new() };
+        let open = |p: f32| match ending {
+            Ending::Open => true,
+            Ending::MaybeOpen => p < self.cfg.confident,
+            Ending::Closed => false,
+        };
         let silence = now.saturating_sub(ended);
         let reason = if silence >= Duration::from_millis(self.cfg.max_silence_ms) {
             Some(EndReason::MaxSilence)
@@ -358,7 +365,7 @@ impl Endpointer {
             (silence >= Duration::from_millis(self.cfg.silence_ms)).then_some(EndReason::Silence)
         } else {
             match verdict {
-                Verdict::Said(p) if p >= self.cfg.threshold && !mid_clause && silence >= needed => {
+                Verdict::Said(p) if p >= self.cfg.threshold && !open(p) && silence >= needed => {
                     Some(EndReason::Model(p))
                 }
                 _ => None,
@@ -370,7 +377,7 @@ impl Endpointer {
                 self.state = State::Idle;
                 vec![Decision::EndOfTurn { started, ended, reason, preempted: was }]
             }
-            None if !*preempted && !mid_clause => {
+            None if !*preempted && ending != Ending::Open => {
                 *preempted = true;
                 vec![Decision::Preempt]
             }
@@ -379,28 +386,52 @@ impl Endpointer {
     }
 }
 
-/// Words after which a sentence cannot be over: conjunctions, prepositions,
-/// articles, possessives and auxiliaries ("…and I'd like to").
+/// Words a sentence cannot end on: conjunctions, most prepositions,
+/// articles, possessives, contractions and fillers ("…and I'd like to").
 const OPEN_ENDINGS: &[&str] = &[
-    "and", "or", "but", "so", "because", "if", "then", "than", "that", "which", "who", "when", "where", "while",
-    "to", "of", "for", "with", "at", "on", "in", "from", "by", "about", "into", "like", "the", "a", "an", "my",
-    "your", "our", "their", "his", "her", "its", "this", "these", "those", "some", "i", "i'd", "i'm", "i'll",
-    "we", "we'd", "is", "are", "was", "were", "be", "am", "have", "has", "had", "do", "does", "can", "could",
-    "would", "should", "will", "want", "need", "um", "uh", "er",
+    "and", "or", "but", "because", "if", "than", "to", "of", "for", "with", "at", "from", "into", "the", "a",
+    "an", "my", "your", "our", "their", "his", "its", "i'd", "i'm", "i'll", "we'd", "we're", "um", "uh", "er",
 ];
 
-/// True when `text` (a transcript) stops mid-clause: its last word is one
-/// a sentence cannot end on ([`OPEN_ENDINGS`]). Punctuation is ignored: the
-/// local recognizer ends finished answers with commas ("Annie Smith,") and
-/// fragments with full stops ("to."). An empty text is not mid-clause.
-pub fn mid_clause(text: &str) -> bool {
-    let Some(last) = text.split_whitespace().last() else { return false };
+/// Words a sentence usually goes on after, but may end on: auxiliaries
+/// ("…my name is" / "…than he was."), pronouns, some prepositions and
+/// adverbs ("I think so", "come in").
+const MAYBE_OPEN_ENDINGS: &[&str] = &[
+    "is", "are", "was", "were", "be", "am", "have", "has", "had", "do", "does", "can", "could", "would",
+    "should", "will", "want", "need", "so", "then", "that", "this", "these", "those", "some", "i", "we", "her",
+    "on", "in", "by", "about", "like", "which", "who", "when", "where", "while",
+];
+
+/// How a transcript ends, for the end-of-turn policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Nothing says the sentence goes on (or there are no words).
+    Closed,
+    /// The last word usually leads on ([`MAYBE_OPEN_ENDINGS`]): an unsure
+    /// "complete" verdict waits, a confident one (`confident`) ends the turn.
+    MaybeOpen,
+    /// Mid-clause ([`OPEN_ENDINGS`]): the turn is not over before
+    /// `max_silence_ms`, whatever the model says.
+    Open,
+}
+
+/// How `text` (a transcript) ends, by its last word. Punctuation is
+/// ignored: the local recognizer ends finished answers with commas ("Annie
+/// Smith,") and fragments with full stops ("to.").
+pub fn ending(text: &str) -> Ending {
+    let Some(last) = text.split_whitespace().last() else { return Ending::Closed };
     let word: String = last
         .chars()
         .filter(|c| c.is_alphanumeric() || *c == '\'' || *c == '’')
         .map(|c| if c == '’' { '\'' } else { c.to_ascii_lowercase() })
         .collect();
-    OPEN_ENDINGS.contains(&word.as_str())
+    if OPEN_ENDINGS.contains(&word.as_str()) {
+        Ending::Open
+    } else if MAYBE_OPEN_ENDINGS.contains(&word.as_str()) {
+        Ending::MaybeOpen
+    } else {
+        Ending::Closed
+    }
 }
 
 /// What the caller's words over the agent's speech were.
@@ -498,7 +529,7 @@ mod tests {
         verdicts: Vec<Option<f32>>,
         model_ms: u64,
         stt_ms: u64,
-        mid: Vec<bool>,
+        mid: Vec<Ending>,
         model_due: Vec<(Duration, u64)>,
         stt_due: Vec<Duration>,
         pauses: usize,
@@ -515,7 +546,7 @@ mod tests {
                 verdicts: verdicts.to_vec(),
                 model_ms: 40,
                 stt_ms: 150,
-                mid: mid.iter().rev().copied().collect(),
+                mid: mid.iter().rev().map(|&m| if m { Ending::Open } else { Ending::Closed }).collect(),
                 model_due: Vec::new(),
                 stt_due: Vec::new(),
                 pauses: 0,
@@ -558,7 +589,7 @@ mod tests {
             let n = self.stt_due.iter().filter(|t| **t <= now).count();
             self.stt_due.retain(|t| *t > now);
             for _ in 0..n {
-                let m = self.mid.pop().unwrap_or(false);
+                let m = self.mid.pop().unwrap_or(Ending::Closed);
                 let ds = self.ep.handle_transcript(m, now);
                 self.take(ds);
             }
@@ -738,18 +769,41 @@ mod tests {
         };
         assert_eq!(ep.handle_speech_started(ms(1100)), vec![Decision::Resumed]);
         assert!(ep.handle_verdict(id, Some(0.99), ms(1120)).is_empty());
-        assert!(ep.handle_transcript(false, ms(1130)).is_empty());
+        assert!(ep.handle_transcript(Ending::Closed, ms(1130)).is_empty());
         assert!(ep.speaking());
     }
 
     #[test]
-    fn mid_clause_endings() {
-        for t in ["I would like to", "I'd like to book a cleaning and", "my name is,", "for the.", "Um", "I'd"] {
-            assert!(mid_clause(t), "{t}");
+    fn transcript_endings() {
+        for t in ["I would like to", "I'd like to book a cleaning and", "for the.", "Um", "I'd"] {
+            assert_eq!(ending(t), Ending::Open, "{t}");
+        }
+        for t in ["my name is,", "than he was.", "I think so", "Yes I can"] {
+            assert_eq!(ending(t), Ending::MaybeOpen, "{t}");
         }
         for t in ["I would like to book a cleaning.", "Next Tuesday", "yes", "", "What are your hours?", "If possible,,", "Anna Smith,"] {
-            assert!(!mid_clause(t), "{t}");
+            assert_eq!(ending(t), Ending::Closed, "{t}");
         }
+    }
+
+    #[test]
+    fn an_ending_that_may_be_open_holds_off_an_unsure_verdict_but_not_a_confident_one() {
+        // "…my name is" with the model unsure (0.7): no end before max silence.
+        let mut s = Sim::new(EndpointingConfig::default(), &[Some(0.7)], &[]);
+        s.mid = vec![Ending::MaybeOpen];
+        s.speech(1000);
+        s.silence(1900);
+        assert!(s.ends().is_empty(), "an unsure verdict waits on \"…my name is\"");
+        assert_eq!(s.count(|d| *d == Decision::Preempt), 1, "a reply may be prepared");
+        s.silence(200);
+        assert_eq!(s.ends()[0].1, EndReason::MaxSilence);
+        // "…than he was." with the model sure (0.98): ends with the transcript.
+        let mut s = Sim::new(EndpointingConfig::default(), &[Some(0.98)], &[]);
+        s.mid = vec![Ending::MaybeOpen];
+        s.speech(1000);
+        s.silence(500);
+        assert_eq!(s.ends().len(), 1, "a confident verdict ends the turn");
+        assert!(matches!(s.ends()[0].1, EndReason::Model(p) if p > 0.9));
     }
 
     #[test]
