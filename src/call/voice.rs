@@ -656,7 +656,14 @@ impl VoiceAgent {
         for p in probs {
             self.vad_time += window;
             let mut ds = Vec::new();
-            match self.turn.push(p, window) {
+            let was_voiced = self.turn.voiced_for().is_some();
+            let event = self.turn.push(p, window);
+            if was_voiced && self.streaming && self.turn.speaking() && self.turn.voiced_for().is_none() {
+                // The voice stopped inside the turn: STT may transcribe what
+                // it has while the caller pauses or goes on.
+                self.stt.word_gap().await;
+            }
+            match event {
                 Some(TurnEvent::SpeechStarted { at }) => {
                     self.unconfirmed_pause = false;
                     actions.extend(self.speech_started(at, out, now_ms).await);

@@ -297,6 +297,12 @@ impl SttStream for FailoverSttStream {
         self.on_active(Op::Discard).await
     }
 
+    async fn word_gap(&mut self) {
+        if let Some(active) = self.active.as_mut() {
+            active.word_gap().await;
+        }
+    }
+
     async fn next_event(&mut self) -> Option<Result<SttEvent, ProviderError>> {
         loop {
             let Some(active) = self.active.as_mut() else {

@@ -92,6 +92,10 @@ pub trait SttStream: Send {
     async fn end_utterance(&mut self) -> Result<(), ProviderError>;
     /// Drops audio sent since the last `Final` (a false start).
     async fn discard_utterance(&mut self) -> Result<(), ProviderError>;
+    /// A hint, not an end: the caller's voice just stopped inside their
+    /// utterance (the VAD's first quiet window; they may go on). A stream
+    /// that transcribes in pieces may close one here. Default: nothing.
+    async fn word_gap(&mut self) {}
     /// Next event; `None` when the stream has ended. Cancel-safe.
     async fn next_event(&mut self) -> Option<Result<SttEvent, ProviderError>>;
 }

@@ -48,9 +48,25 @@ use tokio::sync::mpsc;
 /// Sample rate the model takes, Hz.
 pub const SAMPLE_RATE_HZ: u32 = 16_000;
 /// Longest audio the model transcribes in one pass, samples (30 s at 16 kHz).
-/// [`Moonshine::transcribe`] splits longer audio into pieces of this size;
-/// [`MoonshineStt`] closes an utterance when its buffer reaches it.
+/// [`Moonshine::transcribe`] splits longer audio into pieces of this size.
 pub const MAX_UTTERANCE_SAMPLES: usize = 30 * SAMPLE_RATE_HZ as usize;
+/// [`MoonshineStt`] transcribes an utterance in pieces while it is being
+/// said: the shortest piece, samples (2 s; shorter ones lose accuracy).
+const PIECE_MIN_SAMPLES: usize = 2 * SAMPLE_RATE_HZ as usize;
+/// The longest piece, samples (8 s): at this length the piece is cut at its
+/// quietest point even without a gap between words.
+const PIECE_MAX_SAMPLES: usize = 8 * SAMPLE_RATE_HZ as usize;
+/// The shortest piece closed at a gap the VAD found
+/// ([`SttStream::word_gap`]), samples (1.5 s).
+const GAP_PIECE_MIN_SAMPLES: usize = 3 * SAMPLE_RATE_HZ as usize / 2;
+/// Level analysis window of the piece cutter, samples (10 ms).
+const LEVEL_WINDOW: usize = SAMPLE_RATE_HZ as usize / 100;
+/// A gap between words: this many quiet level windows in a row (80 ms;
+/// shorter quiet runs are often a stop consonant inside a word).
+const GAP_WINDOWS: usize = 8;
+/// Quiet means at most 1/this of the piece's loud level (its 90th
+/// percentile window RMS): -24 dB.
+const GAP_RATIO: f32 = 16.0;
 /// Shortest input to the encoder, samples (0.1 s); shorter audio is padded
 /// with silence (the encoder needs about 900 samples for one output frame).
 const MIN_ENCODER_SAMPLES: usize = SAMPLE_RATE_HZ as usize / 10;
@@ -583,11 +599,17 @@ impl Tokenizer {
 /// [`SttProvider`] over [`Moonshine`]: buffers each utterance, transcribes it
 /// on `end_utterance` in a blocking task.
 ///
-/// Streams keep at most [`MAX_UTTERANCE_SAMPLES`] (30 s) of audio: when an
-/// utterance grows past that, its first 30 s are transcribed and reported as
-/// a `Final` of their own, and the rest goes on as a new utterance.
-/// Utterances are transcribed one after the other in the order they ended,
-/// so `Final`s come in stream order. No `Interim` events are produced.
+/// A stream transcribes while the caller speaks: a piece of the utterance
+/// goes to the model at once when the VAD hears the voice stop
+/// ([`SttStream::word_gap`], once the piece holds 1.5 s), or at a gap
+/// between words in the level (80 ms at -24 dB under its loud level, at
+/// least 2 s in; at the quietest 80 ms by 8 s). At the utterance's end only
+/// the last piece is left to transcribe, so the `Final` comes sooner the
+/// more the caller paused for breath. One `Final` per utterance,
+/// its pieces' texts joined (a piece's closing full stop dropped and the next
+/// piece's capital lowered, "I" excepted). Utterances are transcribed one
+/// after the other in the order they ended, so `Final`s come in stream
+/// order. No `Interim` events are produced.
 pub struct MoonshineStt {
     /// The model.
     pub model: Arc<Moonshine>,
@@ -603,7 +625,7 @@ impl SttProvider for MoonshineStt {
     }
 }
 
-/// One utterance waiting for transcription.
+/// A piece of an utterance waiting for transcription.
 struct Job {
     /// Its audio, 16 kHz PCM16.
     pcm: Vec<i16>,
@@ -611,13 +633,30 @@ struct Job {
     start_ms: u64,
     /// Stream time just after its last sample, ms.
     end_ms: u64,
+    /// What the piece is: the utterance goes on, ends here, or was dropped.
+    kind: JobKind,
+}
+
+/// A [`Job`]'s place in its utterance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobKind {
+    /// A piece cut while the caller speaks: its text waits for the rest.
+    Piece,
+    /// The utterance's last piece: the `Final` goes out with it.
+    Last,
+    /// The utterance was discarded: forget its pieces (no audio).
+    Discard,
 }
 
 /// One recognition stream: a buffer on the caller's side and a worker task
 /// that transcribes finished utterances in order.
 struct MoonshineStream {
-    /// Audio of the current utterance.
+    /// Audio of the current utterance not yet handed to the model.
     buffer: Vec<i16>,
+    /// RMS of each whole 10 ms window of `buffer`, for the piece cutter.
+    levels: Vec<f32>,
+    /// Pieces handed to the model while utterances were being said.
+    pieces: usize,
     /// Samples received before the current utterance (stream time).
     consumed: u64,
     /// Finished utterances to the worker (unbounded: at most one per turn
@@ -634,22 +673,40 @@ impl MoonshineStream {
         let (jobs, mut job_rx) = mpsc::unbounded_channel::<Job>();
         let (event_tx, events) = mpsc::unbounded_channel();
         let worker = tokio::spawn(async move {
+            // The open utterance: its start and its pieces' texts (or the
+            // first error among them).
+            let mut start_ms: Option<u64> = None;
+            let mut texts: Result<Vec<String>, ProviderError> = Ok(Vec::new());
             while let Some(job) = job_rx.recv().await {
-                let result = if job.pcm.is_empty() {
-                    Ok(String::new())
-                } else {
+                if job.kind == JobKind::Discard {
+                    start_ms = None;
+                    texts = Ok(Vec::new());
+                    continue;
+                }
+                start_ms.get_or_insert(job.start_ms);
+                if !job.pcm.is_empty() && texts.is_ok() {
                     let model = model.clone();
-                    match tokio::task::spawn_blocking(move || model.transcribe(&job.pcm)).await {
+                    let result = match tokio::task::spawn_blocking(move || model.transcribe(&job.pcm)).await {
                         Ok(r) => r,
                         Err(e) => Err(ProviderError::Fatal(format!(
                             "transcription task failed: {e}"
                         ))),
+                    };
+                    match (result, texts.as_mut()) {
+                        (Ok(text), Ok(all)) => all.push(text),
+                        (Err(e), _) => texts = Err(e),
+                        _ => {}
                     }
-                };
-                let event = result.map(|text| {
+                }
+                if job.kind == JobKind::Piece {
+                    continue;
+                }
+                let done = std::mem::replace(&mut texts, Ok(Vec::new()));
+                let start = start_ms.take().unwrap_or(job.start_ms);
+                let event = done.map(|pieces| {
                     SttEvent::Final(Transcript {
-                        text,
-                        start_ms: job.start_ms,
+                        text: join_pieces(&pieces),
+                        start_ms: start,
                         end_ms: job.end_ms,
                         confidence: None,
                     })
@@ -661,6 +718,8 @@ impl MoonshineStream {
         });
         MoonshineStream {
             buffer: Vec::new(),
+            levels: Vec::new(),
+            pieces: 0,
             consumed: 0,
             jobs,
             events,
@@ -668,20 +727,104 @@ impl MoonshineStream {
         }
     }
 
-    /// Hands the first `len` buffered samples to the worker as one utterance.
-    fn submit(&mut self, len: usize) -> Result<(), ProviderError> {
+    /// Hands the first `len` buffered samples to the worker as `kind`.
+    fn submit(&mut self, len: usize, kind: JobKind) -> Result<(), ProviderError> {
         let pcm: Vec<i16> = self.buffer.drain(..len).collect();
+        let windows = (len / LEVEL_WINDOW).min(self.levels.len());
+        self.levels.drain(..windows);
+        if len % LEVEL_WINDOW != 0 {
+            // Cuts fall on window edges; an odd length (the end of an
+            // utterance) restarts the analysis.
+            self.levels.clear();
+            self.levels.extend(self.buffer.chunks_exact(LEVEL_WINDOW).map(rms));
+        }
         let start = self.consumed;
         self.consumed += pcm.len() as u64;
         let job = Job {
             pcm,
             start_ms: samples_to_ms(start),
             end_ms: samples_to_ms(self.consumed),
+            kind,
         };
         self.jobs
             .send(job)
             .map_err(|_| ProviderError::Fatal("moonshine stream worker stopped".into()))
     }
+}
+
+/// Root mean square of `pcm`.
+fn rms(pcm: &[i16]) -> f32 {
+    if pcm.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    (sum / pcm.len() as f64).sqrt() as f32
+}
+
+/// Where to cut the utterance being said into a piece for the model, as a
+/// number of [`LEVEL_WINDOW`]s from its start, given the RMS of each 10 ms
+/// window so far: the middle of the first gap between words (30 ms at
+/// 1/[`GAP_RATIO`] of the loud level) at least [`PIECE_MIN_SAMPLES`] in,
+/// and never within 100 ms of the newest audio (the gap may be a word's
+/// stop); once [`PIECE_MAX_SAMPLES`] are there, the quietest window past
+/// the minimum. `None`: keep listening.
+fn piece_cut(levels: &[f32]) -> Option<usize> {
+    let min = PIECE_MIN_SAMPLES / LEVEL_WINDOW;
+    let guard = 10;
+    if levels.len() < min + GAP_WINDOWS + guard {
+        return None;
+    }
+    let mut sorted: Vec<f32> = levels.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let loud = sorted[sorted.len() * 9 / 10];
+    let quiet = loud / GAP_RATIO;
+    let searchable = &levels[..levels.len() - guard];
+    let mut run = 0;
+    for (i, &l) in searchable.iter().enumerate().skip(min) {
+        run = if l <= quiet { run + 1 } else { 0 };
+        if run == GAP_WINDOWS {
+            return Some(i - GAP_WINDOWS / 2);
+        }
+    }
+    if levels.len() * LEVEL_WINDOW >= PIECE_MAX_SAMPLES {
+        // The quietest GAP_WINDOWS run; cut in its middle.
+        let (i, _) = searchable
+            .windows(GAP_WINDOWS)
+            .enumerate()
+            .skip(min)
+            .map(|(i, w)| (i, w.iter().sum::<f32>()))
+            .min_by(|a, b| a.1.total_cmp(&b.1))?;
+        return Some(i + GAP_WINDOWS / 2);
+    }
+    None
+}
+
+/// One text from the texts of an utterance's pieces: a piece's closing
+/// full stop goes (the model ends every piece as a sentence) and the next
+/// piece's first letter is lowered unless it is the word "I".
+fn join_pieces(pieces: &[String]) -> String {
+    let mut out = String::new();
+    for p in pieces.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        if out.is_empty() {
+            out.push_str(p);
+            continue;
+        }
+        if out.ends_with('.') && !out.ends_with("..") {
+            out.pop();
+        }
+        out.push(' ');
+        let first = p.split_whitespace().next().unwrap_or("");
+        let keep = first == "I" || first.starts_with("I'") || first.starts_with("I’");
+        let mut chars = p.chars();
+        match chars.next() {
+            Some(c) if !keep && c.is_uppercase() && !first.chars().skip(1).any(char::is_uppercase) => {
+                out.extend(c.to_lowercase());
+                out.push_str(chars.as_str());
+            }
+            _ => out.push_str(p),
+        }
+    }
+    out
 }
 
 impl Drop for MoonshineStream {
@@ -693,21 +836,41 @@ impl Drop for MoonshineStream {
 #[async_trait]
 impl SttStream for MoonshineStream {
     async fn send_audio(&mut self, pcm: &[i16]) -> Result<(), ProviderError> {
+        let analysed = self.levels.len() * LEVEL_WINDOW;
         self.buffer.extend_from_slice(pcm);
-        while self.buffer.len() >= MAX_UTTERANCE_SAMPLES {
-            self.submit(MAX_UTTERANCE_SAMPLES)?;
+        let new = self.buffer[analysed..].chunks_exact(LEVEL_WINDOW).map(rms).collect::<Vec<_>>();
+        if !new.is_empty() {
+            self.levels.extend(new);
+            if let Some(windows) = piece_cut(&self.levels) {
+                self.pieces += 1;
+                self.submit(windows * LEVEL_WINDOW, JobKind::Piece)?;
+            }
         }
         Ok(())
     }
 
     async fn end_utterance(&mut self) -> Result<(), ProviderError> {
-        self.submit(self.buffer.len())
+        self.submit(self.buffer.len(), JobKind::Last)
+    }
+
+    /// Closes a piece at the VAD's word gap once it holds
+    /// [`GAP_PIECE_MIN_SAMPLES`].
+    async fn word_gap(&mut self) {
+        if self.buffer.len() >= GAP_PIECE_MIN_SAMPLES {
+            self.pieces += 1;
+            let whole = self.buffer.len() / LEVEL_WINDOW * LEVEL_WINDOW;
+            // A stopped worker shows at `end_utterance`.
+            let _ = self.submit(whole, JobKind::Piece);
+        }
     }
 
     async fn discard_utterance(&mut self) -> Result<(), ProviderError> {
         self.consumed += self.buffer.len() as u64;
         self.buffer.clear();
-        Ok(())
+        self.levels.clear();
+        self.jobs
+            .send(Job { pcm: Vec::new(), start_ms: 0, end_ms: 0, kind: JobKind::Discard })
+            .map_err(|_| ProviderError::Fatal("moonshine stream worker stopped".into()))
     }
 
     async fn next_event(&mut self) -> Option<Result<SttEvent, ProviderError>> {
@@ -969,26 +1132,72 @@ mod tests {
         assert!(next(&mut stream, 1).await.is_none(), "no more events");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_utterance_is_transcribed_in_pieces_as_it_is_said_and_gives_one_final() {
+        let files = librivox();
+        let mut pcm = Vec::new();
+        let mut reference = String::new();
+        for (_, text, audio) in &files[1..4] {
+            pcm.extend_from_slice(audio);
+            reference = format!("{reference} {text}");
+        }
+        let mut stream = MoonshineStream::new(model());
+        for frame in pcm.chunks(320) {
+            stream.send_audio(frame).await.expect("send");
+        }
+        let secs = pcm.len() / 16_000;
+        assert!(stream.pieces >= secs / 6, "{} pieces of {secs} s cut while it was said", stream.pieces);
+        assert!(stream.buffer.len() <= PIECE_MAX_SAMPLES, "at most one piece left at the end");
+        stream.end_utterance().await.expect("end");
+        let mut stream: Box<dyn SttStream> = Box::new(stream);
+        let Some(Ok(SttEvent::Final(fin))) = next(&mut stream, 60).await else { panic!("one Final") };
+        let e = wer(&reference, &fin.text);
+        assert!(e <= 0.12, "WER {:.0} % over the pieces: {fin:?}", e * 100.0);
+        assert_eq!((fin.start_ms, fin.end_ms), (0, pcm.len() as u64 * 1000 / 16_000));
+        assert!(next(&mut stream, 1).await.is_none(), "one Final for the utterance");
+    }
+
     #[tokio::test]
-    async fn stream_closes_an_utterance_at_30_seconds() {
+    async fn digital_silence_is_cut_and_gives_an_empty_final() {
         let mut stream = MoonshineStt { model: model() }.open().await.expect("opens");
-        // 31 s of digital silence in 20 ms frames (the gate makes it cheap).
         let frame = [0i16; 320];
         for _ in 0..(31 * 50) {
             stream.send_audio(&frame).await.expect("send");
         }
-        let Some(Ok(SttEvent::Final(first))) = next(&mut stream, 10).await else {
-            panic!("Final at 30 s")
-        };
-        assert_eq!(
-            (first.text.as_str(), first.start_ms, first.end_ms),
-            ("", 0, 30_000)
-        );
         stream.end_utterance().await.expect("end");
-        let Some(Ok(SttEvent::Final(rest))) = next(&mut stream, 10).await else {
-            panic!("Final of the rest")
-        };
-        assert_eq!((rest.start_ms, rest.end_ms), (30_000, 31_000));
+        let Some(Ok(SttEvent::Final(fin))) = next(&mut stream, 10).await else { panic!("Final") };
+        assert_eq!((fin.text.as_str(), fin.start_ms, fin.end_ms), ("", 0, 31_000));
         assert!(next(&mut stream, 1).await.is_none(), "no more events");
+    }
+
+    #[test]
+    fn pieces_are_cut_in_the_first_gap_after_two_seconds() {
+        // 10 ms levels: loud speech with a 100 ms gap at 1.0 s (too early),
+        // one of 50 ms at 2.3 s (too short: a stop consonant) and one of
+        // 100 ms at 2.6 s.
+        let mut levels = vec![3000.0f32; 300];
+        for i in (100..110).chain(230..235).chain(260..270) {
+            levels[i] = 100.0;
+        }
+        assert_eq!(piece_cut(&levels[..250]), None, "no gap yet");
+        assert_eq!(piece_cut(&levels[..275]), None, "the newest 100 ms are not searched");
+        assert_eq!(piece_cut(&levels), Some(263), "the middle of the first 80 ms of the gap");
+        // No gap at all: cut in the quietest 80 ms once 8 s are there.
+        let mut steady: Vec<f32> = (0..799).map(|i| 2000.0 + (i % 7) as f32 * 100.0).collect();
+        for l in &mut steady[600..608] {
+            *l = 1500.0;
+        }
+        assert_eq!(piece_cut(&steady), None);
+        steady.push(2000.0);
+        assert_eq!(piece_cut(&steady), Some(604));
+    }
+
+    #[test]
+    fn piece_texts_join_into_one_sentence() {
+        let p = |v: &[&str]| join_pieces(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(p(&["I would like to book.", "A cleaning next Tuesday."]), "I would like to book a cleaning next Tuesday.");
+        assert_eq!(p(&["Is that right?", "I think so."]), "Is that right? I think so.");
+        assert_eq!(p(&["", "Hello.", " "]), "Hello.");
+        assert_eq!(p(&["My name is.", "NASA John."]), "My name is NASA John.");
     }
 }
