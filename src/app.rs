@@ -231,7 +231,11 @@ async fn load_voice(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<cr
         vad,
         turn_model: Some(turn),
         stt: Arc::new(moonshine::MoonshineStt { model: stt }),
-        tts: Arc::new(piper::PiperTts { voice }),
+        tts: Arc::new(crate::providers::tts_cache::CachedTts::new(
+            Arc::new(piper::PiperTts { voice }),
+            crate::providers::tts_cache::DEFAULT_CAPACITY_BYTES,
+            metrics.clone(),
+        )),
         agents,
         llm_agents: Arc::new(llm_agents),
         metrics: metrics.clone(),

@@ -91,6 +91,16 @@ struct MetricsInner {
     /// `skald_turn_continuations_total`: caller turns continued after the
     /// agent's reply had started (the reply was dropped).
     continuations: Counter,
+    /// `skald_tts_cache_total{result}`: sentences the TTS cache replayed
+    /// (`hit`) or sent to the voice (`miss`).
+    tts_cache: Family<TtsCacheLabels, Counter>,
+}
+
+/// Labels of `skald_tts_cache_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TtsCacheLabels {
+    /// `hit` or `miss`.
+    result: &'static str,
 }
 
 /// Labels of `skald_turn_latency_ms`.
@@ -258,6 +268,12 @@ impl Metrics {
             "Caller turns that went on after the agent's reply began (the reply was dropped, the whole turn answered once)",
             continuations.clone(),
         );
+        let tts_cache = Family::<TtsCacheLabels, Counter>::default();
+        registry.register(
+            "skald_tts_cache",
+            "Sentences the TTS cache replayed (result=hit) or sent to the voice (result=miss)",
+            tts_cache.clone(),
+        );
 
         Metrics {
             inner: Arc::new(MetricsInner {
@@ -275,6 +291,7 @@ impl Metrics {
                 dead_air,
                 backchannels,
                 continuations,
+                tts_cache,
             }),
         }
     }
@@ -371,6 +388,11 @@ impl Metrics {
     /// A caller turn continued after the agent's reply began.
     pub fn continuation(&self) {
         self.inner.continuations.inc();
+    }
+
+    /// A sentence looked up in the TTS cache: replayed (`hit`) or not.
+    pub fn tts_cache(&self, hit: bool) {
+        self.inner.tts_cache.get_or_create(&TtsCacheLabels { result: if hit { "hit" } else { "miss" } }).inc();
     }
 
     /// The caller interrupted the agent (barge-in).
