@@ -732,7 +732,7 @@ impl MoonshineStream {
         let pcm: Vec<i16> = self.buffer.drain(..len).collect();
         let windows = (len / LEVEL_WINDOW).min(self.levels.len());
         self.levels.drain(..windows);
-        if len % LEVEL_WINDOW != 0 {
+        if !len.is_multiple_of(LEVEL_WINDOW) {
             // Cuts fall on window edges; an odd length (the end of an
             // utterance) restarts the analysis.
             self.levels.clear();
