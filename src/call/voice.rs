@@ -1199,7 +1199,6 @@ impl VoiceAgent {
         self.frames_pushed = self.frames_pushed.saturating_sub(frames.len() as u64);
         let audio: VecDeque<Vec<i16>> = self.sent_audio.drain(..).collect();
         tracing::info!(ctx, unsent_frames = frames.len(), "barge-in: agent audio paused");
-        self.svc.metrics.barge_in();
         self.interrupted = Some(ctx);
         self.paused = Some((frames, audio));
         self.silence_at = None;
@@ -1236,6 +1235,8 @@ impl VoiceAgent {
     fn drop_interrupted(&mut self, now_ms: i64) -> Vec<VoiceAction> {
         let mut actions = Vec::new();
         let Some(ctx) = self.interrupted.take() else { return actions };
+        // Counted once the interruption is real (a false one resumed).
+        self.svc.metrics.barge_in();
         self.paused = None;
         self.unconfirmed_pause = false;
         self.pending.clear();
