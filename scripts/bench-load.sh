@@ -15,7 +15,10 @@ CALLS=${CALLS:-200}
 DURATION=${DURATION:-20}
 SIP=${SIP_PORT:-15060}
 HTTP=${HTTP_PORT:-18080}
-BIN=target/release/skald
+BIN=${SKALD_BIN:-target/release/skald}
+# /metrics needs a viewer token: a throwaway admin token for this run.
+export SKALD_ADMIN_TOKEN="bench-load-$RANDOM$RANDOM"
+AUTH="Authorization: Bearer $SKALD_ADMIN_TOKEN"
 WORK=$(mktemp -d)
 trap 'kill $SKALD 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -26,7 +29,7 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$HTTP/health/ready" >/dev/nul
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$SKALD/stat"; }
-metric() { curl -s "http://127.0.0.1:$HTTP/metrics" | awk -v m="$1" '$1 ~ "^"m {s+=$2} END {printf "%.0f", s}'; }
+metric() { curl -s -H "$AUTH" "http://127.0.0.1:$HTTP/metrics" | awk -v m="$1" '$1 ~ "^"m {s+=$2} END {printf "%.0f", s}'; }
 hz=$(getconf CLK_TCK)
 
 echo "== call setups: $SETUPS calls offered at $RATE/s (stock sipp uac, PCMU) =="
@@ -64,4 +67,4 @@ echo "calls live mid-run: $active; successful: ${ok:-?} of $CALLS"
 echo "skald CPU: $cpu cores for $active calls = $(echo "scale=2; 100 * $cpu / ($active + 0.0001)" | bc) % of a core per call"
 echo "RSS: $((rss0 / 1024)) MiB idle (models loaded) -> $((rss / 1024)) MiB with $active calls = $(( (rss - rss0) / (active + 1) )) KiB per call"
 echo "RTP packets sent: $((sent1 - sent0)) (expected about $((CALLS * DURATION * 50)))"
-curl -s "http://127.0.0.1:$HTTP/metrics" | python3 scripts/histogram_quantiles.py skald_rtp_send_lateness_ms 0.5 0.99 0.999
+curl -s -H "$AUTH" "http://127.0.0.1:$HTTP/metrics" | python3 scripts/histogram_quantiles.py skald_rtp_send_lateness_ms 0.5 0.99 0.999

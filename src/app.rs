@@ -14,6 +14,7 @@ use crate::http::{HttpState, Readiness};
 use crate::ids::CallId;
 use crate::observability::Metrics;
 use crate::rtp::ports::PortAllocator;
+use crate::transports::sip_rtp::SipLegs;
 use crate::store::Store;
 use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +31,8 @@ const CALL_DRAIN: Duration = Duration::from_secs(6);
 pub struct App {
     /// Shared call services (SIP handle, store, registry…).
     pub services: Arc<CallServices>,
+    /// The SIP stack (drained at shutdown).
+    sip: crate::sip::driver::SipHandle,
     /// Bound HTTP address, when HTTP runs.
     pub http_addr: Option<SocketAddr>,
     /// Bound SIP address (UDP and TCP).
@@ -70,10 +73,11 @@ impl App {
         };
         let media_ip = media_ip(&config, &sip.advertised_host());
         let bind_ip = config.sip.listen.ip();
+        let sip_legs = SipLegs::new(sip.clone(), PortAllocator::new(config.rtp.ports, bind_ip), media_ip, &config.rtp, metrics.clone());
         let events = crate::events::EventBus::new();
         let contact = match &config.contact_center {
             Some(cc) => Some(
-                crate::call::contact::start(cc.clone(), sip.registrar(), store.clone(), events.clone(), shutdown.clone(), &tracker)
+                crate::call::contact::start(cc.clone(), sip_legs.registrations(), store.clone(), events.clone(), shutdown.clone(), &tracker)
                     .map_err(|e| anyhow::anyhow!("contact center: {e}"))?,
             ),
             None => None,
@@ -82,8 +86,7 @@ impl App {
             config: config.clone(),
             store: store.clone(),
             metrics: metrics.clone(),
-            sip,
-            ports: PortAllocator::new(config.rtp.ports, bind_ip),
+            sip: sip_legs.clone(),
             registry: CallRegistry::new(),
             media_ip,
             shutdown: shutdown.clone(),
@@ -101,7 +104,7 @@ impl App {
                 tokio::select! {
                     _ = token.cancelled() => break,
                     call = incoming.recv() => match call {
-                        Some(call) => svc.accept(call),
+                        Some(call) => svc.accept(sip_legs.inbound(call)),
                         None => break,
                     }
                 }
@@ -143,7 +146,7 @@ impl App {
             rtp_ports = %format!("{}-{}", config.rtp.ports.low, config.rtp.ports.high),
             "skald ready"
         );
-        Ok(App { services, http_addr, sip_addr, readiness, shutdown, tracker })
+        Ok(App { services, sip, http_addr, sip_addr, readiness, shutdown, tracker })
     }
 
     /// Places an outbound call running `app` (see [`CallServices::dial`]).
@@ -153,7 +156,7 @@ impl App {
         from_user: &str,
         app: &str,
         ring_timeout: Duration,
-        credentials: Option<crate::sip::driver::Credentials>,
+        credentials: Option<crate::transports::sip_rtp::Digest>,
     ) -> Result<CallId, DialError> {
         self.services.dial(target, from_user, app, ring_timeout, credentials).await
     }
@@ -177,7 +180,7 @@ impl App {
     pub async fn shutdown(self) {
         let grace = Duration::from_secs(self.services.config.shutdown.grace_s);
         self.readiness.draining.store(true, Ordering::SeqCst);
-        self.services.sip.set_draining(grace.max(Duration::from_secs(1)));
+        self.sip.set_draining(grace.max(Duration::from_secs(1)));
         let registry = &self.services.registry;
         if !registry.is_empty() {
             tracing::info!(calls = registry.len(), grace_s = grace.as_secs(), "waiting for live calls");

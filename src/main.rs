@@ -334,7 +334,7 @@ fn main() -> anyhow::Result<()> {
             };
             let app = app.unwrap_or_else(|| "echo".into());
             let from = from.unwrap_or_else(|| "skald".into());
-            let credentials = auth_user.map(|username| skald::sip::driver::Credentials {
+            let credentials = auth_user.map(|username| skald::transports::sip_rtp::Digest {
                 username,
                 password: auth_password.unwrap_or_default(),
             });

@@ -1,36 +1,42 @@
-//! One actor task per call. It owns the dialog handle, the RTP session (via
-//! [`MediaStream`]), the codec/resampler state and the application, and is
-//! the only place where their outputs become actions.
+//! One actor task per call, whatever its transport. It owns the call's
+//! legs ([`Leg`]: the caller's, and a second one for a bridge), the
+//! application or voice agent, the records and the recording, and is the
+//! only place where their outputs become actions.
 //!
-//! The loop (`run`) waits on exactly one of: a dialog event, a
-//! [`CallCommand`], an RTP event, the application's deadline, or the playout
-//! check; then it handles that input to completion before waiting again. No
-//! lock is taken on the audio path.
+//! A leg turns its wire (SIP/RTP, a Twilio Media Stream, the control
+//! page's microphone) into the same events: 16 kHz frames, DTMF, hold,
+//! hang-up, transfer progress. So everything a call does is written once,
+//! here and in the child modules: turn-taking and barge-in (the voice
+//! agent, [`super::voice`]), transcripts and records, the stereo recording,
+//! supervision ([`supervise`]), queues and hold music ([`queued`]), the
+//! supervisors' dial-in line ([`monitor`]), answering-machine detection
+//! (`amd`), bridges and warm transfers ([`bridge`]), cold transfers (the
+//! leg's own: REFER, Twilio REST) and the hang-up API.
 //!
-//! Audio path per ptime (20 ms): RTP payload → G.711 decode (8 kHz) →
-//! resample to 16 kHz → recorder + application. Outbound: application audio
-//! (16 kHz) → resample to 8 kHz → G.711 encode → queued in the RTP session,
-//! which sends one packet per ptime on the media clock.
+//! The loop (`event_loop`) waits on exactly one of: a leg event, a
+//! [`CallCommand`], the second leg, the queue, the dial-in line, the voice
+//! agent, the answering-machine detector, the application's deadline, or
+//! the playout check; then it handles that input to completion before
+//! waiting again. No lock is taken on the audio path.
+//!
+//! How a call starts ([`Arrival`]): an incoming INVITE is routed,
+//! negotiated, rung and answered here through its SIP leg; an outbound
+//! INVITE rings until answered; a WebSocket stream has already started.
 
 use super::apps::{self, AppAction, AppContext, AppInput, Application};
 use super::command::CallCommand;
 use super::service::{CallServices, now_ms};
-use super::voice::{AudioOut, VoiceAction, VoiceAgent, VoiceConfig, VoiceEvent};
-use crate::pipeline::recorder::StereoRecorder;
 use super::state::CallState;
-use crate::pipeline::wav::{self, WavRecorder};
-use crate::rtp::codec::g711::Law;
-use crate::rtp::codec::frames::G711Frames;
-use crate::rtp::driver::MediaStream;
-use crate::rtp::ports::RtpSockets;
-use crate::rtp::proto::session::RtpEvent;
-use crate::sip::driver::{DialogEvent, DialogHandle};
-use crate::sip::sdp::{self, AudioCodec, Direction, LocalMedia, Negotiated, SdpError};
-use crate::store::CallRecord;
-use crate::store::events::CallEvent;
 use super::transfer::{ContextIn, fetch_context, outgoing_context, refer_to};
+use super::voice::{VoiceAction, VoiceAgent, VoiceConfig, VoiceEvent};
 use crate::agent::context::CallContext;
 use crate::agent::escalation::{TransferMode, TransferRequest};
+use crate::pipeline::recorder::StereoRecorder;
+use crate::pipeline::wav::{self, WavRecorder};
+use crate::store::CallRecord;
+use crate::store::events::CallEvent;
+use crate::transports::leg::{Leg, LegEvent, TransferEvent, TransferTo};
+use crate::transports::sip_rtp::SipLeg;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -39,51 +45,41 @@ use tokio::sync::mpsc;
 mod amd;
 #[path = "bridge.rs"]
 pub mod bridge;
-#[path = "queued.rs"]
-pub mod queued;
 #[path = "monitor.rs"]
 pub mod monitor;
+#[path = "queued.rs"]
+pub mod queued;
 #[path = "supervise.rs"]
 pub mod supervise;
 use tokio::time::Instant;
 
-/// How long to wait for the far end to confirm our BYE/CANCEL.
-const HANGUP_WAIT: Duration = Duration::from_secs(5);
 /// How often to look whether queued playout has drained.
 const PLAYOUT_CHECK: Duration = Duration::from_millis(20);
-/// Duration of each DTMF digit skald sends (RFC 4733), and the gap after it.
-const DTMF_TONE: Duration = Duration::from_millis(100);
+/// How long a transfer may take to report success.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bad-message reasons of a leg copied into the record (the rest are counted).
+const MAX_ERRORS_RECORDED: usize = 5;
 
-/// Which side started the call, with what that side needs to set up media.
-pub enum Leg {
-    /// An incoming INVITE (UAS); `offer` is its SDP, if it carried one.
-    Inbound {
-        /// SDP offer from the INVITE.
-        offer: Option<String>,
-        /// Context headers of the INVITE (a transferred call).
+/// How a call reached its actor.
+pub enum Arrival {
+    /// An incoming INVITE (UAS), not answered yet, with its context headers
+    /// (a transferred call).
+    Invite {
+        /// The SIP leg.
+        leg: Box<SipLeg>,
+        /// Context the INVITE's headers carried.
         context: ContextIn,
     },
-    /// An outbound INVITE (UAC) offering `local` on `sockets`.
-    Outbound {
-        /// The offer's parameters.
-        local: LocalMedia,
-        /// The bound RTP/RTCP sockets the offer names.
-        sockets: RtpSockets,
+    /// Our outbound INVITE (UAC), ringing.
+    Dialed(Box<dyn Leg>),
+    /// A WebSocket stream (Twilio Media Streams, the browser) that has
+    /// started, with the signed `context` parameter the webhook gave it.
+    Stream {
+        /// The leg.
+        leg: Box<dyn Leg>,
+        /// The `context` stream parameter.
+        context: Option<String>,
     },
-}
-
-/// Media state of an answered call.
-struct Media {
-    /// Sockets + RTP session.
-    stream: MediaStream,
-    /// G.711 frames to and from 16 kHz audio.
-    codec: G711Frames,
-    /// Scratch buffer for the received frame, reused every frame.
-    pcm16: Vec<i16>,
-    /// What was negotiated (for re-INVITE answers).
-    negotiated: Negotiated,
-    /// Our SDP parameters (version bumped on each answer).
-    local: LocalMedia,
 }
 
 /// What runs the conversation: a built-in application or a voice agent.
@@ -113,27 +109,26 @@ pub struct CallActor {
     svc: Arc<CallServices>,
     /// The record, written at start and on every state change.
     record: CallRecord,
-    /// Acts on the SIP dialog.
-    dialog: DialogHandle,
-    /// Events of the dialog.
-    events: mpsc::Receiver<DialogEvent>,
     /// Commands from the API, CLI and shutdown.
     commands: mpsc::Receiver<CallCommand>,
     /// How the call started (consumed at setup).
-    leg: Option<Leg>,
+    arrival: Option<Arrival>,
     /// Configured application name.
     app_name: Option<String>,
     /// The running application.
     app: Option<Box<dyn Application>>,
-    /// Media, once answered.
-    media: Option<Media>,
+    /// The caller's leg, once it carries media (answered, or ringing out).
+    leg: Option<Box<dyn Leg>>,
+    /// The caller's frame, decoded by the leg (16 kHz), reused every frame.
+    pcm16: Vec<i16>,
     /// Caller audio recorder, when recording.
     recorder: Option<WavRecorder>,
     /// The voice agent, when the application is one.
     voice: Option<VoiceAgent>,
     /// Stereo recording of a voice call (caller left, agent right).
     stereo: Option<StereoRecorder>,
-    /// Agent audio sent since the last caller frame (for the stereo recording).
+    /// Audio sent to the caller since the last caller frame (agent, target
+    /// or supervisors; for the stereo recording).
     agent_sent: Vec<i16>,
     /// When the call was answered (transcript offsets).
     answered_at: Option<Instant>,
@@ -143,7 +138,7 @@ pub struct CallActor {
     playout_check: Option<Instant>,
     /// The context the call came with (a transfer into skald).
     context: Option<CallContext>,
-    /// A REFERred transfer in progress: (request, give up at).
+    /// A cold transfer in progress: (request, give up at).
     transfer: Option<(TransferRequest, Instant)>,
     /// The second leg of a bridged transfer (warm, or REFER refused), or
     /// of a queued call offered to a human agent.
@@ -166,30 +161,24 @@ pub struct CallActor {
     supplied_app: Option<Box<dyn Application>>,
 }
 
-/// How long a REFERred transfer may take to report success.
-const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl CallActor {
     /// A new actor; nothing happens until [`CallActor::run`].
     pub fn new(
         svc: Arc<CallServices>,
         record: CallRecord,
-        dialog: DialogHandle,
-        events: mpsc::Receiver<DialogEvent>,
         commands: mpsc::Receiver<CallCommand>,
-        leg: Leg,
+        arrival: Arrival,
         app_name: Option<String>,
     ) -> Self {
         CallActor {
             svc,
             record,
-            dialog,
-            events,
             commands,
-            leg: Some(leg),
+            arrival: Some(arrival),
             app_name,
             app: None,
-            media: None,
+            leg: None,
+            pcm16: Vec::with_capacity(320),
             recorder: None,
             voice: None,
             stereo: None,
@@ -227,101 +216,99 @@ impl CallActor {
     /// registry. Never panics on peer input.
     pub async fn run(mut self) {
         self.save(true).await;
-        let exit = match self.leg.take() {
-            Some(Leg::Inbound { offer, context }) => match self.context_in(context).await.setup_inbound(offer).await {
-                Ok(()) => self.event_loop().await,
-                Err(exit) => exit,
-            },
-            Some(Leg::Outbound { local, sockets }) => match self.setup_outbound(local, sockets).await {
-                Ok(()) => self.event_loop().await,
-                Err(exit) => exit,
-            },
-            None => Exit::Ended { reason: "internal".into(), status: None },
+        let setup = match self.arrival.take() {
+            Some(Arrival::Invite { leg, context }) => {
+                self.context_in(context).await;
+                self.setup_inbound(*leg).await
+            }
+            Some(Arrival::Dialed(leg)) => {
+                self.leg = Some(leg);
+                self.setup_outbound().await
+            }
+            Some(Arrival::Stream { leg, context }) => {
+                self.leg = Some(leg);
+                self.stream_context_in(context.as_deref()).await;
+                self.setup_stream().await
+            }
+            None => Err(Exit::Ended { reason: "internal".into(), status: None }),
+        };
+        let exit = match setup {
+            Ok(()) => self.event_loop().await,
+            Err(exit) => exit,
         };
         let Exit::Ended { reason, status } = exit;
         self.finish(&reason, status).await;
     }
 
-    /// Routes, negotiates SDP, rings and answers an incoming call.
-    async fn setup_inbound(&mut self, offer: Option<String>) -> Result<(), Exit> {
+    /// Routes, negotiates SDP, rings and answers an incoming INVITE.
+    async fn setup_inbound(&mut self, mut leg: SipLeg) -> Result<(), Exit> {
+        let refuse = |leg: &mut SipLeg, status: u16, phrase: &str, reason: &str| {
+            leg.reject(status, phrase);
+            Exit::Ended { reason: reason.to_string(), status: Some(status) }
+        };
         let Some(app_name) = self.app_name.clone() else {
             tracing::info!(did = %crate::observability::Pii(&self.record.did), "no route for number: 404");
-            return Err(self.reject(404, "Not Found", "no-route"));
+            return Err(refuse(&mut leg, 404, "Not Found", "no-route"));
         };
-        let Some(offer) = offer else {
-            // Offer-less INVITEs (offer in our 2xx, answer in the ACK) are not supported yet.
-            return Err(self.reject(488, "Not Acceptable Here", "no-sdp-offer"));
-        };
-        let sockets = match self.svc.ports.allocate().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "no RTP ports");
-                return Err(self.reject(503, "Service Unavailable", "no-media-ports"));
-            }
-        };
-        let local = self.svc.local_media(sockets.rtp_port());
-        let (answer, negotiated) = match sdp::answer(&offer, &local) {
-            Ok(a) => a,
-            Err(SdpError::NotAcceptable(why)) => {
-                tracing::info!(%why, "SDP not acceptable: 488");
-                return Err(self.reject(488, "Not Acceptable Here", "sdp-not-acceptable"));
-            }
-            Err(SdpError::Malformed(why)) => {
-                tracing::info!(%why, "malformed SDP: 400");
-                return Err(self.reject(400, "Bad SDP", "sdp-malformed"));
-            }
-        };
-        let brain = self.build_brain(&app_name).map_err(|why| self.reject(500, "Server Internal Error", &why))?;
+        if let Err(r) = leg.negotiate().await {
+            return Err(refuse(&mut leg, r.status, r.phrase, r.reason));
+        }
+        let brain = self.build_brain(&app_name).map_err(|why| refuse(&mut leg, 500, "Server Internal Error", &why))?;
         if self.svc.config.sip.send_ringing {
-            self.dialog.ring();
+            leg.ring();
         }
         let delay = Duration::from_millis(self.svc.config.sip.answer_delay_ms);
         if !delay.is_zero() {
-            self.wait_before_answer(delay).await?;
+            self.wait_before_answer(&mut leg, delay).await?;
         }
-        self.dialog.answer(answer);
-        self.start_media(sockets, negotiated, local);
+        leg.answer();
+        self.record.codec = leg.facts().codec.clone();
+        self.leg = Some(Box::new(leg));
         self.install(brain).await;
         self.record.sip_status = Some(200);
         self.answered().await;
         Ok(())
     }
 
-    /// Waits for the outbound INVITE's answer, then starts media.
-    ///
-    /// Early media: a 18x with SDP starts media at once (RTP to the
-    /// early-media address, announcements and ringback received); the 2xx
-    /// then keeps it, moving to the 2xx's address when its SDP differs.
-    async fn setup_outbound(&mut self, local: LocalMedia, sockets: RtpSockets) -> Result<(), Exit> {
-        let app_name = self.app_name.clone().unwrap_or_default();
-        let mut sockets = Some(sockets);
+    /// Between 180 and 200: a CANCEL or BYE ends the call, a hangup command rejects it.
+    async fn wait_before_answer(&mut self, leg: &mut SipLeg, delay: Duration) -> Result<(), Exit> {
+        let deadline = Instant::now() + delay;
         loop {
-            let media = &mut self.media;
             tokio::select! {
-                ev = next_media(media) => self.on_early_media(ev),
-                ev = self.events.recv() => match ev {
-                    Some(DialogEvent::Provisional { status, sdp }) => {
-                        tracing::debug!(status, "provisional response");
-                        if let (Some(answer), None) = (sdp.as_deref(), self.media.as_ref()) {
-                            match sdp::accept_answer(answer, &local) {
-                                Ok(n) => {
-                                    tracing::info!(status, remote = %crate::observability::Pii(n.remote_rtp), "early media");
-                                    let s = sockets.take().expect("sockets until media starts");
-                                    self.start_media(s, n, local.clone());
-                                    self.event("early_media", serde_json::json!({ "status": status })).await;
-                                }
-                                Err(e) => tracing::info!(error = %e, "unusable early-media SDP: ignored"),
-                            }
-                        }
+                _ = tokio::time::sleep_until(deadline) => return Ok(()),
+                ev = leg.next_event(&mut self.pcm16) => {
+                    if let LegEvent::Ended { reason, status, .. } = ev {
+                        return Err(Exit::Ended { reason, status });
                     }
-                    Some(DialogEvent::Answered { sdp_answer }) if self.media.is_some() => {
-                        if let Some(Ok(n)) = sdp_answer.as_deref().map(|a| sdp::accept_answer(a, &local)) {
-                            self.early_media_answered(n);
-                        }
+                }
+                cmd = self.commands.recv() => {
+                    if let Some(CallCommand::Hangup { reason }) = cmd {
+                        leg.reject(480, "Temporarily Unavailable");
+                        return Err(Exit::Ended { reason, status: Some(480) });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for our INVITE's answer, then starts what runs the call.
+    /// Early media (an 18x with SDP) starts the leg's media at once; the
+    /// 2xx then keeps it.
+    async fn setup_outbound(&mut self) -> Result<(), Exit> {
+        let app_name = self.app_name.clone().unwrap_or_default();
+        loop {
+            tokio::select! {
+                ev = next_leg(&mut self.leg, &mut self.pcm16) => match ev {
+                    LegEvent::EarlyMedia { status } => {
+                        self.record.codec = self.leg.as_ref().and_then(|l| l.facts().codec.clone());
+                        self.event("early_media", serde_json::json!({ "status": status })).await;
+                    }
+                    LegEvent::Answered => {
+                        self.record.codec = self.leg.as_ref().and_then(|l| l.facts().codec.clone());
                         let brain = match self.outbound_brain(&app_name) {
                             Ok(a) => a,
                             Err(why) => {
-                                self.dialog.hangup();
+                                self.hangup_leg().await;
                                 return Err(Exit::Ended { reason: why, status: Some(200) });
                             }
                         };
@@ -331,47 +318,21 @@ impl CallActor {
                         self.answered().await;
                         return Ok(());
                     }
-                    Some(DialogEvent::Answered { sdp_answer }) => {
-                        let Some(sockets) = sockets.take() else {
-                            return Err(Exit::Ended { reason: "internal".into(), status: Some(200) });
-                        };
-                        let negotiated = match sdp_answer.as_deref().map(|a| sdp::accept_answer(a, &local)) {
-                            Some(Ok(n)) => n,
-                            other => {
-                                tracing::warn!(?other, "unusable SDP answer: ending the call");
-                                self.dialog.hangup();
-                                self.record.sip_status = Some(200);
-                                return Err(Exit::Ended { reason: "sdp-answer-unusable".into(), status: Some(200) });
-                            }
-                        };
-                        let brain = match self.outbound_brain(&app_name) {
-                            Ok(a) => a,
-                            Err(why) => {
-                                self.dialog.hangup();
-                                return Err(Exit::Ended { reason: why, status: Some(200) });
-                            }
-                        };
-                        self.start_media(sockets, negotiated, local);
-                        self.install(brain).await;
-                        self.amd_start(&app_name);
-                        self.record.sip_status = Some(200);
-                        self.answered().await;
-                        return Ok(());
-                    }
-                    Some(DialogEvent::Rejected { status, reason }) => {
+                    LegEvent::Rejected { status, reason } => {
                         tracing::info!(status, %reason, "outbound call rejected");
                         return Err(Exit::Ended { reason: format!("rejected: {reason}"), status: Some(status) });
                     }
-                    Some(DialogEvent::Terminated { reason }) => {
-                        return Err(Exit::Ended { reason, status: self.record.sip_status });
+                    LegEvent::Ended { reason, status, .. } => {
+                        if status.is_some() {
+                            self.record.sip_status = status;
+                        }
+                        return Err(Exit::Ended { reason, status: status.or(self.record.sip_status) });
                     }
-                    Some(other) => tracing::debug!(?other, "dialog event before answer"),
-                    None => return Err(Exit::Ended { reason: "sip-stopped".into(), status: None }),
+                    other => tracing::debug!(?other, "leg event before answer"),
                 },
                 cmd = self.commands.recv() => {
                     if let Some(CallCommand::Hangup { reason }) = cmd {
-                        self.dialog.hangup();
-                        self.wait_terminated().await;
+                        self.hangup_leg().await;
                         return Err(Exit::Ended { reason, status: Some(487) });
                     }
                 }
@@ -379,53 +340,27 @@ impl CallActor {
         }
     }
 
-    /// Media before the answer (early media): the callee's announcements
-    /// are not for anyone yet; silence from the far end is no reason to end.
-    fn on_early_media(&mut self, ev: RtpEvent) {
-        match ev {
-            RtpEvent::Latched(addr) => tracing::debug!(addr = %crate::observability::Pii(addr), "early RTP latched"),
-            RtpEvent::Dtmf { digit, .. } => tracing::debug!(%digit, "DTMF in early media ignored"),
-            RtpEvent::Audio(_) | RtpEvent::Inactive => {}
-        }
-    }
-
-    /// The 2xx after early media: same session, the 2xx's SDP wins where it
-    /// differs (address, codec).
-    fn early_media_answered(&mut self, n: Negotiated) {
-        let Some(media) = self.media.as_mut() else { return };
-        let session = media.stream.session_mut();
-        if n.remote_rtp != media.negotiated.remote_rtp && !n.remote_rtp.ip().is_unspecified() {
-            session.set_remote(n.remote_rtp);
-        }
-        if n.codec != media.negotiated.codec {
-            let law = law_of(n.codec);
-            session.set_payload_type(n.payload_type, vec![law.silence(); media.codec.frame_bytes()]);
-            media.codec.set_law(law);
-        }
-        media.negotiated = n;
-    }
-
-    /// Between 180 and 200: a CANCEL or BYE ends the call, a hangup command rejects it.
-    async fn wait_before_answer(&mut self, delay: Duration) -> Result<(), Exit> {
-        let deadline = Instant::now() + delay;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return Ok(()),
-                ev = self.events.recv() => match ev {
-                    Some(DialogEvent::Cancelled) => {
-                        return Err(Exit::Ended { reason: "cancelled".into(), status: Some(487) });
-                    }
-                    Some(DialogEvent::Terminated { reason }) => return Err(Exit::Ended { reason, status: None }),
-                    None => return Err(Exit::Ended { reason: "sip-stopped".into(), status: None }),
-                    Some(_) => {}
-                },
-                cmd = self.commands.recv() => {
-                    if let Some(CallCommand::Hangup { reason }) = cmd {
-                        return Err(self.reject(480, "Temporarily Unavailable", &reason));
-                    }
-                }
+    /// A stream that has started: what runs it, then the answer.
+    async fn setup_stream(&mut self) -> Result<(), Exit> {
+        let Some(app) = self.app_name.clone() else {
+            tracing::warn!("media stream for a number with no route: closed");
+            return Err(self.hangup("no-route").await);
+        };
+        let brain = match self.build_brain(&app) {
+            Ok(b) => b,
+            Err(why) => {
+                let reason = if why == "voice-unavailable" { "voice-unavailable" } else { "app-error" };
+                self.record.errors.push(why);
+                return Err(self.hangup(reason).await);
             }
+        };
+        let voice = matches!(brain, Brain::Voice { .. });
+        self.install(brain).await;
+        if voice && self.voice.is_none() {
+            return Err(self.hangup("voice-unavailable").await);
         }
+        self.answered().await;
+        Ok(())
     }
 
     /// The answered call's loop.
@@ -434,7 +369,6 @@ impl CallActor {
             let app_deadline = self.app.as_ref().and_then(|a| a.poll_timeout()).map(Instant::from_std);
             let playout_check = self.playout_check;
             let hold = self.bridge.is_some() || self.queued.is_some() || self.supervise_holds_agent();
-            let media = &mut self.media;
             // The agent is on hold while a second leg owns the caller's audio.
             let mut held = None;
             let voice = if hold { &mut held } else { &mut self.voice };
@@ -442,22 +376,18 @@ impl CallActor {
                 ev = bridge::next_bridge(&mut self.bridge) => Input::Bridge(ev),
                 ev = queued::next_queued(&mut self.queued) => Input::Queued(ev),
                 ev = monitor::next_monitor(&mut self.monitor) => Input::Monitor(ev),
-                ev = self.events.recv() => Input::Dialog(ev),
                 cmd = self.commands.recv() => Input::Command(cmd),
-                ev = next_media(media) => Input::Media(ev),
+                ev = next_leg(&mut self.leg, &mut self.pcm16) => Input::Leg(ev),
                 ev = next_voice(voice) => Input::Voice(ev),
                 msg = amd::next_message(&mut self.amd) => Input::AmdMessage(msg),
                 _ = sleep_opt(app_deadline) => Input::AppTimeout,
                 _ = sleep_opt(playout_check) => Input::PlayoutCheck,
             };
             let flow = match input {
-                Input::Dialog(ev) => self.on_dialog(ev).await,
+                Input::Leg(ev) => self.on_leg(ev).await,
                 Input::Command(Some(cmd)) => self.on_command(cmd).await,
                 Input::Command(None) => None,
-                Input::Media(ev) => self.on_media(ev).await,
-                Input::AppTimeout => {
-                    self.app_input(AppInput::Timeout).await
-                }
+                Input::AppTimeout => self.app_input(AppInput::Timeout).await,
                 Input::PlayoutCheck => self.on_playout_check().await,
                 Input::Voice(ev) => self.on_voice_event(ev).await,
                 Input::AmdMessage(msg) => self.amd_message(msg).await,
@@ -471,53 +401,108 @@ impl CallActor {
         }
     }
 
-    async fn on_dialog(&mut self, ev: Option<DialogEvent>) -> Option<Exit> {
+    /// One event of the caller's leg.
+    async fn on_leg(&mut self, ev: LegEvent) -> Option<Exit> {
         match ev {
-            None => Some(Exit::Ended { reason: "sip-stopped".into(), status: self.record.sip_status }),
-            Some(DialogEvent::Bye) => Some(Exit::Ended { reason: "remote-bye".into(), status: self.record.sip_status }),
-            Some(DialogEvent::Cancelled) => Some(Exit::Ended { reason: "cancelled".into(), status: Some(487) }),
-            Some(DialogEvent::Terminated { reason }) => Some(Exit::Ended { reason, status: self.record.sip_status }),
-            Some(DialogEvent::ReInvite { sdp_offer }) => {
-                self.on_reinvite(sdp_offer).await;
+            LegEvent::Audio => {
+                let frame = std::mem::take(&mut self.pcm16);
+                let exit = self.on_audio(&frame).await;
+                self.pcm16 = frame;
+                exit
+            }
+            LegEvent::Dtmf(digit) => self.on_dtmf(digit).await,
+            LegEvent::Hold(on_hold) => {
+                let state = if on_hold { CallState::OnHold } else { CallState::Answered };
+                self.set_state(state).await;
                 None
             }
-            Some(DialogEvent::Acked) => {
-                tracing::debug!("ACK received");
-                None
-            }
-            Some(ev @ (DialogEvent::ReferAccepted | DialogEvent::ReferFailed { .. } | DialogEvent::ReferProgress { .. })) => {
-                self.on_refer_event(ev).await
-            }
-            Some(DialogEvent::ReferRequested { refer_to }) => {
+            LegEvent::Played if !self.supervise_holds_agent() => self.voice_tick().await,
+            LegEvent::Referred(refer_to) => {
                 tracing::info!("the peer asked for a transfer (REFER): refused");
                 self.event("transfer.requested", serde_json::json!({ "refer_to": refer_to })).await;
                 self.app_input(AppInput::Referred(&refer_to)).await
             }
-            Some(other) => {
-                tracing::debug!(?other, "dialog event ignored");
+            LegEvent::Transfer(t) => self.on_transfer_event(t).await,
+            LegEvent::MediaTimeout => {
+                tracing::warn!("no media for the inactivity timeout: ending the call");
+                Some(self.hangup("rtp-timeout").await)
+            }
+            LegEvent::Dropped(e) => {
+                if self.record.errors.len() < MAX_ERRORS_RECORDED {
+                    self.record.errors.push(format!("stream: dropped: {e}"));
+                }
+                None
+            }
+            LegEvent::Ended { reason, status, error } => {
+                self.record.errors.extend(error);
+                Some(Exit::Ended { reason, status: status.or(self.record.sip_status) })
+            }
+            other => {
+                tracing::debug!(?other, "leg event ignored");
                 None
             }
         }
     }
 
-    /// A re-INVITE: hold/resume (direction), new remote address, codec change.
-    async fn on_reinvite(&mut self, offer: Option<String>) {
-        let Some(media) = self.media.as_mut() else {
-            self.dialog.reject_reinvite(491);
-            return;
-        };
-        match media.renegotiate(offer.as_deref()) {
-            Ok((answer, hold)) => {
-                self.dialog.accept_reinvite(answer);
-                if let Some(on_hold) = hold {
-                    let state = if on_hold { CallState::OnHold } else { CallState::Answered };
-                    self.set_state(state).await;
-                }
+    /// One caller frame (16 kHz): to the dial-in line, the supervisors, a
+    /// second leg or the queue, else the recorder, the application, the
+    /// answering-machine detector and the voice agent.
+    async fn on_audio(&mut self, frame: &[i16]) -> Option<Exit> {
+        if self.monitor.is_some() {
+            self.monitor_audio(frame);
+            return None;
+        }
+        if let Some(exit) = self.supervise_caller_frame(frame).await {
+            return Some(exit);
+        }
+        self.write_recording(frame);
+        if self.bridged() || self.queued() || self.supervise_owns_caller() {
+            if self.bridged() || self.queued() {
+                let to_target = self.supervision.to_target(frame);
+                self.bridge_caller_audio(&to_target);
+            } else {
+                // Barge on or takeover of an agent's call: the
+                // recording goes on with the supervisors' side.
+                self.stereo_tick(frame);
             }
-            Err(e) => {
-                tracing::info!(error = %e, "re-INVITE not acceptable: 488");
-                self.dialog.reject_reinvite(488);
-            }
+            return None;
+        }
+        let mut exit = self.app_input(AppInput::Audio(frame)).await;
+        if exit.is_none() {
+            exit = match self.amd_audio(frame).await {
+                Ok(()) => self.voice_audio(frame).await,
+                Err(kept) => kept,
+            };
+        }
+        exit
+    }
+
+    /// A DTMF digit from the caller.
+    async fn on_dtmf(&mut self, digit: char) -> Option<Exit> {
+        self.record.dtmf.push(digit);
+        self.save(false).await;
+        if self.monitor.is_some() {
+            return self.monitor_digit(digit).await;
+        }
+        if self.bridged() || self.queued() {
+            self.bridge_caller_dtmf(digit);
+            return None;
+        }
+        if let (Some(v), Some(leg)) = (self.voice.as_mut(), self.leg.as_mut()) {
+            let now_ms = self.answered_at.map(|a| a.elapsed().as_millis() as i64).unwrap_or(0);
+            let actions = v.on_dtmf(digit, leg.as_mut(), now_ms).await;
+            return self.voice_actions(actions).await;
+        }
+        self.app_input(AppInput::Dtmf(digit)).await
+    }
+
+    /// Writes a caller frame to the recorder, if recording.
+    fn write_recording(&mut self, frame: &[i16]) {
+        if let Some(rec) = self.recorder.as_mut()
+            && let Err(e) = rec.write(frame)
+        {
+            tracing::warn!(error = %e, "recording failed; stopping it");
+            self.recorder = None;
         }
     }
 
@@ -550,88 +535,6 @@ impl CallActor {
         }
     }
 
-    async fn on_media(&mut self, ev: RtpEvent) -> Option<Exit> {
-        match ev {
-            RtpEvent::Audio(payload) => {
-                let m = self.media.as_mut()?;
-                m.codec.decode(payload.as_deref(), &mut m.pcm16);
-                let frame = std::mem::take(&mut m.pcm16);
-                if self.monitor.is_some() {
-                    self.monitor_audio(&frame);
-                    if let Some(m) = self.media.as_mut() {
-                        m.pcm16 = frame;
-                    }
-                    return None;
-                }
-                if let Some(exit) = self.supervise_caller_frame(&frame).await {
-                    return Some(exit);
-                }
-                if self.bridged() || self.queued() || self.supervise_owns_caller() {
-                    if let Some(rec) = self.recorder.as_mut()
-                        && let Err(e) = rec.write(&frame)
-                    {
-                        tracing::warn!(error = %e, "recording failed; stopping it");
-                        self.recorder = None;
-                    }
-                    if self.bridged() || self.queued() {
-                        let to_target = self.supervision.to_target(&frame);
-                        self.bridge_caller_audio(&to_target);
-                    } else {
-                        // Barge on or takeover of an agent's call: the
-                        // recording goes on with the supervisors' side.
-                        self.stereo_tick(&frame);
-                    }
-                    if let Some(m) = self.media.as_mut() {
-                        m.pcm16 = frame;
-                    }
-                    return None;
-                }
-                if let Some(rec) = self.recorder.as_mut()
-                    && let Err(e) = rec.write(&frame) {
-                        tracing::warn!(error = %e, "recording failed; stopping it");
-                        self.recorder = None;
-                    }
-                let mut exit = self.app_input(AppInput::Audio(&frame)).await;
-                if exit.is_none() {
-                    exit = match self.amd_audio(&frame).await {
-                        Ok(()) => self.voice_audio(&frame).await,
-                        Err(kept) => kept,
-                    };
-                }
-                if let Some(m) = self.media.as_mut() {
-                    m.pcm16 = frame;
-                }
-                exit
-            }
-            RtpEvent::Dtmf { digit, duration_ms } => {
-                tracing::info!(%digit, duration_ms, "DTMF");
-                self.record.dtmf.push(digit);
-                self.save(false).await;
-                if self.monitor.is_some() {
-                    return self.monitor_digit(digit).await;
-                }
-                if self.bridged() || self.queued() {
-                    self.bridge_caller_dtmf(digit);
-                    return None;
-                }
-                if let (Some(v), Some(m)) = (self.voice.as_mut(), self.media.as_mut()) {
-                    let now_ms = self.answered_at.map(|a| a.elapsed().as_millis() as i64).unwrap_or(0);
-                    let actions = v.on_dtmf(digit, m, now_ms).await;
-                    return self.voice_actions(actions).await;
-                }
-                self.app_input(AppInput::Dtmf(digit)).await
-            }
-            RtpEvent::Latched(addr) => {
-                tracing::debug!(addr = %crate::observability::Pii(addr), "RTP latched");
-                None
-            }
-            RtpEvent::Inactive => {
-                tracing::warn!("no RTP for the inactivity timeout: ending the call");
-                Some(self.hangup("rtp-timeout").await)
-            }
-        }
-    }
-
     async fn on_playout_check(&mut self) -> Option<Exit> {
         if self.transfer.as_ref().is_some_and(|(_, until)| *until <= Instant::now()) {
             return self.transfer_failed("no answer in time").await;
@@ -656,7 +559,7 @@ impl CallActor {
             self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
             return self.voice_tick().await;
         }
-        let queued = self.media.as_ref().map(|m| m.stream_outbound_len()).unwrap_or(0);
+        let queued = self.leg.as_ref().map(|l| l.queued()).unwrap_or(0);
         if self.playing && queued == 0 {
             self.playing = false;
             self.playout_check = None;
@@ -674,8 +577,8 @@ impl CallActor {
             match action {
                 AppAction::Play(audio) => self.play(&audio),
                 AppAction::StopPlayback => {
-                    if let Some(m) = self.media.as_mut() {
-                        m.stream.session_mut().clear_outbound();
+                    if let Some(l) = self.leg.as_mut() {
+                        l.flush();
                     }
                     self.playing = false;
                     self.playout_check = None;
@@ -700,8 +603,8 @@ impl CallActor {
 
     /// Queues 16 kHz audio for the caller.
     fn play(&mut self, audio: &[i16]) {
-        let Some(m) = self.media.as_mut() else { return };
-        m.play(audio);
+        let Some(l) = self.leg.as_mut() else { return };
+        l.play(audio);
         self.playing = true;
         if self.playout_check.is_none() {
             self.playout_check = Some(Instant::now() + PLAYOUT_CHECK);
@@ -739,11 +642,7 @@ impl CallActor {
             Brain::Voice { cfg, record } => {
                 let Some(svc) = self.svc.voice.clone() else { return };
                 self.voice_config = Some(cfg.clone());
-                let ptime = self
-                    .media
-                    .as_ref()
-                    .map(|m| Duration::from_millis(m.negotiated.ptime_ms as u64))
-                    .unwrap_or(Duration::from_millis(20));
+                let ptime = Duration::from_millis(self.leg.as_ref().map(|l| l.facts().ptime_ms).unwrap_or(20) as u64);
                 let today = time::OffsetDateTime::now_utc().date();
                 match VoiceAgent::start(svc, cfg, self.record.id, today, ptime).await {
                     Ok(v) => self.voice = Some(v),
@@ -775,8 +674,8 @@ impl CallActor {
     /// Caller audio to the voice agent, then playout accounting.
     async fn voice_audio(&mut self, frame: &[i16]) -> Option<Exit> {
         let now_ms = self.call_ms();
-        let (Some(v), Some(m)) = (self.voice.as_mut(), self.media.as_mut()) else { return None };
-        let actions = v.on_audio(frame, m, now_ms).await;
+        let (Some(v), Some(l)) = (self.voice.as_mut(), self.leg.as_mut()) else { return None };
+        let actions = v.on_audio(frame, l.as_mut(), now_ms).await;
         if let Some(exit) = self.voice_actions(actions).await {
             return Some(exit);
         }
@@ -794,8 +693,8 @@ impl CallActor {
     /// Playout accounting for the voice agent.
     async fn voice_tick(&mut self) -> Option<Exit> {
         let now_ms = self.call_ms();
-        let (Some(v), Some(m)) = (self.voice.as_mut(), self.media.as_ref()) else { return None };
-        let (audio, actions) = v.on_tick(m, now_ms);
+        let (Some(v), Some(l)) = (self.voice.as_mut(), self.leg.as_ref()) else { return None };
+        let (audio, actions) = v.on_tick(l.as_ref(), now_ms);
         self.supervision.agent_audio(&audio);
         if self.stereo.is_some() {
             self.agent_sent.extend_from_slice(&audio);
@@ -805,8 +704,8 @@ impl CallActor {
 
     async fn on_voice_event(&mut self, ev: VoiceEvent) -> Option<Exit> {
         let now_ms = self.call_ms();
-        let (Some(v), Some(m)) = (self.voice.as_mut(), self.media.as_mut()) else { return None };
-        let actions = v.on_event(ev, m, now_ms).await;
+        let (Some(v), Some(l)) = (self.voice.as_mut(), self.leg.as_mut()) else { return None };
+        let actions = v.on_event(ev, l.as_mut(), now_ms).await;
         self.voice_actions(actions).await
     }
 
@@ -816,6 +715,9 @@ impl CallActor {
             match a {
                 VoiceAction::Turn(t) => {
                     self.svc.record_turn(&t).await;
+                    if let Some(l) = self.leg.as_mut() {
+                        l.show_turn(&t.speaker, &t.text);
+                    }
                 }
                 VoiceAction::Error(e) => {
                     self.record.errors.push(e);
@@ -833,6 +735,23 @@ impl CallActor {
         None
     }
 
+    /// The voice agent leaves the call: its last turns are stored and its
+    /// provider failures kept in the record.
+    async fn voice_leaves(&mut self) {
+        if let Some(mut v) = self.voice.take() {
+            if !v.slots().is_empty() {
+                tracing::info!(slots = ?v.slots(), "agent slots");
+            }
+            self.record.errors.extend(v.provider_failures());
+            for a in v.finish() {
+                if let VoiceAction::Turn(t) = a {
+                    self.svc.record_turn(&t).await;
+                }
+            }
+            self.record.longest_dead_air_ms = Some(v.longest_dead_air_ms());
+        }
+    }
+
     fn start_recording(&mut self, path: &std::path::Path) {
         match WavRecorder::create(path, crate::pipeline::SAMPLE_RATE) {
             Ok(r) => {
@@ -846,28 +765,18 @@ impl CallActor {
 
     fn stop_recording(&mut self) {
         if let Some(r) = self.recorder.take()
-            && let Err(e) = r.finalize() {
-                tracing::warn!(error = %e, "recording not finalized");
-            }
+            && let Err(e) = r.finalize()
+        {
+            tracing::warn!(error = %e, "recording not finalized");
+        }
     }
 
     fn build_app(&self, name: &str) -> Result<Box<dyn Application>, String> {
-        let ctx = AppContext {
-            call_id: self.record.id,
-            recordings_dir: self.svc.config.data_dir.join("recordings"),
-        };
+        let ctx = AppContext { call_id: self.record.id, recordings_dir: self.svc.config.data_dir.join("recordings") };
         apps::build(&self.svc.config, name, &ctx).map_err(|e| {
             tracing::error!(error = %e, app = name, "cannot start application");
             format!("app-error: {e}")
         })
-    }
-
-    fn start_media(&mut self, sockets: RtpSockets, n: Negotiated, local: LocalMedia) {
-        self.record.codec = Some(match n.codec {
-            AudioCodec::Pcmu => "PCMU".into(),
-            AudioCodec::Pcma => "PCMA".into(),
-        });
-        self.media = Some(self.new_media(sockets, n, local));
     }
 
     /// Marks the call answered, saves, and starts the application.
@@ -894,13 +803,27 @@ impl CallActor {
     /// Takes the context the INVITE brought (fetching one sent by
     /// reference); keeps it as a `context.received` event. One that does
     /// not verify is ignored with a warning: the call is a fresh call.
-    async fn context_in(&mut self, context: ContextIn) -> &mut Self {
+    async fn context_in(&mut self, context: ContextIn) {
         let ctx = match context {
-            ContextIn::None => return self,
+            ContextIn::None => return,
             ContextIn::Inline(c) => Ok(*c),
             ContextIn::ByRef(url, token) => fetch_context(&url, &token).await,
             ContextIn::Rejected(why) => Err(why),
         };
+        self.context_received(ctx).await;
+    }
+
+    /// The call's context from a stream's `context` parameter (signed by
+    /// the webhook).
+    async fn stream_context_in(&mut self, value: Option<&str>) {
+        let (Some(value), Some(key)) = (value, self.svc.config.context_key.as_deref()) else { return };
+        let ctx = CallContext::decode_signed(value, key.as_bytes()).map_err(|e| e.to_string());
+        self.context_received(ctx).await;
+    }
+
+    /// Keeps a verified context (a `context.received` event), or says why
+    /// it was ignored (`context.rejected`).
+    async fn context_received(&mut self, ctx: Result<CallContext, String>) {
         match ctx {
             Ok(c) => {
                 tracing::info!(intent = ?c.intent, slots = c.slots.len(), "call came with a context");
@@ -908,37 +831,50 @@ impl CallActor {
                 self.context = Some(c);
             }
             Err(why) => {
-                tracing::warn!(%why, "context headers ignored: a fresh call");
+                tracing::warn!(%why, "context ignored: a fresh call");
                 self.event("context.rejected", serde_json::json!({ "why": why })).await;
             }
         }
-        self
     }
 
-    /// Queues RFC 4733 telephone-events for `digits` (others ignored).
+    /// Sends `digits` to the caller as DTMF (others ignored).
     fn send_dtmf(&mut self, digits: &str) {
-        if let Some(m) = self.media.as_mut() {
-            for d in digits.chars().filter(|c| "0123456789*#ABCDabcd".contains(*c)) {
-                m.stream.session_mut().queue_dtmf(d.to_ascii_uppercase(), DTMF_TONE);
+        let Some(l) = self.leg.as_mut() else { return };
+        for d in digits.chars().filter(|c| "0123456789*#ABCDabcd".contains(*c)) {
+            if !l.send_dtmf(d) {
+                tracing::warn!(%digits, transport = l.facts().transport, "this leg cannot send DTMF");
+                return;
             }
         }
     }
 
     /// Stores an event on the call (logged when the store fails).
     async fn event(&mut self, kind: &str, data: serde_json::Value) {
-        let e = CallEvent { call_id: Some(self.record.id), twilio_call_sid: None, kind: kind.into(), at: now_ms(), data };
+        let e = CallEvent {
+            call_id: Some(self.record.id),
+            twilio_call_sid: self.record.twilio_call_sid.clone(),
+            kind: kind.into(),
+            at: now_ms(),
+            data,
+        };
         self.svc.record_event(e).await;
     }
 
     /// The context handed on with a transfer ([`outgoing_context`]).
     fn transfer_context(&self, req: &TransferRequest) -> CallContext {
         let transcript = format!("{}/api/v1/calls/{}", self.svc.api_base(), self.record.id);
-        outgoing_context(self.context.as_ref(), &self.record, transcript, self.voice.as_ref(), req)
+        let mut ctx = outgoing_context(self.context.as_ref(), &self.record, transcript, self.voice.as_ref(), req);
+        if let Some(sid) = self.leg.as_ref().and_then(|l| l.facts().call_sid.clone()) {
+            ctx.call_sid = Some(sid);
+        }
+        ctx.escalation_reason.get_or_insert_with(|| "caller asked for a person".into());
+        ctx
     }
 
-    /// The agent asked for a transfer. Cold: REFER the caller to the target
-    /// with the call's context in the Refer-To headers. Warm: call the
-    /// target first ([`bridge`]).
+    /// The agent asked for a transfer. To a queue: the caller waits there.
+    /// Warm: skald calls the target first ([`bridge`]). Cold: the caller's
+    /// leg transfers it (REFER with the context in Refer-To; Twilio dials
+    /// it); a leg that cannot: the caller is told and the agent goes on.
     async fn start_transfer(&mut self, req: TransferRequest) -> Option<Exit> {
         if let Some(queue) = req.target.strip_prefix("queue:") {
             let queue = queue.to_string();
@@ -947,14 +883,20 @@ impl CallActor {
         if req.mode == TransferMode::Warm {
             return self.start_bridge(req, "warm").await;
         }
-        let mut ctx = self.transfer_context(&req);
-        ctx.escalation_reason.get_or_insert_with(|| "caller asked for a person".into());
+        let ctx = self.transfer_context(&req);
         let key = self.svc.config.context_key.clone().unwrap_or_default();
         let uri = refer_to(&req.target, &ctx, key.as_bytes(), &self.svc.contexts, &self.svc.api_base());
-        tracing::info!(target = %req.target, "transfer: sending REFER");
-        self.event("transfer.started", serde_json::json!({ "target": req.target, "mode": "cold", "context": ctx })).await;
+        let to = TransferTo { target: req.target.clone(), uri, caller_id: Some(self.record.did.clone()) };
+        let leg = self.leg.as_mut()?;
+        let via = leg.facts().transfer;
+        if let Err(why) = leg.transfer(to) {
+            self.transfer = Some((req, Instant::now()));
+            return self.transfer_failed(&why).await;
+        }
+        tracing::info!(target = %req.target, ?via, "transfer started");
+        let data = serde_json::json!({ "target": req.target, "mode": "cold", "via": via, "context": ctx });
+        self.event("transfer.started", data).await;
         self.set_state(CallState::Transferring).await;
-        self.dialog.refer(uri);
         self.transfer = Some((req, Instant::now() + TRANSFER_TIMEOUT));
         None
     }
@@ -971,18 +913,19 @@ impl CallActor {
         self.set_state(CallState::Answered).await;
         let v = self.voice.as_mut()?;
         let actions = v.transfer_failed().await;
-        self.voice_actions(actions).await
+        Box::pin(self.voice_actions(actions)).await
     }
 
-    /// REFER outcome and NOTIFY progress.
-    async fn on_refer_event(&mut self, ev: DialogEvent) -> Option<Exit> {
+    /// How the caller's leg's transfer goes.
+    async fn on_transfer_event(&mut self, ev: TransferEvent) -> Option<Exit> {
         self.transfer.as_ref()?;
+        let via = self.leg.as_ref().and_then(|l| l.facts().transfer);
         match ev {
-            DialogEvent::ReferAccepted => {
+            TransferEvent::Accepted => {
                 self.event("transfer.accepted", serde_json::json!({})).await;
                 None
             }
-            DialogEvent::ReferFailed { status } => {
+            TransferEvent::Refused { status } => {
                 // The caller's side will not call the target itself: skald does,
                 // and bridges the two legs (RFC 3515 leaves REFER to the UA's policy).
                 let (req, _) = self.transfer.take()?;
@@ -990,12 +933,13 @@ impl CallActor {
                 self.event("transfer.refer_refused", serde_json::json!({ "status": status })).await;
                 self.start_bridge(req, "refer-refused").await
             }
-            DialogEvent::ReferProgress { status, done } => {
+            TransferEvent::Progress { status, done } => {
                 self.event("transfer.progress", serde_json::json!({ "status": status, "done": done })).await;
                 if (200..300).contains(&status) {
                     let (req, _) = self.transfer.take()?;
                     tracing::info!(target = %req.target, "transfer completed: leaving the call");
-                    self.event("transfer.completed", serde_json::json!({ "target": req.target, "mode": "cold", "bridged": false })).await;
+                    let data = serde_json::json!({ "target": req.target, "mode": "cold", "via": via, "bridged": false });
+                    self.event("transfer.completed", data).await;
                     return Some(self.hangup("transferred").await);
                 }
                 if done {
@@ -1003,38 +947,31 @@ impl CallActor {
                 }
                 None
             }
-            _ => None,
+            TransferEvent::Completed => {
+                // The transport took the call; its leg ends `transferred`.
+                let (req, _) = self.transfer.take()?;
+                tracing::info!(target = %req.target, ?via, "transfer: the transport took the call");
+                let data = serde_json::json!({ "target": req.target, "mode": "cold", "via": via, "bridged": false });
+                self.event("transfer.completed", data).await;
+                None
+            }
+            TransferEvent::Failed(why) => self.transfer_failed(&why).await,
         }
     }
 
-    /// Sends BYE (or CANCEL/error) and waits, bounded, for the dialog to end.
+    /// Hangs up the caller's leg (BYE, CANCEL, closing the socket) and
+    /// waits, bounded, for it to end.
     async fn hangup(&mut self, reason: &str) -> Exit {
         self.set_state(CallState::Ending).await;
-        self.dialog.hangup();
-        self.wait_terminated().await;
+        self.hangup_leg().await;
         Exit::Ended { reason: reason.to_string(), status: self.record.sip_status }
     }
 
-    async fn wait_terminated(&mut self) {
-        let deadline = Instant::now() + HANGUP_WAIT;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!("no final response to BYE/CANCEL in time");
-                    return;
-                }
-                ev = self.events.recv() => match ev {
-                    Some(DialogEvent::Terminated { .. }) | Some(DialogEvent::Bye) | None => return,
-                    Some(_) => {}
-                }
-            }
+    /// Hangs up the caller's leg, if any.
+    async fn hangup_leg(&mut self) {
+        if let Some(l) = self.leg.as_mut() {
+            l.hangup().await;
         }
-    }
-
-    /// Rejects the INVITE with a final response and returns the exit.
-    fn reject(&mut self, status: u16, phrase: &str, reason: &str) -> Exit {
-        self.dialog.reject(status, phrase);
-        Exit::Ended { reason: reason.to_string(), status: Some(status) }
     }
 
     async fn set_state(&mut self, state: CallState) {
@@ -1047,11 +984,7 @@ impl CallActor {
     /// Writes the record; `insert` for the first write. Errors are logged:
     /// the call goes on even when the store is briefly unavailable.
     async fn save(&mut self, insert: bool) {
-        let res = if insert {
-            self.svc.store.insert_call(&self.record).await
-        } else {
-            self.svc.store.update_call(&self.record).await
-        };
+        let res = if insert { self.svc.store.insert_call(&self.record).await } else { self.svc.store.update_call(&self.record).await };
         if let Err(e) = res {
             tracing::error!(error = %e, "cannot write call record");
         }
@@ -1062,42 +995,21 @@ impl CallActor {
         self.leave_contact_center();
         self.stop_recording();
         if let Some(r) = self.stereo.take()
-            && let Err(e) = r.finalize() {
-                tracing::warn!(error = %e, "recording not finalized");
-            }
-        if let Some(mut v) = self.voice.take() {
-            if !v.slots().is_empty() {
-                tracing::info!(slots = ?v.slots(), "agent slots");
-            }
-            self.record.errors.extend(v.provider_failures());
-            for a in v.finish() {
-                if let VoiceAction::Turn(t) = a {
-                    self.svc.record_turn(&t).await;
-                }
-            }
-            self.record.longest_dead_air_ms = Some(v.longest_dead_air_ms());
+            && let Err(e) = r.finalize()
+        {
+            tracing::warn!(error = %e, "recording not finalized");
         }
-        self.voice = None;
+        self.voice_leaves().await;
         self.record.end_reason = Some(reason.to_string());
         self.record.sip_status = status.or(self.record.sip_status);
         self.record.ended_at = Some(now_ms());
-        if let Some(m) = &self.media {
-            let s = m.stream_stats();
-            self.record.rtp_packets_in = Some(s.packets_received);
-            self.record.rtp_packets_out = Some(s.packets_sent);
+        if let Some(s) = self.leg.as_ref().and_then(|l| l.stats()) {
+            self.record.rtp_packets_in = Some(s.packets_in);
+            self.record.rtp_packets_out = Some(s.packets_out);
             self.record.rtp_lost = Some(s.packets_lost);
             self.record.jitter_ms = Some(s.jitter_ms);
-            let jb = m.stream.session().jitter_stats();
-            tracing::info!(
-                jitter_buffer = ?jb,
-                rx = s.packets_received,
-                tx = s.packets_sent,
-                lost = s.packets_lost,
-                jitter_ms = s.jitter_ms,
-                "media stats"
-            );
         }
-        self.media = None;
+        self.leg = None;
         self.set_state(CallState::Ended).await;
         let result = match (self.record.answered_at, status) {
             (Some(_), _) => "completed",
@@ -1111,73 +1023,6 @@ impl CallActor {
     }
 }
 
-impl Media {
-    /// Encodes 16 kHz audio into ptime frames queued on the RTP session;
-    /// returns how many frames. The tail is padded to a whole frame.
-    fn play(&mut self, audio: &[i16]) -> usize {
-        let session = self.stream.session_mut();
-        self.codec.encode(audio, |f| session.queue_audio(f))
-    }
-
-    /// Applies a re-INVITE's offer to this leg (RFC 3264 §8): a new remote
-    /// address, direction (hold: `sendonly`/`inactive` or a zero address,
-    /// RFC 3264 §8.4) or codec. Returns the SDP for the 200 OK and, when
-    /// the offer had SDP, whether the peer now holds the call. An offer-less
-    /// re-INVITE gets our current media as the offer (RFC 3261 §14.2).
-    /// Errors: the offer is not acceptable (answer 488).
-    fn renegotiate(&mut self, offer: Option<&str>) -> Result<(String, Option<bool>), sdp::SdpError> {
-        let Some(offer) = offer else {
-            self.local.session_version += 1;
-            return Ok((sdp::offer(&self.local), None));
-        };
-        let mut local = self.local.clone();
-        local.session_version += 1;
-        let (answer, n) = sdp::answer(offer, &local)?;
-        self.local = local;
-        let session = self.stream.session_mut();
-        session.set_remote(n.remote_rtp);
-        let (send, recv) = match n.direction {
-            Direction::SendRecv => (true, true),
-            Direction::SendOnly => (true, false),
-            Direction::RecvOnly => (false, true),
-            Direction::Inactive => (false, false),
-        };
-        let on_hold = !send || n.remote_rtp.ip().is_unspecified();
-        session.set_direction(send && !n.remote_rtp.ip().is_unspecified(), recv);
-        if n.codec != self.negotiated.codec {
-            let law = law_of(n.codec);
-            session.set_payload_type(n.payload_type, vec![law.silence(); self.codec.frame_bytes()]);
-            self.codec.set_law(law);
-        }
-        tracing::info!(codec = ?n.codec, direction = ?n.direction, "re-INVITE accepted");
-        self.negotiated = n;
-        Ok((answer, Some(on_hold)))
-    }
-
-    fn stream_outbound_len(&self) -> usize {
-        self.stream.session().outbound_len()
-    }
-
-    fn stream_stats(&self) -> crate::rtp::proto::session::RtpStats {
-        self.stream.session().stats()
-    }
-}
-
-impl AudioOut for Media {
-    fn play(&mut self, pcm16k: &[i16]) -> usize {
-        Media::play(self, pcm16k)
-    }
-    fn queued(&self) -> usize {
-        self.stream.session().outbound_len()
-    }
-    fn pause(&mut self) -> Vec<Vec<u8>> {
-        self.stream.session_mut().take_outbound()
-    }
-    fn resume(&mut self, frames: Vec<Vec<u8>>) {
-        self.stream.session_mut().requeue_front(frames);
-    }
-}
-
 /// One input to the loop, gathered by `select!`.
 enum Input {
     Bridge(bridge::BridgeInput),
@@ -1185,23 +1030,16 @@ enum Input {
     Monitor(monitor::MonitorInput),
     Voice(VoiceEvent),
     AmdMessage(Result<Vec<i16>, String>),
-    Dialog(Option<DialogEvent>),
+    Leg(LegEvent),
     Command(Option<CallCommand>),
-    Media(RtpEvent),
     AppTimeout,
     PlayoutCheck,
 }
 
-fn law_of(codec: AudioCodec) -> Law {
-    match codec {
-        AudioCodec::Pcmu => Law::Mu,
-        AudioCodec::Pcma => Law::A,
-    }
-}
-
-async fn next_media(media: &mut Option<Media>) -> RtpEvent {
-    match media {
-        Some(m) => m.stream.next_event().await,
+/// The leg's next event; pending forever without a leg.
+async fn next_leg(leg: &mut Option<Box<dyn Leg>>, pcm16k: &mut Vec<i16>) -> LegEvent {
+    match leg {
+        Some(l) => l.next_event(pcm16k).await,
         None => std::future::pending().await,
     }
 }
@@ -1215,7 +1053,7 @@ pub(super) async fn next_voice(voice: &mut Option<VoiceAgent>) -> VoiceEvent {
 }
 
 /// Sleeps until `at`; pending forever when `None`.
-pub(super) async fn sleep_opt(at: Option<Instant>) {
+pub(crate) async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,

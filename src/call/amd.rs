@@ -92,7 +92,7 @@ async fn synthesize(tts: Arc<dyn TtsProvider>, text: String) -> Result<Vec<i16>,
     if pcm.is_empty() {
         return Err("TTS gave no audio".into());
     }
-    crate::rtp::codec::resample::resample_all(&pcm, rate, crate::pipeline::SAMPLE_RATE).map_err(|e| e.to_string())
+    crate::pipeline::to_pipeline_rate(&pcm, rate)
 }
 
 /// The message audio's arrival; pending forever without one in flight.
@@ -216,8 +216,8 @@ impl CallActor {
         }
         if phase == Phase::Released {
             tracing::info!("late machine decision: the agent stops");
-            if let Some(m) = self.media.as_mut() {
-                m.stream.session_mut().clear_outbound();
+            if let Some(m) = self.leg.as_mut() {
+                m.flush();
             }
         }
         // The agent's part is over on a machine; the message is ours.
@@ -264,9 +264,9 @@ impl CallActor {
             return None;
         }
         let audio = a.message.take()?;
-        let m = self.media.as_mut()?;
+        let m = self.leg.as_mut()?;
         m.play(&audio);
-        a.queued = m.stream_outbound_len();
+        a.queued = m.queued();
         a.unsent = audio.into();
         a.phase = Phase::Speaking;
         let at_ms = a.detector.position_ms();
@@ -281,7 +281,7 @@ impl CallActor {
         if a.phase != Phase::Speaking {
             return None;
         }
-        if self.media.as_ref().is_none_or(|m| m.stream_outbound_len() == 0) {
+        if self.leg.as_ref().is_none_or(|m| m.queued() == 0) {
             tracing::info!("voicemail: message left");
             return Some(self.hangup("voicemail-message-left").await);
         }
@@ -292,8 +292,8 @@ impl CallActor {
     /// caller's frame, and the message audio sent since the last frame.
     fn amd_record(&mut self, frame: &[i16]) {
         let (Some(rec), Some(a)) = (self.stereo.as_mut(), self.amd.as_mut()) else { return };
-        let queued = self.media.as_ref().map(|m| m.stream_outbound_len()).unwrap_or(0);
-        let per_frame = self.media.as_ref().map(|m| m.negotiated.ptime_ms as usize * 16).unwrap_or(320);
+        let queued = self.leg.as_ref().map(|m| m.queued()).unwrap_or(0);
+        let per_frame = self.leg.as_ref().map(|m| m.facts().ptime_ms as usize * 16).unwrap_or(320);
         let sent = a.queued.saturating_sub(queued);
         a.queued = queued;
         let n = (sent * per_frame).min(a.unsent.len());

@@ -16,24 +16,22 @@
 //!                                          either side's BYE ends both
 //! ```
 //!
-//! Audio path when connected, per ptime (20 ms): caller RTP → G.711 decode
-//! → 16 kHz → target leg's encoder → target RTP, and the same the other
-//! way; each direction's send queue is held to `MAX_QUEUED` frames so a
-//! slight clock difference between the legs cannot build delay. DTMF
-//! (RFC 4733) is relayed both ways. The stereo recording keeps the caller
+//! Audio path when connected, per ptime (20 ms): the caller's leg → 16 kHz
+//! → the target's leg, and the same the other way; each direction's send
+//! queue is held to `MAX_QUEUED` frames so a slight clock difference
+//! between the legs cannot build delay. DTMF is relayed both ways. The stereo recording keeps the caller
 //! on the left and the target on the right.
 
-use super::{CallActor, Exit, Media, law_of, next_media};
+use super::{CallActor, Exit};
 use crate::agent::context::{CallContext, invite_headers};
 use crate::agent::escalation::{Brief, TransferMode, TransferRequest};
 use crate::call::service::OutboundLeg;
 use crate::call::state::CallState;
 use crate::ids::HumanAgentId;
-use crate::rtp::proto::session::RtpEvent;
-use crate::sip::driver::{DialogEvent, DialogHandle};
-use crate::sip::sdp::{self, LocalMedia};
+use crate::transports::leg::{AudioOut, Leg, LegEvent};
+use crate::transports::sip_rtp::SipLeg;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// How long the target may ring before skald gives up (CANCEL) and the
 /// caller is back with the agent.
@@ -66,16 +64,10 @@ pub(super) struct Bridge {
     why: &'static str,
     /// The Request-URI dialed.
     target_uri: String,
-    /// The target leg's dialog.
-    dialog: DialogHandle,
-    /// Its events.
-    events: mpsc::Receiver<DialogEvent>,
-    /// The offer's parameters.
-    local: LocalMedia,
-    /// RTP sockets until media starts.
-    sockets: Option<crate::rtp::ports::RtpSockets>,
-    /// Target-leg media once answered.
-    media: Option<Media>,
+    /// The target's leg (ringing until answered).
+    leg: SipLeg,
+    /// The target's frame, decoded by its leg (16 kHz).
+    pcm16: Vec<i16>,
     /// Progress.
     phase: Phase,
     /// The spoken brief while TTS renders it (16 kHz mono).
@@ -102,10 +94,8 @@ impl Bridge {
 
 /// One input from the second leg, gathered by the actor's `select!`.
 pub(super) enum BridgeInput {
-    /// A dialog event of the target leg (`None`: the SIP stack stopped).
-    Dialog(Option<DialogEvent>),
-    /// RTP of the target leg.
-    Media(RtpEvent),
+    /// An event of the target's leg.
+    Leg(LegEvent),
     /// The spoken brief is rendered (`None`: TTS failed).
     Brief(Option<Vec<i16>>),
 }
@@ -120,8 +110,7 @@ pub(super) async fn next_bridge(bridge: &mut Option<Bridge>) -> BridgeInput {
         }
     };
     tokio::select! {
-        ev = b.events.recv() => BridgeInput::Dialog(ev),
-        ev = next_media(&mut b.media) => BridgeInput::Media(ev),
+        ev = b.leg.next_event(&mut b.pcm16) => BridgeInput::Leg(ev),
         audio = brief => BridgeInput::Brief(audio),
     }
 }
@@ -203,7 +192,7 @@ impl CallActor {
                 None => Err(crate::call::service::DialError::UnknownTrunk("(none configured)".into())),
             }
         };
-        let OutboundLeg { call, local, sockets, target } = match leg {
+        let OutboundLeg { leg, target, .. } = match leg {
             Ok(l) => l,
             Err(e) if offer.is_some() => {
                 tracing::warn!(error = %e, "cannot ring the agent: next");
@@ -231,19 +220,16 @@ impl CallActor {
             req,
             why,
             target_uri: target,
-            dialog: call.dialog,
-            events: call.events,
-            local,
-            sockets: Some(sockets),
-            media: None,
+            leg,
+            pcm16: Vec::with_capacity(320),
             phase: Phase::Ringing,
             brief_rx,
             brief: None,
             brief_queued: false,
             ringback_pos: 0,
         });
-        if let Some(m) = self.media.as_mut().filter(|_| self.queued.is_none()) {
-            m.stream.session_mut().clear_outbound();
+        if let Some(l) = self.leg.as_mut().filter(|_| self.queued.is_none()) {
+            l.flush();
         }
         self.playout_check.get_or_insert_with(|| tokio::time::Instant::now() + super::PLAYOUT_CHECK);
         None
@@ -259,7 +245,7 @@ impl CallActor {
             let Ok(mut chunks) = tts.synthesize(&text).await else { return };
             while let Some(chunk) = chunks.recv().await {
                 let Ok(a) = chunk else { return };
-                match crate::rtp::codec::resample::resample_all(&a.pcm, a.sample_rate, crate::pipeline::SAMPLE_RATE) {
+                match crate::pipeline::to_pipeline_rate(&a.pcm, a.sample_rate) {
                     Ok(pcm) => out.extend(pcm),
                     Err(_) => return,
                 }
@@ -287,29 +273,21 @@ impl CallActor {
                 self.queue_brief();
                 None
             }
-            BridgeInput::Media(ev) => self.bridge_media(ev).await,
-            BridgeInput::Dialog(ev) => self.bridge_dialog(ev).await,
+            BridgeInput::Leg(ev) => self.bridge_leg(ev).await,
         }
     }
 
-    /// Target-leg signaling.
-    async fn bridge_dialog(&mut self, ev: Option<DialogEvent>) -> Option<Exit> {
+    /// One event of the target's leg: its signaling, and its audio to the
+    /// caller once connected.
+    async fn bridge_leg(&mut self, ev: LegEvent) -> Option<Exit> {
         let b = self.bridge.as_mut()?;
+        let connected = b.phase == Phase::Connected;
         match ev {
-            Some(DialogEvent::Provisional { status, .. }) => {
+            LegEvent::Ringing { status } | LegEvent::EarlyMedia { status } => {
                 self.event("transfer.progress", serde_json::json!({ "status": status, "done": false })).await;
                 None
             }
-            Some(DialogEvent::Answered { sdp_answer }) => {
-                let negotiated = sdp_answer.as_deref().map(|a| sdp::accept_answer(a, &b.local));
-                let (Some(Ok(n)), Some(sockets)) = (negotiated, b.sockets.take()) else {
-                    b.dialog.hangup();
-                    return self.bridge_failed("the target's answer has no usable SDP").await;
-                };
-                let local = b.local.clone();
-                let media = self.new_media(sockets, n, local);
-                let b = self.bridge.as_mut()?;
-                b.media = Some(media);
+            LegEvent::Answered => {
                 tracing::info!(target = %crate::observability::Pii(&b.target_uri), "transfer: the target answered");
                 self.event("transfer.answered", serde_json::json!({})).await;
                 let b = self.bridge.as_mut()?;
@@ -321,33 +299,19 @@ impl CallActor {
                     self.bridge_connect().await
                 }
             }
-            Some(DialogEvent::Rejected { status, reason }) => {
-                self.bridge_failed(&format!("the target answered {status} {reason}")).await
-            }
-            Some(DialogEvent::ReInvite { sdp_offer }) => {
-                // Hold/resume or new media from the target's phone. Its
-                // music on hold (if it sends any) is relayed to the caller.
-                let Some(media) = b.media.as_mut() else {
-                    b.dialog.reject_reinvite(491);
-                    return None;
-                };
-                match media.renegotiate(sdp_offer.as_deref()) {
-                    Ok((answer, hold)) => {
-                        b.dialog.accept_reinvite(answer);
-                        if let Some(on_hold) = hold {
-                            tracing::info!(on_hold, "the target's phone changed the call's hold state");
-                            self.event("transfer.hold", serde_json::json!({ "on_hold": on_hold })).await;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::info!(error = %e, "re-INVITE on the target leg not acceptable: 488");
-                        b.dialog.reject_reinvite(488);
-                    }
-                }
+            LegEvent::Rejected { status, reason } => self.bridge_failed(&format!("the target answered {status} {reason}")).await,
+            LegEvent::Hold(on_hold) => {
+                // Hold/resume from the target's phone. Its music on hold
+                // (if it sends any) is relayed to the caller.
+                tracing::info!(on_hold, "the target's phone changed the call's hold state");
+                self.event("transfer.hold", serde_json::json!({ "on_hold": on_hold })).await;
                 None
             }
-            Some(DialogEvent::Bye) | Some(DialogEvent::Terminated { .. }) | Some(DialogEvent::Cancelled) | None => {
-                if b.phase == Phase::Connected {
+            LegEvent::Ended { reason, .. } if reason == "sdp-answer-unusable" => {
+                self.bridge_failed("the target's answer has no usable SDP").await
+            }
+            LegEvent::Ended { .. } => {
+                if connected {
                     self.bridge = None;
                     tracing::info!("the transfer target hung up: ending the call");
                     self.event("transfer.ended", serde_json::json!({ "by": "target" })).await;
@@ -355,66 +319,52 @@ impl CallActor {
                 }
                 self.bridge_failed("the target left before the caller was connected").await
             }
-            Some(other) => {
-                tracing::debug!(?other, "target-leg event ignored");
-                None
-            }
-        }
-    }
-
-    /// Target-leg media: to the caller once connected.
-    async fn bridge_media(&mut self, ev: RtpEvent) -> Option<Exit> {
-        let b = self.bridge.as_mut()?;
-        let connected = b.phase == Phase::Connected;
-        match ev {
-            RtpEvent::Audio(payload) => {
-                let m = b.media.as_mut()?;
-                m.codec.decode(payload.as_deref(), &mut m.pcm16);
-                if !connected {
-                    return None;
-                }
-                let frame = std::mem::take(&mut m.pcm16);
-                if let Some(caller) = self.media.as_mut() {
-                    trim_queue(caller);
+            LegEvent::Audio if connected => {
+                let frame = std::mem::take(&mut b.pcm16);
+                if let Some(caller) = self.leg.as_mut() {
+                    caller.trim(MAX_QUEUED);
                     caller.play(&frame);
                 }
                 if self.stereo.is_some() {
                     self.agent_sent.extend_from_slice(&frame);
                 }
                 self.supervision.agent_audio(&frame);
-                if let Some(m) = self.bridge.as_mut().and_then(|b| b.media.as_mut()) {
-                    m.pcm16 = frame;
+                if let Some(b) = self.bridge.as_mut() {
+                    b.pcm16 = frame;
                 }
                 None
             }
-            RtpEvent::Dtmf { digit, .. } if connected => {
-                if let Some(caller) = self.media.as_mut() {
-                    caller.stream.session_mut().queue_dtmf(digit, super::DTMF_TONE);
+            LegEvent::Dtmf(digit) if connected => {
+                if let Some(caller) = self.leg.as_mut() {
+                    caller.send_dtmf(digit);
                 }
                 None
             }
-            RtpEvent::Inactive if connected => {
+            LegEvent::MediaTimeout if connected => {
                 tracing::warn!("no RTP from the transfer target: ending the call");
                 Some(self.hangup("target-rtp-timeout").await)
             }
-            _ => None,
+            other => {
+                tracing::debug!(?other, "target-leg event ignored");
+                None
+            }
         }
     }
 
     /// Caller audio while a second leg exists: to the target once
     /// connected (the agent does not hear it). Recorded either way.
     pub(super) fn bridge_caller_audio(&mut self, frame: &[i16]) {
-        if let Some(m) = self.bridge.as_mut().filter(|b| b.phase == Phase::Connected).and_then(|b| b.media.as_mut()) {
-            trim_queue(m);
-            m.play(frame);
+        if let Some(b) = self.bridge.as_mut().filter(|b| b.phase == Phase::Connected) {
+            b.leg.trim(MAX_QUEUED);
+            b.leg.play(frame);
         }
         self.stereo_tick(frame);
     }
 
     /// Caller DTMF while bridged goes to the target.
     pub(super) fn bridge_caller_dtmf(&mut self, digit: char) {
-        if let Some(m) = self.bridge.as_mut().filter(|b| b.phase == Phase::Connected).and_then(|b| b.media.as_mut()) {
-            m.stream.session_mut().queue_dtmf(digit, super::DTMF_TONE);
+        if let Some(b) = self.bridge.as_mut().filter(|b| b.phase == Phase::Connected) {
+            b.leg.send_dtmf(digit);
         }
     }
 
@@ -426,7 +376,7 @@ impl CallActor {
         if b.phase == Phase::Connected {
             return None;
         }
-        if b.phase == Phase::Briefing && b.brief_queued && b.media.as_ref().is_some_and(|m| m.stream_outbound_len() == 0) {
+        if b.phase == Phase::Briefing && b.brief_queued && b.leg.queued() == 0 {
             return self.bridge_connect().await;
         }
         if self.queued.is_some() {
@@ -434,9 +384,9 @@ impl CallActor {
             return None;
         }
         let b = self.bridge.as_mut()?;
-        if let Some(m) = self.media.as_mut() {
-            let frame = m.codec.frame_16k();
-            while m.stream_outbound_len() < RINGBACK_AHEAD {
+        if let Some(m) = self.leg.as_mut() {
+            let frame = m.frame_samples();
+            while m.queued() < RINGBACK_AHEAD {
                 let tone = ringback(b.ringback_pos, frame);
                 b.ringback_pos += frame;
                 m.play(&tone);
@@ -454,8 +404,8 @@ impl CallActor {
         if b.phase != Phase::Briefing || b.brief_queued {
             return;
         }
-        let (Some(audio), Some(m)) = (b.brief.take(), b.media.as_mut()) else { return };
-        m.play(&audio);
+        let Some(audio) = b.brief.take() else { return };
+        b.leg.play(&audio);
         b.brief_queued = true;
         tracing::info!(ms = audio.len() / 16, "transfer: briefing the target");
     }
@@ -471,8 +421,8 @@ impl CallActor {
         let data = serde_json::json!({
             "target": b.req.target, "mode": mode_name(b.req.mode), "bridged": true, "why": b.why,
         });
-        if let Some(m) = self.media.as_mut() {
-            m.stream.session_mut().clear_outbound();
+        if let Some(l) = self.leg.as_mut() {
+            l.flush();
         }
         if let Some(v) = self.voice.take() {
             self.record.errors.extend(v.provider_failures());
@@ -492,8 +442,8 @@ impl CallActor {
             self.offer_declined(agent);
             return None;
         }
-        if let Some(m) = self.media.as_mut() {
-            m.stream.session_mut().clear_outbound();
+        if let Some(l) = self.leg.as_mut() {
+            l.flush();
         }
         self.transfer = Some((b.req, tokio::time::Instant::now()));
         Box::pin(self.transfer_failed(why)).await
@@ -501,8 +451,8 @@ impl CallActor {
 
     /// Ends the second leg (the call is ending).
     pub(super) fn bridge_hangup(&mut self) {
-        if let Some(b) = self.bridge.take() {
-            b.dialog.hangup();
+        if let Some(mut b) = self.bridge.take() {
+            b.leg.release();
         }
     }
 
@@ -510,42 +460,6 @@ impl CallActor {
     /// connected): the agent is on hold.
     pub(super) fn bridged(&self) -> bool {
         self.bridge.is_some()
-    }
-
-    /// Builds the media of an answered leg (the codec from the answer).
-    pub(super) fn new_media(&self, sockets: crate::rtp::ports::RtpSockets, n: sdp::Negotiated, local: LocalMedia) -> Media {
-        let law = law_of(n.codec);
-        let frame_8k = (8 * n.ptime_ms) as usize;
-        let cfg = crate::rtp::proto::session::SessionConfig {
-            ssrc: rand::random(),
-            payload_type: n.payload_type,
-            dtmf_payload_type: n.dtmf_payload_type,
-            clock_rate: 8000,
-            ptime: Duration::from_millis(n.ptime_ms as u64),
-            remote: (!n.remote_rtp.ip().is_unspecified()).then_some(n.remote_rtp),
-            symmetric: true,
-            jitter_target: Duration::from_millis(self.svc.config.rtp.jitter_ms as u64),
-            inactivity_timeout: Duration::from_secs(self.svc.config.rtp.inactivity_timeout_s),
-            silence_payload: vec![law.silence(); frame_8k],
-        };
-        let stream = crate::rtp::driver::MediaStream::new(sockets, cfg, self.svc.metrics.clone(), std::time::Instant::now());
-        Media {
-            stream,
-            codec: crate::rtp::codec::frames::G711Frames::new(law, n.ptime_ms),
-            pcm16: Vec::with_capacity(frame_8k * 2),
-            negotiated: n,
-            local,
-        }
-    }
-}
-
-/// Drops the oldest queued frames so at most `MAX_QUEUED` − 1 remain
-/// before the next one is queued.
-fn trim_queue(m: &mut Media) {
-    if m.stream_outbound_len() >= MAX_QUEUED {
-        let mut frames = m.stream.session_mut().take_outbound();
-        let keep = frames.split_off(frames.len() - (MAX_QUEUED - 1));
-        m.stream.session_mut().requeue_front(keep);
     }
 }
 

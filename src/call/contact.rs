@@ -19,8 +19,7 @@ use crate::contact_center::queue::{Member, OverflowTarget, QueueEvent};
 use crate::contact_center::routing::ContactCenter;
 use crate::events::EventBus;
 use crate::ids::{CallId, HumanAgentId, QueueId};
-use crate::sip::driver::RegistrarHandle;
-use crate::sip::proto::registrar::RegistrarEvent;
+use crate::transports::sip_rtp::registrations::{PhoneEvent, Registrations};
 use crate::store::Store;
 use crate::store::events::CallEvent;
 use std::collections::HashMap;
@@ -216,7 +215,7 @@ impl ContactCenterHandle {
 /// an agent (already refused when the config loaded).
 pub fn start(
     config: Arc<ContactCenterConfig>,
-    registrar: Option<RegistrarHandle>,
+    registrar: Option<Registrations>,
     store: Store,
     events: EventBus,
     shutdown: CancellationToken,
@@ -234,7 +233,7 @@ pub fn start(
 struct Task {
     center: ContactCenter<CallId>,
     config: Arc<ContactCenterConfig>,
-    registrar: Option<RegistrarHandle>,
+    registrar: Option<Registrations>,
     store: Store,
     events: EventBus,
     /// Queued calls' notice channels.
@@ -244,7 +243,7 @@ struct Task {
 
 impl Task {
     async fn run(mut self, shutdown: CancellationToken) {
-        let mut registrations = self.registrar.as_ref().map(|r| r.subscribe());
+        let mut phones = self.registrar.as_ref().map(|r| r.subscribe()).unwrap_or_default();
         loop {
             let timer = self.center.poll_timeout().map(Instant::from_std);
             tokio::select! {
@@ -253,7 +252,7 @@ impl Task {
                     Some(i) => self.on_input(i).await,
                     None => return,
                 },
-                ev = next_registration(&mut registrations) => self.on_registration(ev).await,
+                ev = phones.next() => self.on_registration(ev).await,
                 _ = crate::call::actor::sleep_opt(timer) => self.center.handle_timeout(std::time::Instant::now()),
             }
             self.drain().await;
@@ -352,17 +351,17 @@ impl Task {
 
     /// A phone registered (the agent is online) or its last binding went
     /// (offline).
-    async fn on_registration(&mut self, ev: Option<RegistrarEvent>) {
+    async fn on_registration(&mut self, ev: Option<PhoneEvent>) {
         let Some(ev) = ev else { return };
         let now = std::time::Instant::now();
-        let (user, online) = match &ev {
-            RegistrarEvent::Registered { aor, .. } => (aor.clone(), true),
-            RegistrarEvent::Unregistered { aor, .. } => {
+        let (user, online) = match ev {
+            PhoneEvent::Registered { user } => (user, true),
+            PhoneEvent::Unregistered { user } => {
                 let left = match &self.registrar {
-                    Some(r) => r.lookup(aor).await.map(|b| b.len()).unwrap_or(0),
+                    Some(r) => r.contacts(&user).await.len(),
                     None => 0,
                 };
-                (aor.clone(), left > 0)
+                (user, left > 0)
             }
         };
         for a in self.config.agents.iter().filter(|a| matches!(&a.endpoint, AgentEndpoint::SipUser(u) if *u == user)) {
@@ -430,8 +429,7 @@ impl Task {
         match &a.endpoint {
             AgentEndpoint::Uri(u) => Some(u.clone()),
             AgentEndpoint::SipUser(user) => {
-                let bindings = self.registrar.as_ref()?.lookup(user).await.ok()?;
-                bindings.into_iter().max_by_key(|b| b.expires_at).map(|b| b.contact)
+                self.registrar.as_ref()?.contacts(user).await.into_iter().next()
             }
         }
     }
@@ -454,21 +452,3 @@ impl Task {
     }
 }
 
-/// The registrar's next event; pending forever without a registrar.
-async fn next_registration(rx: &mut Option<tokio::sync::broadcast::Receiver<RegistrarEvent>>) -> Option<RegistrarEvent> {
-    match rx {
-        Some(r) => loop {
-            match r.recv().await {
-                Ok(ev) => return Some(ev),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "registrar events missed");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    *rx = None;
-                    return None;
-                }
-            }
-        },
-        None => std::future::pending().await,
-    }
-}

@@ -122,8 +122,8 @@ impl CallActor {
         match input {
             MonitorInput::Speech(audio) => {
                 m.speech_rx = None;
-                if let (Some(a), Some(media)) = (audio, self.media.as_mut()) {
-                    media.stream.session_mut().clear_outbound();
+                if let (Some(a), Some(media)) = (audio, self.leg.as_mut()) {
+                    media.flush();
                     if m.link.is_some() {
                         m.prompting = false;
                         m.prompt = a.into();
@@ -140,15 +140,15 @@ impl CallActor {
                 self.monitor_actions(actions).await
             }
             MonitorInput::Session(Some(SupervisorOut::Audio(frame))) => {
-                if let Some(media) = self.media.as_mut() {
+                if let Some(media) = self.leg.as_mut() {
                     if m.prompting {
-                        if media.stream_outbound_len() > 0 {
+                        if media.queued() > 0 {
                             return None;
                         }
                         m.prompting = false;
                     }
-                    if media.stream_outbound_len() >= MAX_QUEUED {
-                        media.stream.session_mut().clear_outbound();
+                    if media.queued() >= MAX_QUEUED {
+                        media.flush();
                     }
                     if m.prompt.is_empty() {
                         media.play(&frame);

@@ -151,8 +151,8 @@ impl CallActor {
             ending: Ending::None,
         });
         self.in_contact_center = true;
-        if let Some(m) = self.media.as_mut() {
-            m.stream.session_mut().clear_outbound();
+        if let Some(m) = self.leg.as_mut() {
+            m.flush();
         }
         self.set_state(CallState::Queued).await;
         self.playout_check.get_or_insert_with(|| tokio::time::Instant::now() + super::PLAYOUT_CHECK);
@@ -169,8 +169,8 @@ impl CallActor {
                     self.record.errors.push("queue announcement: speech synthesis failed".into());
                     return self.after_queue_speech().await;
                 };
-                if let Some(m) = self.media.as_mut() {
-                    m.stream.session_mut().clear_outbound();
+                if let Some(m) = self.leg.as_mut() {
+                    m.flush();
                     m.play(&audio);
                 }
                 if self.stereo.is_some() {
@@ -240,15 +240,15 @@ impl CallActor {
     async fn hand_to_ai(&mut self, name: &str) -> Option<Exit> {
         self.bridge_hangup();
         self.queued = None;
-        if let Some(m) = self.media.as_mut() {
-            m.stream.session_mut().clear_outbound();
+        if let Some(m) = self.leg.as_mut() {
+            m.flush();
         }
         let (Some(svc), Some(cfg)) = (self.svc.voice.clone(), self.voice_config.clone()) else {
             tracing::warn!(agent = name, "no voice services for the AI member: ending the call");
             return Some(self.hangup("no-ai-agent").await);
         };
         let cfg = crate::call::voice::VoiceConfig { agent: name.to_string(), ..cfg };
-        let ptime = self.media.as_ref().map(|m| Duration::from_millis(m.negotiated.ptime_ms as u64)).unwrap_or(Duration::from_millis(20));
+        let ptime = self.leg.as_ref().map(|m| Duration::from_millis(m.facts().ptime_ms as u64)).unwrap_or(Duration::from_millis(20));
         let today = time::OffsetDateTime::now_utc().date();
         match crate::call::voice::VoiceAgent::start(svc, cfg, self.record.id, today, ptime).await {
             Ok(mut v) => {
@@ -281,7 +281,7 @@ impl CallActor {
             Ending::VoicemailPrompt => {
                 q.ending = Ending::Recording(tokio::time::Instant::now() + VOICEMAIL_MAX);
                 let beep: Vec<i16> = (0..8000).map(|i| ((i as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 16000.0).sin() * 8000.0) as i16).collect();
-                if let Some(m) = self.media.as_mut() {
+                if let Some(m) = self.leg.as_mut() {
                     m.play(&beep);
                 }
                 let path = self.svc.config.data_dir.join("recordings").join(format!("{}-voicemail.wav", self.record.id));
@@ -299,7 +299,7 @@ impl CallActor {
     /// its maximum length.
     pub(super) async fn queued_tick(&mut self) -> Option<Exit> {
         let q = self.queued.as_mut()?;
-        let queued_frames = self.media.as_ref().map(|m| m.stream_outbound_len()).unwrap_or(0);
+        let queued_frames = self.leg.as_ref().map(|m| m.queued()).unwrap_or(0);
         if q.speaking {
             if queued_frames == 0 {
                 return self.after_queue_speech().await;
@@ -319,8 +319,8 @@ impl CallActor {
         if self.bridge.as_ref().is_some_and(|b| b.connected()) {
             return None;
         }
-        let m = self.media.as_mut()?;
-        let frame = m.codec.frame_16k();
+        let m = self.leg.as_mut()?;
+        let frame = m.frame_samples();
         let mut queued_frames = queued_frames;
         while queued_frames < AHEAD {
             let audio = if q.music.is_empty() {

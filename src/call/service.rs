@@ -1,19 +1,21 @@
-//! What every call actor shares (config, store, SIP handle, RTP ports,
-//! metrics, registry) and the two ways a call starts: an incoming INVITE
-//! ([`CallServices::accept`]) or an outbound dial ([`CallServices::dial`]).
+//! What every call actor shares (config, store, SIP legs, metrics,
+//! registry) and the ways a call starts: an incoming INVITE
+//! ([`CallServices::accept`]), an outbound dial ([`CallServices::dial`]),
+//! or a WebSocket stream ([`CallServices::run_stream`],
+//! [`CallServices::run_browser`]). Each becomes a leg
+//! ([`crate::transports::leg::Leg`]) run by the one call actor.
 
-use super::actor::{CallActor, Leg};
+use super::actor::{Arrival, CallActor};
 use super::registry::{CallRegistry, CallSummary};
 use super::state::CallState;
 use crate::agent::context::CallContext;
 use crate::config::Config;
 use crate::ids::CallId;
 use crate::observability::Metrics;
-use crate::rtp::ports::PortAllocator;
-use crate::sip::driver::{Credentials, IncomingCall, OutboundInvite, SipError, SipHandle};
-use crate::sip::sdp::{self, AudioCodec, Direction, LocalMedia};
 use crate::store::{CallRecord, Store};
-use std::net::IpAddr;
+use crate::transports::leg::Leg;
+use crate::transports::sip_rtp::{Digest, Invite, InviteError, InviteFacts, SipLeg, SipLegs};
+use crate::transports::ws::{StreamTransport, WsInput, WsLeg, WsOutput};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -24,14 +26,15 @@ use tracing::Instrument;
 /// Commands a call's mailbox holds before the actor drains them.
 const COMMAND_QUEUE: usize = 32;
 
-/// An INVITE on its way: the dialog, and the media its offer named.
+/// How long a new WebSocket stream may take to send its start.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An INVITE on its way: its leg (ringing) and what it was sent with.
 pub struct OutboundLeg {
-    /// The dialog and its events.
-    pub call: crate::sip::driver::OutboundCall,
-    /// The offer's parameters (to accept the answer against).
-    pub local: LocalMedia,
-    /// The RTP/RTCP sockets the offer named.
-    pub sockets: crate::rtp::ports::RtpSockets,
+    /// SIP Call-ID of the INVITE.
+    pub sip_call_id: String,
+    /// The leg.
+    pub leg: SipLeg,
     /// The Request-URI dialed.
     pub target: String,
 }
@@ -39,12 +42,9 @@ pub struct OutboundLeg {
 /// Errors starting an outbound call.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
-    /// No RTP port pair free.
+    /// The INVITE could not be placed (no RTP ports, a bad URI, SIP stopped).
     #[error(transparent)]
-    Ports(#[from] crate::rtp::ports::PortError),
-    /// SIP refused to send the INVITE.
-    #[error(transparent)]
-    Sip(#[from] SipError),
+    Invite(#[from] InviteError),
     /// The application name is not configured.
     #[error("unknown application `{0}`")]
     UnknownApp(String),
@@ -67,14 +67,12 @@ pub struct CallServices {
     pub store: Store,
     /// Metrics registry.
     pub metrics: Metrics,
-    /// The SIP stack.
-    pub sip: SipHandle,
-    /// RTP port pairs.
-    pub ports: PortAllocator,
+    /// SIP legs: inbound INVITEs, outbound INVITEs on fresh RTP ports.
+    pub sip: SipLegs,
     /// Live calls.
     pub registry: CallRegistry,
-    /// IP written in SDP `c=` lines.
-    pub media_ip: IpAddr,
+    /// IP this node's media and API are reached at.
+    pub media_ip: std::net::IpAddr,
     /// Cancelled when skald shuts down.
     pub shutdown: CancellationToken,
     /// Tracks call tasks for graceful shutdown.
@@ -91,11 +89,11 @@ pub struct CallServices {
 }
 
 impl CallServices {
-    /// Takes an incoming call: registers it, writes its first record and
+    /// Takes an incoming INVITE (its leg and what it said; see
+    /// [`SipLegs::inbound`]): registers it, writes its first record and
     /// spawns its actor. Routing, SDP and answering happen in the actor.
-    pub fn accept(self: &Arc<Self>, incoming: IncomingCall) {
+    pub fn accept(self: &Arc<Self>, (info, leg): (InviteFacts, SipLeg)) {
         let id = CallId::new();
-        let info = &incoming.info;
         let app = self.config.route(&info.did).map(str::to_string);
         let record = CallRecord {
             id,
@@ -104,24 +102,17 @@ impl CallServices {
             from_uri: info.from_uri.clone(),
             to_uri: info.to_uri.clone(),
             did: info.did.clone(),
-            remote_addr: info.remote_addr.to_string(),
+            remote_addr: info.remote_addr.clone(),
             app: app.clone(),
             state: CallState::Ringing.as_str().into(),
             invited_at: now_ms(),
             transport: Some("sip".into()),
-            sip_transport: Some(
-                match info.transport {
-                    crate::sip::driver::Transport::Udp => "udp",
-                    crate::sip::driver::Transport::Tcp => "tcp",
-                }
-                .into(),
-            ),
+            sip_transport: Some(info.transport.into()),
             ..Default::default()
         };
         let key = self.config.context_key.clone().unwrap_or_default();
         let context = super::transfer::context_from_headers(&info.headers, key.as_bytes());
-        let leg = Leg::Inbound { offer: info.sdp_offer.clone(), context };
-        self.spawn(record, incoming.dialog, incoming.events, leg, app, |_| {});
+        self.spawn(record, Arrival::Invite { leg: Box::new(leg), context }, app, |_| {});
     }
 
     /// Places an outbound call to `target` (a SIP URI) running application
@@ -132,7 +123,7 @@ impl CallServices {
         from_user: &str,
         app: &str,
         ring_timeout: Duration,
-        credentials: Option<Credentials>,
+        credentials: Option<Digest>,
     ) -> Result<CallId, DialError> {
         if !self.config.applications.contains_key(app) {
             return Err(DialError::UnknownApp(app.to_string()));
@@ -153,7 +144,7 @@ impl CallServices {
         from_user: &str,
         app: Box<dyn super::apps::Application>,
         ring_timeout: Duration,
-        credentials: Option<Credentials>,
+        credentials: Option<Digest>,
     ) -> Result<CallId, DialError> {
         let name = app.name().to_string();
         self.dial_uri(target, from_user, name, Some(app), ring_timeout, credentials).await
@@ -169,14 +160,14 @@ impl CallServices {
         app: String,
         supplied: Option<Box<dyn super::apps::Application>>,
         ring_timeout: Duration,
-        credentials: Option<Credentials>,
+        credentials: Option<Digest>,
     ) -> Result<CallId, DialError> {
-        let OutboundLeg { call, local, sockets, .. } =
+        let OutboundLeg { sip_call_id, leg, .. } =
             self.invite_uri(target, from_user, None, credentials, Vec::new(), ring_timeout).await?;
         let id = CallId::new();
         let record = CallRecord {
             id,
-            sip_call_id: call.sip_call_id.clone(),
+            sip_call_id,
             direction: "outbound".into(),
             from_uri: format!("sip:{from_user}@{}", self.sip.advertised_host()),
             to_uri: target.to_string(),
@@ -188,8 +179,7 @@ impl CallServices {
             transport: Some("sip".into()),
             ..Default::default()
         };
-        let leg = Leg::Outbound { local, sockets };
-        self.spawn(record, call.dialog, call.events, leg, Some(app), |actor| {
+        self.spawn(record, Arrival::Dialed(Box::new(leg)), Some(app), |actor| {
             if let Some(app) = supplied {
                 actor.set_application(app);
             }
@@ -230,13 +220,13 @@ impl CallServices {
                 extra_headers.push((crate::agent::context::HEADER_CONTEXT.to_string(), signed));
             }
         }
-        let OutboundLeg { call, local, sockets, target } = self.invite_leg(trunk, to, &from_user, extra_headers).await?;
+        let OutboundLeg { sip_call_id, leg, target } = self.invite_leg(trunk, to, &from_user, extra_headers).await?;
         let id = CallId::new();
         let host = t.host_port().map(|(h, _)| h).unwrap_or_default();
         tracing::info!(%id, trunk, to = %crate::observability::Pii(&to), "dialling through trunk");
         let record = CallRecord {
             id,
-            sip_call_id: call.sip_call_id.clone(),
+            sip_call_id,
             direction: "outbound".into(),
             from_uri: format!("sip:{from_user}@{host}"),
             to_uri: target,
@@ -255,8 +245,7 @@ impl CallServices {
             ),
             ..Default::default()
         };
-        let leg = Leg::Outbound { local, sockets };
-        self.spawn(record, call.dialog, call.events, leg, Some(app.to_string()), |actor| {
+        self.spawn(record, Arrival::Dialed(Box::new(leg)), Some(app.to_string()), |actor| {
             if let Some(ctx) = context {
                 actor.set_context(ctx);
             }
@@ -282,7 +271,7 @@ impl CallServices {
         let target = trunk_target(t, to)?;
         let credentials = match (&t.username, &t.password) {
             (Some(username), Some(password)) => {
-                Some(Credentials { username: username.clone(), password: password.clone() })
+                Some(Digest { username: username.clone(), password: password.clone() })
             }
             _ => None,
         };
@@ -298,25 +287,20 @@ impl CallServices {
         target: &str,
         from_user: &str,
         from_display: Option<String>,
-        credentials: Option<Credentials>,
+        credentials: Option<Digest>,
         extra_headers: Vec<(String, String)>,
         ring_timeout: Duration,
     ) -> Result<OutboundLeg, DialError> {
-        let sockets = self.ports.allocate().await?;
-        let local = self.local_media(sockets.rtp_port());
-        let call = self
-            .sip
-            .invite(OutboundInvite {
-                target: target.to_string(),
-                from_user: from_user.to_string(),
-                from_display,
-                sdp_offer: sdp::offer(&local),
-                credentials,
-                extra_headers,
-                ring_timeout,
-            })
-            .await?;
-        Ok(OutboundLeg { call, local, sockets, target: target.to_string() })
+        let invite = Invite {
+            target: target.to_string(),
+            from_user: from_user.to_string(),
+            from_display,
+            credentials,
+            headers: extra_headers,
+            ring_timeout,
+        };
+        let (sip_call_id, leg) = self.sip.invite(invite).await?;
+        Ok(OutboundLeg { sip_call_id, leg, target: target.to_string() })
     }
 
     /// Runs a call that arrived as a Twilio Media Stream on an accepted
@@ -324,12 +308,13 @@ impl CallServices {
     /// tracked for graceful shutdown; returns when the call has ended.
     pub async fn run_stream<R, T, E>(self: &Arc<Self>, remote: String, rx: R, tx: T)
     where
-        R: futures_util::Stream<Item = Result<super::stream::WsInput, E>> + Unpin + Send,
-        T: futures_util::Sink<super::stream::WsOutput> + Unpin + Send,
+        R: futures_util::Stream<Item = Result<WsInput, E>> + Send + 'static,
+        T: futures_util::Sink<WsOutput> + Send + 'static,
         E: std::fmt::Display,
     {
-        let call = super::stream::StreamCall::new(self.clone(), remote, super::stream::TwilioStream::new());
-        self.tracker.track_future(call.run(rx, tx)).await;
+        let rest = crate::transports::twilio::rest::TwilioClient::from_config(&self.config.twilio).map_err(|e| e.to_string());
+        let core = crate::transports::twilio::leg::TwilioStream::new(rest);
+        self.tracker.track_future(self.run_ws(WsLeg::new(core, remote, rx, tx))).await;
     }
 
     /// Runs a conversation between the control page's microphone (user
@@ -337,12 +322,55 @@ impl CallServices {
     /// WebSocket, tracked for graceful shutdown; returns when it has ended.
     pub async fn run_browser<R, T, E>(self: &Arc<Self>, remote: String, app: &str, user: &str, rx: R, tx: T)
     where
-        R: futures_util::Stream<Item = Result<super::stream::WsInput, E>> + Unpin + Send,
-        T: futures_util::Sink<super::stream::WsOutput> + Unpin + Send,
+        R: futures_util::Stream<Item = Result<WsInput, E>> + Send + 'static,
+        T: futures_util::Sink<WsOutput> + Send + 'static,
         E: std::fmt::Display,
     {
-        let call = super::stream::StreamCall::new(self.clone(), remote, super::stream::BrowserStream::new(app, user));
-        self.tracker.track_future(call.run(rx, tx)).await;
+        let core = crate::transports::browser::BrowserStream::new(app, user);
+        self.tracker.track_future(self.run_ws(WsLeg::new(core, remote, rx, tx))).await;
+    }
+
+    /// A WebSocket leg's call: waits for the stream's start, registers the
+    /// call (its record from the start's parameters: `did`, `app`, `from`,
+    /// `direction`, `context`) and runs the actor to the end.
+    async fn run_ws<C: StreamTransport + 'static>(self: &Arc<Self>, mut leg: WsLeg<C>) {
+        let Some(start) = leg.start(START_TIMEOUT).await else { return };
+        let p = &start.custom_parameters;
+        let did = p.get("did").cloned().unwrap_or_default();
+        let app = p.get("app").cloned().or_else(|| self.config.route(&did).map(str::to_string));
+        let now = now_ms();
+        let facts = leg.facts().clone();
+        let record = CallRecord {
+            id: CallId::new(),
+            direction: p.get("direction").cloned().unwrap_or_else(|| "inbound".into()),
+            from_uri: p.get("from").cloned().unwrap_or_default(),
+            to_uri: did.clone(),
+            did,
+            remote_addr: facts.remote.clone(),
+            app: app.clone(),
+            codec: facts.codec.clone(),
+            state: CallState::Answered.as_str().into(),
+            invited_at: now,
+            answered_at: Some(now),
+            transport: Some(facts.transport.into()),
+            twilio_call_sid: facts.call_sid.clone(),
+            ..Default::default()
+        };
+        tracing::info!(
+            did = %crate::observability::Pii(&record.did),
+            app = ?record.app,
+            stream_sid = %start.stream_sid,
+            transport = facts.transport,
+            "media stream started"
+        );
+        let context = p.get("context").cloned();
+        let span = tracing::info_span!("call", call_id = %record.id, transport = facts.transport, twilio_call_sid = %start.call_sid);
+        let dropped_before = leg.dropped();
+        if dropped_before > 0 {
+            tracing::debug!(dropped_before, "messages dropped before the start");
+        }
+        let actor = self.register(record, Arrival::Stream { leg: Box::new(leg), context }, app, CallState::Answered, |_| {});
+        actor.run().instrument(span).await;
     }
 
     /// Stores an event on the call record and publishes it live. A store
@@ -388,62 +416,42 @@ impl CallServices {
         format!("http://{}", std::net::SocketAddr::new(ip, l.port()))
     }
 
-    /// skald's side of the SDP for a call whose RTP socket is on `port`.
-    pub fn local_media(&self, port: u16) -> LocalMedia {
-        let codecs = self
-            .config
-            .rtp
-            .codecs
-            .iter()
-            .filter_map(|c| match c.to_ascii_uppercase().as_str() {
-                "PCMU" => Some(AudioCodec::Pcmu),
-                "PCMA" => Some(AudioCodec::Pcma),
-                _ => None,
-            })
-            .collect();
-        LocalMedia {
-            ip: self.media_ip,
-            port,
-            codecs,
-            ptime_ms: self.config.rtp.ptime_ms,
-            dtmf: true,
-            session_id: rand::random::<u32>() as u64,
-            session_version: 1,
-            direction: Direction::SendRecv,
-        }
+    /// Registers the call and runs its actor in a task; `setup` adjusts
+    /// the actor before it runs (a context to resume, a supplied
+    /// application).
+    fn spawn(self: &Arc<Self>, record: CallRecord, arrival: Arrival, app: Option<String>, setup: impl FnOnce(&mut CallActor)) {
+        let span = tracing::info_span!("call", call_id = %record.id, sip_call_id = %record.sip_call_id);
+        let actor = self.register(record, arrival, app, CallState::Ringing, setup);
+        self.tracker.spawn(actor.run().instrument(span));
     }
 
-    /// Registers the call and runs its actor; `setup` adjusts the actor
-    /// before it runs (a context to resume, a supplied application).
-    fn spawn(
+    /// Enters the call in the registry (state `state`) and builds its actor.
+    fn register(
         self: &Arc<Self>,
         record: CallRecord,
-        dialog: crate::sip::driver::DialogHandle,
-        events: mpsc::Receiver<crate::sip::driver::DialogEvent>,
-        leg: Leg,
+        arrival: Arrival,
         app: Option<String>,
+        state: CallState,
         setup: impl FnOnce(&mut CallActor),
-    ) {
+    ) -> CallActor {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let id = record.id;
         self.registry.insert(
             CallSummary {
-                id,
+                id: record.id,
                 sip_call_id: record.sip_call_id.clone(),
                 from: record.from_uri.clone(),
                 did: record.did.clone(),
                 app: app.clone().unwrap_or_default(),
-                state: CallState::Ringing,
+                state,
                 started_at: record.invited_at,
                 queue: None,
             },
             tx,
         );
         self.metrics.call_started();
-        let span = tracing::info_span!("call", call_id = %id, sip_call_id = %record.sip_call_id);
-        let mut actor = CallActor::new(self.clone(), record, dialog, events, rx, leg, app);
+        let mut actor = CallActor::new(self.clone(), record, rx, arrival, app);
         setup(&mut actor);
-        self.tracker.spawn(actor.run().instrument(span));
+        actor
     }
 }
 

@@ -3,9 +3,8 @@
 //! (`/api/v1/calls/{id}/audio`) or their own SIP phone
 //! ([`super::monitor`]), mixed in the call's actor by
 //! [`crate::pipeline::mixer`]. `Supervision` holds the sessions and the
-//! rules; the SIP call actor (here) and the WebSocket call actor
-//! ([`crate::call::stream`]: Twilio Media Streams, the browser) wire it to
-//! their media.
+//! rules; the call actor (here) wires it to the caller's leg, whatever its
+//! transport (SIP/RTP, Twilio Media Streams, the browser).
 //!
 //! Audio format both ways: 16 kHz mono PCM16, 20 ms frames of
 //! [`FRAME`] = 320 samples (640 bytes little-endian on the socket).
@@ -566,7 +565,7 @@ impl CallActor {
     /// What the supervision checks need to know about this call.
     fn supervise_facts(&self) -> CallFacts {
         CallFacts {
-            media: self.media.is_some(),
+            media: self.answered_at.is_some(),
             voice: self.voice.is_some(),
             llm: self.voice.as_ref().is_some_and(VoiceAgent::is_llm),
             bridged: self.bridged(),
@@ -623,12 +622,8 @@ impl CallActor {
             return None;
         }
         let tick = self.supervision.tick(frame, self.bridged(), Instant::now());
-        if let (Some(audio), Some(m)) = (tick.to_caller, self.media.as_mut()) {
-            if m.stream_outbound_len() >= CALLER_QUEUE_MAX {
-                let mut frames = m.stream.session_mut().take_outbound();
-                let keep = frames.split_off(frames.len() - (CALLER_QUEUE_MAX - 1));
-                m.stream.session_mut().requeue_front(keep);
-            }
+        if let (Some(audio), Some(m)) = (tick.to_caller, self.leg.as_mut()) {
+            m.trim(CALLER_QUEUE_MAX);
             m.play(&audio);
             if self.stereo.is_some() && !self.bridged() && !self.queued() {
                 // The supervisors are all the caller hears (the agent is
@@ -663,12 +658,12 @@ impl CallActor {
 
     /// The AI agent leaves the call for good; supervisors own the caller.
     async fn supervise_take_over(&mut self) {
-        if let Some(m) = self.media.as_mut() {
-            m.stream.session_mut().clear_outbound();
+        if let Some(m) = self.leg.as_mut() {
+            m.flush();
         }
         self.app = None;
-        if let Some(v) = self.voice.take() {
-            self.record.errors.extend(v.provider_failures());
+        if self.voice.is_some() {
+            self.voice_leaves().await;
             tracing::info!("takeover: the agent left the call");
             self.event("supervisor.takeover", serde_json::json!({})).await;
         }
@@ -678,8 +673,8 @@ impl CallActor {
     /// from hold, supervisor audio still queued is dropped (so the agent's
     /// playout accounting only sees its own frames).
     fn supervise_hold_changed(&mut self) {
-        if let Some(m) = self.media.as_mut() {
-            m.stream.session_mut().clear_outbound();
+        if let Some(m) = self.leg.as_mut() {
+            m.flush();
         }
         tracing::info!(held = self.supervision.barging(), "barge-in: the agent's hold changed");
     }

@@ -57,7 +57,7 @@ use crate::pipeline::turn::{TurnConfig, TurnDetector, TurnEvent};
 use crate::pipeline::vad::silero::{SileroVad, VadStream, WINDOW};
 use crate::providers::failover::FallbackLog;
 use crate::providers::{ProviderError, SttEvent, SttProvider, SttStream, TtsAudio, TtsProvider};
-use crate::rtp::codec::resample::resample_all;
+use crate::transports::leg::AudioOut;
 use crate::store::turns::{TurnLatency, TurnRecord};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -141,27 +141,6 @@ impl VoiceConfig {
         };
         Ok(Some((cfg, *record)))
     }
-}
-
-/// Where the agent's audio goes: the call's RTP session, seen as a queue of
-/// ptime frames (implemented by the call actor).
-pub trait AudioOut: Send {
-    /// Queues 16 kHz mono audio after what is queued; returns the number of
-    /// ptime frames it became.
-    fn play(&mut self, pcm16k: &[i16]) -> usize;
-    /// Frames queued and not yet heard: for RTP, not yet sent; for a
-    /// transport that acknowledges playout (Twilio marks), not yet
-    /// acknowledged as played. What was heard is what the transcript keeps.
-    fn queued(&self) -> usize;
-    /// Frames not yet on the wire (for the first-packet latency); the same
-    /// as [`AudioOut::queued`] unless the transport buffers beyond the wire.
-    fn unsent(&self) -> usize {
-        self.queued()
-    }
-    /// Stops sending now; returns the unsent frames (already encoded).
-    fn pause(&mut self) -> Vec<Vec<u8>>;
-    /// Puts paused frames back at the head of the queue.
-    fn resume(&mut self, frames: Vec<Vec<u8>>);
 }
 
 /// What the actor must do for the voice agent.
@@ -1407,7 +1386,7 @@ impl VoiceAgent {
         let pcm = if audio.sample_rate as usize == RATE {
             audio.pcm.clone()
         } else {
-            match resample_all(&audio.pcm, audio.sample_rate, RATE as u32) {
+            match crate::pipeline::to_pipeline_rate(&audio.pcm, audio.sample_rate) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot resample TTS audio");

@@ -15,7 +15,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use axum::Extension;
-use crate::call::stream::{WsInput, WsOutput};
+use crate::transports::ws::{WsInput, WsOutput};
 use futures_util::{Sink, SinkExt, Stream, StreamExt, future};
 use std::net::SocketAddr;
 

@@ -15,3 +15,10 @@ pub mod wav;
 pub const SAMPLE_RATE: u32 = 16_000;
 /// Samples in one 20 ms frame at [`SAMPLE_RATE`].
 pub const FRAME_SAMPLES: usize = 320;
+
+/// Brings mono PCM16 audio at `rate` Hz (a TTS voice, a WAV prompt) into
+/// the pipeline's format: mono PCM16 at [`SAMPLE_RATE`]. Audio already at
+/// 16 kHz is copied as is. Errors: the resampler refuses the rate (0 Hz).
+pub fn to_pipeline_rate(pcm: &[i16], rate: u32) -> Result<Vec<i16>, String> {
+    crate::rtp::codec::resample::resample_all(pcm, rate, SAMPLE_RATE).map_err(|e| e.to_string())
+}

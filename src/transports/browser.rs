@@ -33,6 +33,9 @@
 //! playout time has passed. [`BrowserSession::pause`] (a barge-in) sends
 //! `clear` and hands back every frame not yet heard.
 //!
+//! [`BrowserStream`] is this core as a WebSocket leg's
+//! ([`crate::transports::ws::WsLeg`]).
+//!
 //! ## Bad input
 //! Never fatal: a binary message that is not whole frames, text that is not
 //! a known JSON message, or anything after `stop` is counted, reported as a
@@ -40,6 +43,9 @@
 
 #![deny(missing_docs)]
 
+use crate::transports::leg::AudioOut;
+use crate::transports::twilio::media::StreamStart;
+use crate::transports::ws::{StreamTransport, TransportEvent, WsInput, WsOutput};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -281,6 +287,87 @@ impl BrowserSession {
         while self.in_flight.front().is_some_and(|(end, _)| *end <= now) {
             self.in_flight.pop_front();
         }
+    }
+}
+
+/// The control page's microphone as a WebSocket leg's core: PCM16 16 kHz
+/// as is, so no codec; the start comes from the URL, not from the wire. A
+/// browser call cannot be transferred (the caller is told, the agent goes
+/// on) and cannot send DTMF.
+pub struct BrowserStream {
+    /// Protocol core.
+    session: BrowserSession,
+    /// The start, reported as the first event.
+    start: Option<StreamStart>,
+}
+
+impl BrowserStream {
+    /// A conversation with application `app` for the signed-in `user`.
+    pub fn new(app: &str, user: &str) -> Self {
+        let mut start = StreamStart::default();
+        start.custom_parameters.insert("app".into(), app.into());
+        start.custom_parameters.insert("from".into(), user.into());
+        BrowserStream { session: BrowserSession::new(), start: Some(start) }
+    }
+}
+
+impl AudioOut for BrowserStream {
+    fn play(&mut self, pcm16k: &[i16]) -> usize {
+        self.session.play(pcm16k)
+    }
+    fn queued(&self) -> usize {
+        self.session.unplayed()
+    }
+    fn unsent(&self) -> usize {
+        self.session.unsent()
+    }
+    fn pause(&mut self) -> Vec<Vec<u8>> {
+        self.session.pause(Instant::now())
+    }
+    fn resume(&mut self, frames: Vec<Vec<u8>>) {
+        self.session.resume(frames);
+    }
+}
+
+impl StreamTransport for BrowserStream {
+    const NAME: &'static str = "browser";
+    const CODEC: &'static str = "L16/16000";
+
+    fn handle_input(&mut self, input: WsInput, now: Instant) -> Result<(), String> {
+        match input {
+            WsInput::Text(t) => self.session.handle_text(&t, now),
+            WsInput::Binary(b) => self.session.handle_binary(&b, now),
+        }
+        .map_err(|e| e.to_string())
+    }
+    fn poll_event(&mut self, pcm16k: &mut Vec<i16>) -> Option<TransportEvent> {
+        if let Some(s) = self.start.take() {
+            return Some(TransportEvent::Start(s));
+        }
+        Some(match self.session.poll_event()? {
+            BrowserEvent::Audio(frame) => {
+                pcm16k.clear();
+                pcm16k.extend_from_slice(&frame);
+                TransportEvent::Audio
+            }
+            BrowserEvent::Dtmf(d) => TransportEvent::Dtmf(d),
+            BrowserEvent::Stop => TransportEvent::Stop,
+        })
+    }
+    fn poll_transmit(&mut self, now: Instant) -> Option<WsOutput> {
+        Some(match self.session.poll_transmit(now)? {
+            BrowserTransmit::Text(t) => WsOutput::Text(t),
+            BrowserTransmit::Binary(b) => WsOutput::Binary(b),
+        })
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.session.poll_timeout()
+    }
+    fn dropped(&self) -> u64 {
+        self.session.dropped
+    }
+    fn on_turn(&mut self, speaker: &str, text: &str) {
+        self.session.transcript(speaker, text);
     }
 }
 

@@ -1,10 +1,21 @@
-//! Transports: adapters that turn a provider's call protocol into the
-//! pipeline's audio frames, DTMF and control events, and the pipeline's
-//! output (audio, interruption) into the provider's wire actions.
+//! Transports: each one a **leg** of a call ([`leg::Leg`]), an adapter
+//! that turns its protocol into the pipeline's audio frames (16 kHz mono,
+//! one ptime), DTMF and control events, and the call's output (audio,
+//! flush, DTMF, hang-up, transfer) into its own wire actions.
 //!
-//! Each adapter's protocol core is sans-IO (messages in, messages out, time
-//! as an argument); the call actor owns the socket. Adapters never import
-//! `call` (DESIGN.md "Layout").
+//! - [`sip_rtp`]: a SIP dialog and its RTP session (SDP offer/answer,
+//!   re-INVITE and hold, jitter buffer, G.711, RFC 4733, REFER). The only
+//!   way from the call layer to `sip` and `rtp`.
+//! - [`ws`]: the WebSocket edge shared by [`twilio`] Media Streams
+//!   ([`twilio::leg`]) and the control page's microphone ([`browser`]).
+//!
+//! Each adapter's protocol core is sans-IO (messages in, messages out,
+//! time as an argument); its leg is the IO edge that owns the sockets.
+//! Transports never import `call` (DESIGN.md "Layout"): the call actor
+//! drives legs, legs never drive calls.
 
-pub mod twilio;
 pub mod browser;
+pub mod leg;
+pub mod sip_rtp;
+pub mod twilio;
+pub mod ws;

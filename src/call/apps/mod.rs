@@ -48,7 +48,7 @@ pub enum AppInput<'a> {
     Timeout,
     /// The peer asked for the call to be transferred to this URI (a SIP
     /// REFER, which skald refuses; see
-    /// [`crate::sip::proto::DialogEvent::ReferRequested`]).
+    /// [`crate::transports::leg::LegEvent::Referred`]).
     Referred(&'a str),
 }
 

@@ -294,10 +294,12 @@ pub async fn dial(
         Err(e @ (DialError::UnknownApp(_) | DialError::UnknownTrunk(_) | DialError::BadNumber(_))) => {
             Err(ApiError::BadRequest(e.to_string()))
         }
-        Err(DialError::Sip(crate::sip::driver::SipError::BadUri(u))) => {
+        Err(DialError::Invite(crate::transports::sip_rtp::InviteError::BadUri(u))) => {
             Err(ApiError::BadRequest(format!("bad SIP URI `{u}`")))
         }
-        Err(e @ (DialError::Draining | DialError::Ports(_))) => Err(ApiError::Unavailable(e.to_string())),
+        Err(e @ (DialError::Draining | DialError::Invite(crate::transports::sip_rtp::InviteError::NoPorts(_)))) => {
+            Err(ApiError::Unavailable(e.to_string()))
+        }
         Err(e) => Err(ApiError::Internal(format!("dial: {e}"))),
     }
 }

@@ -7,6 +7,8 @@
 //! - [`media`]: the bidirectional Media Streams WebSocket protocol
 //!   (sans-IO): `connected`/`start`/`media`/`dtmf`/`mark`/`stop` in,
 //!   paced `media`, `mark` and `clear` out.
+//! - [`leg`]: a Media Stream as a call leg (the core with its µ-law codec;
+//!   transfers by REST "Update a Call").
 //! - [`rest`]: the REST API client (numbers, calls) for `skald twilio …`
 //!   and `skald call --via twilio`.
 //!
@@ -14,6 +16,7 @@
 //! `<Stream>`, `<Dial>`, `<Sip>`", "Media Streams - WebSocket Messages", and the
 //! REST API reference (IncomingPhoneNumber, Call resources).
 
+pub mod leg;
 pub mod media;
 pub mod rest;
 pub mod signature;
