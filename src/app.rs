@@ -86,7 +86,7 @@ impl App {
             config: config.clone(),
             store: store.clone(),
             metrics: metrics.clone(),
-            sip: sip_legs.clone(),
+            sip: Some(sip_legs.clone()),
             registry: CallRegistry::new(),
             media_ip,
             shutdown: shutdown.clone(),

@@ -831,7 +831,7 @@ impl CallActor {
                 self.context = Some(c);
             }
             Err(why) => {
-                tracing::warn!(%why, "context ignored: a fresh call");
+                tracing::warn!(%why, "context headers ignored: a fresh call");
                 self.event("context.rejected", serde_json::json!({ "why": why })).await;
             }
         }
@@ -1059,3 +1059,7 @@ pub(crate) async fn sleep_opt(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+#[path = "actor_tests.rs"]
+mod tests;

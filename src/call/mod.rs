@@ -9,6 +9,8 @@ pub mod actor;
 pub mod apps;
 pub mod command;
 pub mod contact;
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod llm_turns;
 pub mod registry;
 pub mod service;

@@ -67,8 +67,9 @@ pub struct CallServices {
     pub store: Store,
     /// Metrics registry.
     pub metrics: Metrics,
-    /// SIP legs: inbound INVITEs, outbound INVITEs on fresh RTP ports.
-    pub sip: SipLegs,
+    /// SIP legs: inbound INVITEs, outbound INVITEs on fresh RTP ports
+    /// (`None`: this node has no SIP stack; it takes WebSocket calls only).
+    pub sip: Option<SipLegs>,
     /// Live calls.
     pub registry: CallRegistry,
     /// IP this node's media and API are reached at.
@@ -169,7 +170,7 @@ impl CallServices {
             id,
             sip_call_id,
             direction: "outbound".into(),
-            from_uri: format!("sip:{from_user}@{}", self.sip.advertised_host()),
+            from_uri: format!("sip:{from_user}@{}", self.sip.as_ref().map(SipLegs::advertised_host).unwrap_or_default()),
             to_uri: target.to_string(),
             did: target.to_string(),
             remote_addr: String::new(),
@@ -299,7 +300,8 @@ impl CallServices {
             headers: extra_headers,
             ring_timeout,
         };
-        let (sip_call_id, leg) = self.sip.invite(invite).await?;
+        let sip = self.sip.as_ref().ok_or_else(|| InviteError::Sip("this node has no SIP stack".into()))?;
+        let (sip_call_id, leg) = sip.invite(invite).await?;
         Ok(OutboundLeg { sip_call_id, leg, target: target.to_string() })
     }
 

@@ -108,13 +108,6 @@ pub enum LegEvent {
     },
 }
 
-impl LegEvent {
-    /// An [`LegEvent::Ended`] with no status and no error.
-    pub fn ended(reason: &str) -> LegEvent {
-        LegEvent::Ended { reason: reason.to_string(), status: None, error: None }
-    }
-}
-
 /// Progress of a transfer made by the leg's own transport.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TransferEvent {

@@ -67,7 +67,7 @@ pub enum TransportEvent {
 }
 
 /// A transfer request running against a provider's API: its outcome.
-pub type TransferRequest = LegFuture<'static, Result<(), String>>;
+pub type TransferJob = LegFuture<'static, Result<(), String>>;
 
 /// One WebSocket protocol core and its codec, as [`WsLeg`] drives it. The
 /// run loop is the core's own: feed one frame to
@@ -97,7 +97,7 @@ pub trait StreamTransport: AudioOut {
     /// Starts a transfer of the call `call_sid` to `to` through the
     /// provider; the future is its outcome. Errors: the transport cannot
     /// transfer, or not to this target.
-    fn transfer(&mut self, _call_sid: Option<&str>, _to: &TransferTo) -> Result<TransferRequest, String> {
+    fn transfer(&mut self, _call_sid: Option<&str>, _to: &TransferTo) -> Result<TransferJob, String> {
         Err(format!("a {} call cannot be transferred", Self::NAME))
     }
 }
@@ -121,6 +121,11 @@ pub struct WsLeg<T: StreamTransport> {
     facts: LegFacts,
     /// The leg is over: events stay pending.
     over: bool,
+    /// The end to report, and whether to close the socket first (kept
+    /// here so that a cancelled close loses nothing).
+    ending: Option<(LegEvent, bool)>,
+    /// The socket was closed from our side.
+    closed: bool,
     /// A transfer request under way.
     transfer: Option<oneshot::Receiver<Result<(), String>>>,
     /// The provider took the call to a transfer target.
@@ -152,6 +157,8 @@ impl<T: StreamTransport + 'static> WsLeg<T> {
             outbox: None,
             facts,
             over: false,
+            ending: None,
+            closed: false,
             transfer: None,
             transferred: false,
         }
@@ -218,26 +225,39 @@ impl<T: StreamTransport + 'static> WsLeg<T> {
         std::future::poll_fn(|cx| self.tx.as_mut().poll_flush(cx)).await
     }
 
-    /// Sends what is due, then closes the socket from our side.
+    /// Sends what is due, then closes the socket from our side. Safe to
+    /// call again after a cancelled call.
     async fn close(&mut self) {
-        self.over = true;
-        let _ = self.send_due().await;
-        let _ = self.tx.close().await;
+        if !self.closed {
+            let _ = self.send_due().await;
+            let _ = self.tx.close().await;
+            self.closed = true;
+        }
     }
 
-    /// The leg ends with `reason`, and the record gets `error`.
-    fn end(&mut self, reason: &str, error: Option<String>) -> LegEvent {
-        self.over = true;
-        LegEvent::Ended { reason: reason.into(), status: None, error }
+    /// The leg ends with `reason` (the record gets `error`); `close`: the
+    /// socket is closed from our side first.
+    fn end(&mut self, reason: &str, error: Option<String>, close: bool) {
+        self.ending = Some((LegEvent::Ended { reason: reason.into(), status: None, error }, close));
     }
 
     async fn event(&mut self, pcm16k: &mut Vec<i16>) -> LegEvent {
         loop {
+            if let Some((_, close)) = &self.ending {
+                if *close {
+                    self.close().await;
+                }
+                self.over = true;
+                if let Some((ev, _)) = self.ending.take() {
+                    return ev;
+                }
+            }
             if self.over {
                 return std::future::pending().await;
             }
             if self.send_due().await.is_err() {
-                return self.end("stream-closed", None);
+                self.end("stream-closed", None, false);
+                continue;
             }
             if let Some(ev) = self.core.poll_event(pcm16k) {
                 match ev {
@@ -253,8 +273,8 @@ impl<T: StreamTransport + 'static> WsLeg<T> {
                             tracing::info!(transport = T::NAME, "the far end stopped the stream (caller hung up)");
                             "remote-stop"
                         };
-                        self.close().await;
-                        return LegEvent::ended(reason);
+                        self.end(reason, None, true);
+                        continue;
                     }
                 }
             }
@@ -267,24 +287,20 @@ impl<T: StreamTransport + 'static> WsLeg<T> {
                             let dropped = self.core.dropped();
                             if dropped > MAX_BAD_MESSAGES {
                                 tracing::warn!(dropped, "media stream misbehaves: ended");
-                                self.close().await;
-                                return LegEvent::Ended {
-                                    reason: "stream-misbehaved".into(),
-                                    status: None,
-                                    error: Some(format!("stream: {dropped} bad messages")),
-                                };
+                                self.end("stream-misbehaved", Some(format!("stream: {dropped} bad messages")), true);
+                                continue;
                             }
                             return LegEvent::Dropped(e);
                         }
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "media stream socket failed");
-                        return self.end("stream-error", Some(format!("stream: socket failed: {e}")));
+                        self.end("stream-error", Some(format!("stream: socket failed: {e}")), false);
                     }
-                    None if self.transferred => return self.end("transferred", None),
+                    None if self.transferred => self.end("transferred", None, false),
                     None => {
                         tracing::warn!("media stream closed without `stop`");
-                        return self.end("stream-closed", Some("stream: closed without `stop`".into()));
+                        self.end("stream-closed", Some("stream: closed without `stop`".into()), false);
                     }
                 },
                 r = transfer_outcome(&mut self.transfer) => {
@@ -355,9 +371,8 @@ impl<T: StreamTransport + 'static> Leg for WsLeg<T> {
     }
     fn hangup(&mut self) -> LegFuture<'_, ()> {
         Box::pin(async move {
-            if !self.over {
-                self.close().await;
-            }
+            self.over = true;
+            self.close().await;
         })
     }
     fn show_turn(&mut self, speaker: &str, text: &str) {

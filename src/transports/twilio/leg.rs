@@ -17,7 +17,7 @@ use super::twiml;
 use crate::rtp::codec::frames::G711Frames;
 use crate::rtp::codec::g711::Law;
 use crate::transports::leg::{AudioOut, TransferTo};
-use crate::transports::ws::{StreamTransport, TransferRequest, TransportEvent, WsInput, WsOutput};
+use crate::transports::ws::{StreamTransport, TransferJob, TransportEvent, WsInput, WsOutput};
 use std::time::Instant;
 
 /// Twilio Media Streams: the session and the µ-law frame codec.
@@ -94,7 +94,7 @@ impl StreamTransport for TwilioStream {
     fn dropped(&self) -> u64 {
         self.session.dropped
     }
-    fn transfer(&mut self, call_sid: Option<&str>, to: &TransferTo) -> Result<TransferRequest, String> {
+    fn transfer(&mut self, call_sid: Option<&str>, to: &TransferTo) -> Result<TransferJob, String> {
         let call_sid = call_sid.ok_or("the stream has no CallSid")?.to_string();
         let client = self.rest.clone().map_err(|e| format!("Twilio REST: {e}"))?;
         let twiml = transfer_twiml(to)?;
