@@ -270,7 +270,7 @@ async fn a_scripted_leg_drives_a_whole_voice_agent_call_without_sockets() {
     commands.send(CallCommand::Transfer { target: "sip:desk@pbx.example.com".into(), mode: TransferMode::Cold }).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), call).await.expect("the call ends after the transfer").unwrap();
 
-    let heard = heard.lock().unwrap();
+    let heard = std::mem::take(&mut *heard.lock().unwrap());
     let frames = &heard.frames;
     // The greeting was heard from the start.
     assert!(frames[..barge_at].iter().filter(|f| is_agent(f)).count() > ticks(1000), "greeting heard");
