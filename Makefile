@@ -74,10 +74,16 @@ models-prereqs: deps
 ## make smart-turn-reference: pipecat's numpy Whisper features (the reference
 ## tests/smart_turn.rs compares against) with a pinned numpy, from PyPI, in
 ## target/smart-turn-reference.
-.PHONY: smart-turn-reference
+.PHONY: smart-turn-reference livekit-clients
 smart-turn-reference: models-prereqs
 	scripts/smart-turn-reference.sh
 test: smart-turn-reference
+
+## make livekit-clients: LiveKit's official Python server SDK (PyPI
+## livekit-api, pinned) in target/livekit-clients, for tests/livekit_api.rs.
+livekit-clients: models-prereqs
+	scripts/livekit-clients.sh
+test: livekit-clients
 
 ## make twilio-update-webhook NUMBER=+15551234567 [PUBLIC_URL=https://…]: point a Twilio
 ## number's voice webhook and status callback at this server (twilio.public_url

@@ -84,6 +84,8 @@ pub struct Config {
     pub models_dir: Option<PathBuf>,
     /// Twilio: inbound webhook, Media Streams and the REST client.
     pub twilio: TwilioConfig,
+    /// LiveKit: the project phone calls are bridged into (cloud or on-prem).
+    pub livekit: LiveKitConfig,
     /// SIP trunks (carriers, PBXs) that outbound calls go through, by name.
     pub trunks: BTreeMap<String, TrunkConfig>,
     /// Directory the config file was loaded from; relative paths in the
@@ -122,6 +124,7 @@ impl std::fmt::Debug for Config {
             agents_dir,
             models_dir,
             twilio,
+            livekit,
             trunks,
             base_dir,
             context_key,
@@ -141,6 +144,7 @@ impl std::fmt::Debug for Config {
             .field("agents_dir", agents_dir)
             .field("models_dir", models_dir)
             .field("twilio", twilio)
+            .field("livekit", livekit)
             .field("trunks", trunks)
             .field("base_dir", base_dir)
             .field("context_key", &context_key.as_ref().map(|_| "<set>"))
@@ -413,6 +417,57 @@ impl HttpConfig {
 
 /// Twilio (Programmable Voice): the inbound voice webhook, Media Streams and
 /// the REST client. Secrets come from the environment when set there:
+/// `livekit:` — the LiveKit project (LiveKit Cloud, or a self-hosted
+/// livekit-server with livekit-sip). The API key and secret come from the
+/// environment only (`LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET`);
+/// `LIVEKIT_URL` wins over `url`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveKitConfig {
+    /// Project URL (`wss://my-project.livekit.cloud`, `ws://livekit:7880`).
+    pub url: Option<String>,
+    /// Prefix of the rooms phone calls are dispatched into
+    /// (`skald livekit sip setup`).
+    pub room_prefix: String,
+    /// API key, from `LIVEKIT_API_KEY` only.
+    #[serde(skip)]
+    pub api_key: Option<String>,
+    /// API secret, from `LIVEKIT_API_SECRET` only (never printed).
+    #[serde(skip)]
+    pub api_secret: Option<String>,
+}
+
+impl Default for LiveKitConfig {
+    fn default() -> Self {
+        LiveKitConfig { url: None, room_prefix: "call-".into(), api_key: None, api_secret: None }
+    }
+}
+
+impl std::fmt::Debug for LiveKitConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveKitConfig")
+            .field("url", &self.url)
+            .field("room_prefix", &self.room_prefix)
+            .field("api_key", &self.api_key)
+            .field("api_secret", &self.api_secret.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl LiveKitConfig {
+    /// Takes `LIVEKIT_URL` (over `url`), `LIVEKIT_API_KEY` and
+    /// `LIVEKIT_API_SECRET` from the environment (empty values count as
+    /// unset).
+    pub fn resolve_env(&mut self) {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if let Some(u) = var("LIVEKIT_URL") {
+            self.url = Some(u);
+        }
+        self.api_key = var("LIVEKIT_API_KEY");
+        self.api_secret = var("LIVEKIT_API_SECRET");
+    }
+}
+
 /// `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`, `TWILIO_API_KEY`,
 /// `TWILIO_API_SECRET` win over the file (resolved in [`Config::load`]).
 #[derive(Clone, Deserialize)]
@@ -872,6 +927,7 @@ impl Default for Config {
             agents_dir: PathBuf::from("agents"),
             models_dir: None,
             twilio: TwilioConfig::default(),
+            livekit: LiveKitConfig::default(),
             trunks: BTreeMap::new(),
             base_dir: PathBuf::from("."),
             context_key: None,
@@ -895,6 +951,7 @@ impl Config {
             cfg.base_dir = PathBuf::from(".");
         }
         cfg.twilio.resolve_env();
+        cfg.livekit.resolve_env();
         cfg.context_key = Some(context_key_from_env());
         cfg.validate(&text, path)?;
         if let Some(reg) = &mut cfg.sip.registrar {

@@ -88,6 +88,66 @@ enum Command {
         #[command(subcommand)]
         action: TwilioAction,
     },
+    /// LiveKit project tools, as `lk` has them (LIVEKIT_URL,
+    /// LIVEKIT_API_KEY, LIVEKIT_API_SECRET from the environment).
+    Livekit {
+        #[command(subcommand)]
+        action: LivekitAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum LivekitAction {
+    /// Print an access token (JWT) for a participant.
+    Token {
+        /// Room to join.
+        #[arg(long)]
+        room: Option<String>,
+        /// Participant identity.
+        #[arg(long)]
+        identity: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A grant: join, admin, create, list, record, hidden, agent,
+        /// sip-admin, sip-call (repeat for more).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// Participant kind: standard, sip, agent.
+        #[arg(long)]
+        kind: Option<String>,
+        /// A participant attribute KEY=VALUE (repeat for more).
+        #[arg(long = "attribute")]
+        attributes: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 6 * 3600)]
+        ttl: u64,
+    },
+    /// List the project's rooms with their participants.
+    Rooms,
+    /// SIP set-up of the project.
+    Sip {
+        #[command(subcommand)]
+        action: LivekitSipAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum LivekitSipAction {
+    /// Create the inbound trunk for the numbers and the dispatch rule that
+    /// puts each caller in a room of their own; running it again changes
+    /// nothing.
+    Setup {
+        /// A phone number (DID) of the trunk, E.164 (repeat for more).
+        #[arg(long = "number")]
+        numbers: Vec<String>,
+        /// Room name prefix [default: the config's livekit.room_prefix].
+        #[arg(long)]
+        room_prefix: Option<String>,
+        /// Config file (for livekit.url and livekit.room_prefix).
+        #[arg(long, default_value = "sip-config/skald.yaml")]
+        config: PathBuf,
+    },
 }
 
 /// `skald simulate`'s arguments.
@@ -284,6 +344,7 @@ fn main() -> anyhow::Result<()> {
             });
             exit_on_error(res)
         }
+        Command::Livekit { action } => exit_on_error(runtime.block_on(livekit::run(action))),
         Command::Call { via: Via::Twilio, trunk: Some(_), .. } => {
             eprintln!("skald: --trunk places the call over SIP; it does not go with --via twilio");
             std::process::exit(2);
@@ -451,6 +512,66 @@ fn load_or_exit(o: &Overrides) -> Config {
 fn init(cfg: &Config) {
     skald::observability::init_tracing(&cfg.logging);
     skald::observability::set_redaction(cfg.logging.redact_pii);
+}
+
+/// The LiveKit commands: [`skald::transports::livekit::api::LiveKit`],
+/// plain text on stdout (secrets never printed).
+mod livekit {
+    use super::{LivekitAction, LivekitSipAction};
+    use anyhow::Context;
+    use skald::config::LiveKitConfig;
+    use skald::transports::livekit::api::{LiveKit, TokenRequest};
+    use std::time::Duration;
+
+    /// The project from the environment alone (as `lk`); a token needs no
+    /// URL (`url_needed` false).
+    fn from_env(url_needed: bool) -> anyhow::Result<LiveKit> {
+        let mut cfg = LiveKitConfig::default();
+        cfg.resolve_env();
+        if !url_needed {
+            cfg.url.get_or_insert_with(|| "http://localhost:7880".into());
+        }
+        Ok(LiveKit::from_config(&cfg)?)
+    }
+
+    /// Runs one `skald livekit …` command.
+    pub(super) async fn run(action: LivekitAction) -> anyhow::Result<()> {
+        match action {
+            LivekitAction::Token { room, identity, name, grants, kind, attributes, ttl } => {
+                let lk = from_env(false)?;
+                let mut attrs = std::collections::HashMap::new();
+                for a in attributes {
+                    let (k, v) = a.split_once('=').with_context(|| format!("--attribute `{a}`: expected KEY=VALUE"))?;
+                    attrs.insert(k.to_string(), v.to_string());
+                }
+                let req = TokenRequest { identity, name, room, grants, kind, attributes: attrs, ttl: Duration::from_secs(ttl) };
+                println!("{}", lk.token(&req)?);
+            }
+            LivekitAction::Rooms => {
+                let lk = from_env(true)?;
+                let rooms = lk.rooms().await?;
+                if rooms.is_empty() {
+                    println!("no rooms at {}", lk.url());
+                }
+                for r in rooms {
+                    println!("{}  {} participant(s)  sid {}", r.name, r.num_participants, r.sid);
+                    for p in lk.participants(&r.name).await? {
+                        println!("  {}  kind {}", p.identity, p.kind);
+                    }
+                }
+            }
+            LivekitAction::Sip { action: LivekitSipAction::Setup { numbers, room_prefix, config } } => {
+                let cfg = skald::config::Config::load(&config).with_context(|| format!("cannot load {}", config.display()))?;
+                let lk = LiveKit::from_config(&cfg.livekit)?;
+                let prefix = room_prefix.unwrap_or(cfg.livekit.room_prefix);
+                let done = lk.sip_setup(&numbers, &prefix).await?;
+                let verb = |created: bool| if created { "created" } else { "exists" };
+                println!("inbound trunk {}: {}", done.trunk_id, verb(done.trunk_created));
+                println!("dispatch rule {}: {} (rooms {prefix}…)", done.rule_id, verb(done.rule_created));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The Twilio commands: REST calls through

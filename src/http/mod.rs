@@ -28,6 +28,7 @@
 //! | `GET /api/v1/context/{ref}?token=…` [context token or viewer] | [`api::context::get`] |
 //! | `POST /api/v1/sip/inbound/webhook` (Twilio-signed) | [`twilio::inbound_webhook`] |
 //! | `POST /api/v1/twilio/status` (Twilio-signed) | [`twilio::status_callback`] |
+//! | `POST /api/v1/livekit/webhook` (LiveKit-signed) | [`livekit::webhook`] |
 //!
 //! [`routes()`] is the one list: it builds both the router and the OpenAPI
 //! description ([`openapi`]), so they cannot drift apart.
@@ -43,6 +44,7 @@ pub mod auth;
 pub mod error;
 pub mod events_ws;
 pub mod health;
+pub mod livekit;
 pub mod media_ws;
 pub mod openapi;
 pub mod talk_ws;
@@ -136,7 +138,8 @@ pub fn routes(auth: &auth::Auth) -> OpenApiRouter<HttpState> {
         .routes(routes!(auth::login))
         .routes(routes!(api::context::get))
         .routes(routes!(twilio::inbound_webhook))
-        .routes(routes!(twilio::status_callback));
+        .routes(routes!(twilio::status_callback))
+        .routes(routes!(livekit::webhook));
     let untimed = OpenApiRouter::new()
         .routes(routes!(events_ws::events))
         .routes(routes!(api::supervise::audio))

@@ -37,6 +37,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
         (name = "auth", description = "Browser login sessions"),
         (name = "context", description = "By-reference call contexts (transfers)"),
         (name = "twilio", description = "Twilio's webhooks and Media Streams (signed by Twilio)"),
+        (name = "livekit", description = "LiveKit's webhooks (signed by the LiveKit project)"),
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "meta", description = "This description"),
     )
@@ -77,6 +78,13 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-Twilio-Signature",
                 "Twilio's request signature (HMAC-SHA1 with the account's Auth Token)",
+            ))),
+        );
+        components.add_security_scheme(
+            "livekit_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "A JWT signed with the LiveKit project's API secret whose `sha256` claim is the body's hash",
             ))),
         );
     }
@@ -126,7 +134,7 @@ mod tests {
                 ops.push(format!("{} {path}", method.to_uppercase()));
                 let security = op["security"].as_array().unwrap_or_else(|| panic!("{method} {path}: no security"));
                 let role = op["x-skald-role"].as_str().unwrap_or_else(|| panic!("{method} {path}: no x-skald-role"));
-                let open = security.iter().all(|s| s.as_object().is_some_and(|o| o.is_empty() || o.contains_key("twilio_signature")));
+                let open = security.iter().all(|s| s.as_object().is_some_and(|o| o.is_empty() || o.contains_key("twilio_signature") || o.contains_key("livekit_signature")));
                 assert_eq!(open, role == "public", "{method} {path}: security {security:?} vs role {role}");
                 for s in security.iter().flat_map(|s| s.as_object().unwrap().keys()) {
                     assert!(doc["components"]["securitySchemes"].get(s).is_some(), "{method} {path}: unknown scheme {s}");
@@ -157,6 +165,7 @@ mod tests {
             "GET /api/v1/context/{reference}",
             "POST /api/v1/sip/inbound/webhook",
             "POST /api/v1/twilio/status",
+            "POST /api/v1/livekit/webhook",
         ];
         expected.sort();
         assert_eq!(ops, expected);

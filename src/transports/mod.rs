@@ -6,6 +6,8 @@
 //! - [`sip_rtp`]: a SIP dialog and its RTP session (SDP offer/answer,
 //!   re-INVITE and hold, jitter buffer, G.711, RFC 4733, REFER). The only
 //!   way from the call layer to `sip` and `rtp`.
+//! - [`livekit`]: the LiveKit server API (tokens, rooms, SIP trunks and
+//!   dispatch rules, transfers, agent dispatch, webhooks).
 //! - [`ws`]: the WebSocket edge shared by [`twilio`] Media Streams
 //!   ([`twilio::leg`]) and the control page's microphone ([`browser`]).
 //!
@@ -16,6 +18,7 @@
 
 pub mod browser;
 pub mod leg;
+pub mod livekit;
 pub mod sip_rtp;
 pub mod twilio;
 pub mod ws;
