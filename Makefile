@@ -9,7 +9,7 @@ APT_GET := $(shell if [ "$$(id -u)" = 0 ]; then echo apt-get; else echo sudo apt
 
 # Debian packages: what a build needs, and what the tests' real peers need.
 BUILD_PKGS := pkg-config gcc espeak-ng
-TEST_PKGS := sip-tester baresip-core pocketsphinx-testdata sox curl bc chromium
+TEST_PKGS := sip-tester baresip-core pocketsphinx-testdata sox curl bc chromium docker-compose
 
 .PHONY: run build test deps test-deps check bench bench-load bench-conversations clean-data fuzz help twilio-update-webhook twilio-status twilio-need-number
 

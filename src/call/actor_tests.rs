@@ -1,9 +1,14 @@
 //! The call actor driven by a scripted leg in virtual time: a whole
 //! voice-agent call with no sockets. The leg is a test double of the
 //! [`Leg`] interface: it plays the caller's audio (real recorded speech)
-//! one 20 ms frame per tick of the paused tokio clock, "hears" one queued
-//! agent frame per tick as an RTP leg would send it, and answers a transfer
-//! the way a SIP peer does (REFER accepted, then a NOTIFY with 200).
+//! one 20 ms frame per tick, "hears" one queued agent frame per tick as an
+//! RTP leg would send it, and answers a transfer the way a SIP peer does
+//! (REFER accepted, then a NOTIFY with 200).
+//!
+//! The leg is the clock: tokio's clock is paused and only the leg moves it,
+//! 20 ms per frame ([`tokio::time::advance`]); auto-advance is held off for
+//! the whole test ([`hold_clock`]), so waiting on the SQLite worker costs
+//! no virtual time and every run sees the same timeline.
 //!
 //! The voice agent is the real one (Silero VAD, turn-taking, the shipped
 //! dental flow agent, playout accounting); STT and TTS are stand-ins
@@ -48,8 +53,8 @@ struct ScriptedLeg {
     caller: Vec<i16>,
     /// Ticks done.
     tick: usize,
-    /// Next tick of the media clock.
-    next: Option<Instant>,
+    /// Virtual time of tick 0 (the first poll).
+    t0: Option<Instant>,
     /// Agent frames queued, not yet heard.
     out: VecDeque<Vec<i16>>,
     /// Transfer answers due: (tick, event).
@@ -88,9 +93,15 @@ impl ScriptedLeg {
             let (_, ev) = self.answers.pop_front().expect("checked");
             return LegEvent::Transfer(ev);
         }
-        let next = *self.next.get_or_insert_with(Instant::now);
-        tokio::time::sleep_until(next).await;
-        self.next = Some(next + TICK);
+        // The media clock: one frame of virtual time per tick, to an
+        // absolute time so a cancelled poll (the actor's `select!`) neither
+        // loses nor repeats a step.
+        let t0 = *self.t0.get_or_insert_with(Instant::now);
+        let due = t0 + TICK * (self.tick as u32 + 1);
+        let now = Instant::now();
+        if now < due {
+            tokio::time::advance(due - now).await;
+        }
         // One frame out (as an RTP session sends it), one frame in.
         let sent = self.out.pop_front();
         self.heard.lock().unwrap().frames.push(sent);
@@ -183,15 +194,17 @@ async fn services(dir: &std::path::Path, stt: FakeStt) -> Arc<CallServices> {
     })
 }
 
-/// Keeps the paused clock moving in 1 ms steps while the actor waits on
-/// something outside the runtime (the SQLite worker): virtual time never
-/// jumps ahead of the media clock.
-fn clock_keeper() -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async {
-        loop {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
+/// Holds tokio's auto-advance off until dropped: a blocking task in flight
+/// inhibits it (tokio `test-util`), so the paused clock moves only when the
+/// leg advances it, never while the actor waits on another thread.
+struct ClockHold(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+fn hold_clock() -> ClockHold {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        let _ = rx.recv();
+    });
+    ClockHold(tx)
 }
 
 /// Sleeps until `tick` of the leg's clock (20 ms each from `t0`).
@@ -201,7 +214,7 @@ async fn at_tick(t0: Instant, tick: usize) {
 
 #[tokio::test(start_paused = true)]
 async fn a_scripted_leg_drives_a_whole_voice_agent_call_without_sockets() {
-    let _keeper = clock_keeper();
+    let _hold = hold_clock();
     let dir = tempfile::tempdir().unwrap();
     let stt = FakeStt {
         fail: false,
@@ -223,7 +236,7 @@ async fn a_scripted_leg_drives_a_whole_voice_agent_call_without_sockets() {
         facts: LegFacts { transport: "scripted", codec: Some("L16/16000".into()), ptime_ms: 20, transfer: Some("refer"), ..Default::default() },
         caller,
         tick: 0,
-        next: None,
+        t0: None,
         out: VecDeque::new(),
         answers: VecDeque::new(),
         heard: heard.clone(),
