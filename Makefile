@@ -11,7 +11,7 @@ APT_GET := $(shell if [ "$$(id -u)" = 0 ]; then echo apt-get; else echo sudo apt
 BUILD_PKGS := pkg-config gcc espeak-ng
 TEST_PKGS := sip-tester baresip-core pocketsphinx-testdata sox curl bc chromium docker-compose
 
-.PHONY: run build test deps test-deps check bench bench-load bench-conversations clean-data fuzz help twilio-update-webhook twilio-status twilio-need-number
+.PHONY: run build test deps test-deps check bench bench-load bench-conversations clean-data fuzz help twilio-update-webhook twilio-status twilio-need-number dev-tunnel
 
 ## make run: install what is missing, build, start `skald serve` with the example config.
 run: deps build models-prereqs
@@ -94,6 +94,11 @@ twilio-update-webhook: twilio-need-number deps build
 
 ## make twilio-status [NUMBER=+15551234567]: a Twilio number's (or every number's)
 ## voice configuration and its recent calls.
+## make dev-tunnel NUMBER=+15551234567 [PORT=8080]: expose a running local skald to Twilio
+## through cloudflared or ngrok (whichever you have) and point the number's webhook at it.
+dev-tunnel: twilio-need-number deps build
+	NUMBER=$(NUMBER) PORT=$(or $(PORT),8080) scripts/dev-tunnel.sh
+
 twilio-status: deps build
 	./target/release/skald twilio status --config $(CONFIG) $(if $(NUMBER),--number '$(NUMBER)') $(if $(PUBLIC_URL),--public-url '$(PUBLIC_URL)')
 

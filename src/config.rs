@@ -429,6 +429,21 @@ pub struct LiveKitConfig {
     /// Prefix of the rooms phone calls are dispatched into
     /// (`skald livekit sip setup`).
     pub room_prefix: String,
+    /// The project's SIP host (`<id>.sip.livekit.cloud`, or livekit-sip's
+    /// `host:port` on-prem); `LIVEKIT_SIP_HOST` wins.
+    pub sip_host: Option<String>,
+    /// Twilio numbers whose calls go to LiveKit SIP: their webhook answers
+    /// `<Dial><Sip>sip:NUMBER@sip_host;transport=tcp</Sip>` with the call's
+    /// context headers (and `LIVEKIT_SIP_USERNAME`/`LIVEKIT_SIP_PASSWORD`,
+    /// the inbound trunk's credentials, when set).
+    pub twilio_dids: Vec<String>,
+    /// Digest user for Twilio's INVITE to LiveKit SIP, from
+    /// `LIVEKIT_SIP_USERNAME` only.
+    #[serde(skip)]
+    pub sip_username: Option<String>,
+    /// Digest password, from `LIVEKIT_SIP_PASSWORD` only (never printed).
+    #[serde(skip)]
+    pub sip_password: Option<String>,
     /// API key, from `LIVEKIT_API_KEY` only.
     #[serde(skip)]
     pub api_key: Option<String>,
@@ -439,7 +454,16 @@ pub struct LiveKitConfig {
 
 impl Default for LiveKitConfig {
     fn default() -> Self {
-        LiveKitConfig { url: None, room_prefix: "call-".into(), api_key: None, api_secret: None }
+        LiveKitConfig {
+            url: None,
+            room_prefix: "call-".into(),
+            sip_host: None,
+            twilio_dids: Vec::new(),
+            sip_username: None,
+            sip_password: None,
+            api_key: None,
+            api_secret: None,
+        }
     }
 }
 
@@ -448,6 +472,10 @@ impl std::fmt::Debug for LiveKitConfig {
         f.debug_struct("LiveKitConfig")
             .field("url", &self.url)
             .field("room_prefix", &self.room_prefix)
+            .field("sip_host", &self.sip_host)
+            .field("twilio_dids", &self.twilio_dids)
+            .field("sip_username", &self.sip_username)
+            .field("sip_password", &self.sip_password.as_ref().map(|_| "<set>"))
             .field("api_key", &self.api_key)
             .field("api_secret", &self.api_secret.as_ref().map(|_| "<set>"))
             .finish()
@@ -463,6 +491,11 @@ impl LiveKitConfig {
         if let Some(u) = var("LIVEKIT_URL") {
             self.url = Some(u);
         }
+        if let Some(h) = var("LIVEKIT_SIP_HOST") {
+            self.sip_host = Some(h);
+        }
+        self.sip_username = var("LIVEKIT_SIP_USERNAME");
+        self.sip_password = var("LIVEKIT_SIP_PASSWORD");
         self.api_key = var("LIVEKIT_API_KEY");
         self.api_secret = var("LIVEKIT_API_SECRET");
     }

@@ -37,6 +37,9 @@ const HOST: &str = "skald.internal:8080";
 const ROUTED: &str = "+15550100";
 const DIAL: &str = "+15550199";
 const SIP_TARGET: &str = "sip:agent@sip.example.com";
+/// A number whose calls go to LiveKit SIP, and the project's SIP host.
+const LIVEKIT_DID: &str = "+15550177";
+const LIVEKIT_SIP_HOST: &str = "abc123.sip.livekit.cloud";
 
 struct Harness {
     app: Router,
@@ -55,6 +58,10 @@ async fn harness(public_url: Option<&str>) -> Harness {
     config.twilio.auth_token = Some(TOKEN.into());
     config.twilio.public_url = public_url.map(str::to_owned);
     config.twilio.dial_sip.insert(DIAL.into(), SIP_TARGET.into());
+    config.livekit.sip_host = Some(LIVEKIT_SIP_HOST.into());
+    config.livekit.twilio_dids = vec![LIVEKIT_DID.into()];
+    config.livekit.sip_username = Some("lk-trunk-user".into());
+    config.livekit.sip_password = Some("lk-trunk-pass".into());
     config.context_key = Some(CONTEXT_KEY.into());
     config.http.admin_token = Some(ADMIN.into());
     let app = router(HttpState {
@@ -333,6 +340,24 @@ async fn dial_sip_number_carries_the_context_inline() {
     let uui: Value = serde_json::from_slice(&hex::decode(hex_json).unwrap()).unwrap();
     assert_eq!(uui["v"], 1);
     assert_eq!(uui["did"], DIAL);
+}
+
+/// A number marked for LiveKit: Twilio dials LiveKit SIP over TCP with the
+/// inbound trunk's credentials and the call's context headers.
+#[tokio::test]
+async fn a_livekit_number_is_dialled_into_livekit_sip_with_the_context() {
+    let h = harness(None).await;
+    let (status, _, xml) = signed_webhook(&h.app, &call_params(LIVEKIT_DID, &[])).await;
+    assert_eq!(status, StatusCode::OK, "{xml}");
+    let sip = elements(&xml).into_iter().find(|e| e.path.ends_with("Sip")).expect("a <Sip>");
+    assert_eq!(sip.attrs.get("username").map(String::as_str), Some("lk-trunk-user"), "{xml}");
+    assert_eq!(sip.attrs.get("password").map(String::as_str), Some("lk-trunk-pass"), "{xml}");
+    let uri = sip_of(&xml);
+    assert!(uri.starts_with(&format!("sip:{LIVEKIT_DID}@{LIVEKIT_SIP_HOST};transport=tcp?X-Skald-Context=")), "{uri}");
+    assert!(uri.len() <= 1024, "Twilio's limit on a <Sip> URI: {} characters", uri.len());
+    let ctx = CallContext::decode_signed(&uri_headers(&uri)["X-Skald-Context"], CONTEXT_KEY.as_bytes()).unwrap();
+    assert_eq!(ctx.did.as_deref(), Some(LIVEKIT_DID));
+    assert_eq!(ctx.call_sid.as_deref(), Some("CA11111111111111111111111111111111"));
 }
 
 #[tokio::test]

@@ -3,6 +3,9 @@
 //!
 //! `POST /api/v1/sip/inbound/webhook` ([`inbound_webhook`]) decides, by the
 //! called number (`To`), what Twilio does with a call:
+//! 0. a number in `livekit.twilio_dids` → `<Dial><Sip>` to LiveKit SIP
+//!    (`sip:NUMBER@livekit.sip_host;transport=tcp`, with the inbound
+//!    trunk's credentials), the call's context in SIP headers as in 1.;
 //! 1. a number in `twilio.dial_sip` → `<Dial><Sip>` to that URI, the call's
 //!    context in SIP headers (inline or by reference, see
 //!    [`crate::agent::context`]);
@@ -150,7 +153,13 @@ pub async fn inbound_webhook(
         ctx.call_sid = Some(call_sid.to_owned());
     }
 
-    let (decision, xml) = if let Some(target) = dial_sip_target(&st.config, to) {
+    let (decision, xml) = if let Some(target) = livekit_sip_target(&st.config, to) {
+        let uri = sip_uri_with_headers(&target, &ctx, &key, |c| st.contexts.put(c.clone()));
+        let lk = &st.config.livekit;
+        let credentials = lk.sip_username.as_deref().zip(lk.sip_password.as_deref());
+        tracing::info!(did = %Pii(to), from = %Pii(from), call_sid, target, "Twilio call: <Dial><Sip> to LiveKit SIP");
+        ("livekit-sip", twiml::dial_sip_auth(&uri, credentials))
+    } else if let Some(target) = dial_sip_target(&st.config, to) {
         let uri = sip_uri_with_headers(target, &ctx, &key, |c| st.contexts.put(c.clone()));
         tracing::info!(did = %Pii(to), from = %Pii(from), call_sid, target, "Twilio call: <Dial><Sip>");
         ("dial-sip", twiml::dial_sip(&uri))
@@ -286,6 +295,15 @@ fn incoming_context(st: &HttpState, params: &[(String, String)], key: &[u8]) -> 
     }
     let brought = found || !ctx.headers.is_empty();
     (ctx, brought)
+}
+
+/// The LiveKit SIP URI of a called number in `livekit.twilio_dids` (with or
+/// without its `+`): `sip:NUMBER@SIP_HOST;transport=tcp` (TCP: the context
+/// headers make the INVITE too big for UDP).
+fn livekit_sip_target(cfg: &Config, did: &str) -> Option<String> {
+    let host = cfg.livekit.sip_host.as_deref().filter(|h| !h.is_empty())?;
+    let bare = did.trim_start_matches('+');
+    cfg.livekit.twilio_dids.iter().any(|d| d.trim_start_matches('+') == bare).then(|| format!("sip:{did}@{host};transport=tcp"))
 }
 
 /// The `dial_sip` target of a called number (with or without its `+`).

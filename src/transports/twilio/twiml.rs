@@ -38,10 +38,21 @@ pub fn connect_stream(stream_url: &str, params: &[(&str, &str)]) -> String {
 /// custom headers already appended and percent-encoded
 /// (`crate::agent::context::sip_uri_with_headers`); XML escaping is done here.
 pub fn dial_sip(uri_with_headers: &str) -> String {
+    dial_sip_auth(uri_with_headers, None)
+}
+
+/// [`dial_sip`] with digest credentials for the SIP peer's challenge
+/// (`<Sip username="…" password="…">`, Twilio docs "TwiML `<Sip>`").
+pub fn dial_sip_auth(uri_with_headers: &str, credentials: Option<(&str, &str)>) -> String {
     let mut w = document();
     start(&mut w, BytesStart::new("Response"));
     start(&mut w, BytesStart::new("Dial"));
-    start(&mut w, BytesStart::new("Sip"));
+    let mut sip = BytesStart::new("Sip");
+    if let Some((user, password)) = credentials {
+        sip.push_attribute(("username", user));
+        sip.push_attribute(("password", password));
+    }
+    start(&mut w, sip);
     write_or_unreachable(w.write_event(Event::Text(BytesText::new(uri_with_headers))));
     end(&mut w, "Sip");
     end(&mut w, "Dial");
