@@ -154,3 +154,23 @@ fn signed_webhooks_are_accepted_and_tampered_ones_get_401() {
     assert_eq!(log.matches("LiveKit webhook refused").count(), 3, "{log}");
     assert!(log.contains("participant_joined"), "{log}");
 }
+
+/// Against a real LiveKit (Cloud or self-hosted), only when
+/// `LIVEKIT_URL`, `LIVEKIT_API_KEY` and `LIVEKIT_API_SECRET` are set:
+/// a room is created, listed and deleted through skald's client.
+#[test]
+fn a_real_livekit_server_when_configured() {
+    let (Ok(url), Ok(key), Ok(secret)) = (std::env::var("LIVEKIT_URL"), std::env::var("LIVEKIT_API_KEY"), std::env::var("LIVEKIT_API_SECRET"))
+    else {
+        eprintln!("LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET not set: no real LiveKit server to test against");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let lk = skald::transports::livekit::api::LiveKit::new(&url, &key, &secret);
+        let name = format!("skald-test-{}", std::process::id());
+        lk.create_room(&name, 60).await.expect("create a room");
+        assert!(lk.rooms().await.expect("list rooms").iter().any(|r| r.name == name));
+        lk.delete_room(&name).await.expect("delete the room");
+    });
+}
