@@ -205,21 +205,36 @@ impl App {
 /// the missing or corrupt file and the command that fixes it.
 async fn load_voice(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<crate::call::voice::VoiceServices>> {
     use crate::providers::local::{models::ModelPaths, moonshine, onnx, piper};
+    use crate::providers::standin::NotLoaded;
+    use crate::providers::{SttProvider, TtsProvider};
     let paths = ModelPaths::in_dir(&config.models_dir());
     let started = std::time::Instant::now();
+    // Load tests with stand-ins for every application load neither
+    // Moonshine nor Piper (their memory and start-up time).
+    let (need_stt, need_tts) = (config.needs_local_stt(), config.needs_local_tts());
     let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         paths.verify().map_err(|e| anyhow::anyhow!("{e}"))?;
         onnx::init_runtime(&paths.onnxruntime).map_err(|e| anyhow::anyhow!("{e}"))?;
         let vad = crate::pipeline::vad::silero::SileroVad::load(&paths.silero_vad).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let stt = moonshine::Moonshine::load(&paths.moonshine_encoder, &paths.moonshine_decoder, &paths.moonshine_tokenizer)
-            .map_err(|e| anyhow::anyhow!("Moonshine STT: {e}"))?;
-        let voice = piper::Piper::load(&paths.piper_model, &paths.piper_config).map_err(|e| anyhow::anyhow!("Piper TTS: {e}"))?;
+        let stt: Arc<dyn SttProvider> = if need_stt {
+            let model = moonshine::Moonshine::load(&paths.moonshine_encoder, &paths.moonshine_decoder, &paths.moonshine_tokenizer)
+                .map_err(|e| anyhow::anyhow!("Moonshine STT: {e}"))?;
+            Arc::new(moonshine::MoonshineStt { model })
+        } else {
+            Arc::new(NotLoaded("moonshine"))
+        };
+        let tts: Option<Arc<dyn TtsProvider>> = if need_tts {
+            let voice = piper::Piper::load(&paths.piper_model, &paths.piper_config).map_err(|e| anyhow::anyhow!("Piper TTS: {e}"))?;
+            Some(Arc::new(piper::PiperTts { voice }))
+        } else {
+            None
+        };
         let turn = crate::providers::local::smart_turn::SmartTurn::load(&paths.smart_turn)
             .map_err(|e| anyhow::anyhow!("smart-turn end-of-turn model: {e}"))?;
-        Ok((vad, stt, voice, turn))
+        Ok((vad, stt, tts, turn))
     })
     .await??;
-    let (vad, stt, voice, turn) = loaded;
+    let (vad, stt, tts, turn) = loaded;
     let graph = crate::agent::graph::load_graph(&config.resolve(&config.agents_dir), &config.entry_agents())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let agents = graph.flow_agents().clone();
@@ -228,17 +243,22 @@ async fn load_voice(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<cr
         ms = started.elapsed().as_millis() as u64,
         flow_agents = agents.len(),
         llm_agents = llm_agents.len(),
+        local_stt = need_stt,
+        local_tts = need_tts,
         "local voice models loaded"
     );
     Ok(Arc::new(crate::call::voice::VoiceServices {
         vad,
         turn_model: Some(turn),
-        stt: Arc::new(moonshine::MoonshineStt { model: stt }),
-        tts: Arc::new(crate::providers::tts_cache::CachedTts::new(
-            Arc::new(piper::PiperTts { voice }),
-            crate::providers::tts_cache::DEFAULT_CAPACITY_BYTES,
-            metrics.clone(),
-        )),
+        stt,
+        tts: match tts {
+            Some(voice) => Arc::new(crate::providers::tts_cache::CachedTts::new(
+                voice,
+                crate::providers::tts_cache::DEFAULT_CAPACITY_BYTES,
+                metrics.clone(),
+            )),
+            None => Arc::new(NotLoaded("piper")),
+        },
         agents,
         llm_agents: Arc::new(llm_agents),
         metrics: metrics.clone(),

@@ -797,14 +797,16 @@ pub enum AppConfig {
         /// config directory.
         #[serde(default)]
         fallback_prompt: Option<PathBuf>,
-        /// Cloud speech recognition (`deepgram: {…}`); the local model takes
-        /// over when it fails, and the call record says so. Default: local.
+        /// Cloud speech recognition (`deepgram: {…}`; the local model takes
+        /// over when it fails, and the call record says so), or a load-test
+        /// stand-in (`fixed: {text: …}`). Default: local.
         #[serde(default)]
-        stt: Option<Box<CloudStt>>,
-        /// Cloud speech synthesis (`elevenlabs: {…}` or `openai: {…}`); the
-        /// local voice takes over when it fails. Default: local.
+        stt: Option<Box<SttChoice>>,
+        /// Cloud speech synthesis (`elevenlabs: {…}` or `openai: {…}`; the
+        /// local voice takes over when it fails), or a load-test stand-in
+        /// (`tone: {ms: …}`, `wav: {file: …}`). Default: local.
         #[serde(default)]
-        tts: Option<Box<CloudTts>>,
+        tts: Option<Box<TtsChoice>>,
         /// Answering-machine detection on this application's outbound
         /// calls (absent: none; `enabled: false` turns it off).
         #[serde(default)]
@@ -824,23 +826,31 @@ pub enum AppConfig {
     },
 }
 
-/// A cloud STT provider for a voice agent (keys from the environment only:
-/// `api_key_env` names the variable).
+/// A voice agent's STT other than the local model: a cloud provider (keys
+/// from the environment only: `api_key_env` names the variable), or a
+/// stand-in for load tests ([`crate::providers::standin`]).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum CloudStt {
+pub enum SttChoice {
     /// Deepgram streaming (WebSocket).
     Deepgram(crate::providers::deepgram::DeepgramConfig),
+    /// Load tests: the same transcript at every turn end, at once.
+    Fixed(crate::providers::standin::FixedSttConfig),
 }
 
-/// A cloud TTS provider for a voice agent.
+/// A voice agent's TTS other than the local voice: a cloud provider, or a
+/// stand-in for load tests.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum CloudTts {
+pub enum TtsChoice {
     /// ElevenLabs WebSocket input streaming.
     Elevenlabs(crate::providers::elevenlabs::ElevenLabsConfig),
     /// OpenAI `audio/speech`, streamed PCM.
     Openai(crate::providers::openai_tts::OpenAiTtsConfig),
+    /// Load tests: a tone of a given length for every sentence.
+    Tone(crate::providers::standin::ToneConfig),
+    /// Load tests: a WAV file's audio for every sentence.
+    Wav(crate::providers::standin::WavConfig),
 }
 
 fn default_barge_in() -> u64 {
@@ -1434,6 +1444,25 @@ impl Config {
     /// True when some application needs the local voice models.
     pub fn needs_voice(&self) -> bool {
         self.applications.values().any(|a| matches!(a, AppConfig::VoiceAgent { .. }))
+    }
+
+    /// Whether a voice agent needs the local STT model (it has no STT of
+    /// its own, or a cloud one the local model backs up); `false` when every
+    /// voice agent uses a stand-in, and the model is not loaded.
+    pub fn needs_local_stt(&self) -> bool {
+        self.applications.values().any(|a| match a {
+            AppConfig::VoiceAgent { stt, .. } => !matches!(stt.as_deref(), Some(SttChoice::Fixed(_))),
+            _ => false,
+        })
+    }
+
+    /// Whether a voice agent needs the local voice (as
+    /// [`Config::needs_local_stt`]).
+    pub fn needs_local_tts(&self) -> bool {
+        self.applications.values().any(|a| match a {
+            AppConfig::VoiceAgent { tts, .. } => !matches!(tts.as_deref(), Some(TtsChoice::Tone(_) | TtsChoice::Wav(_))),
+            _ => false,
+        })
     }
 
     /// The answering-machine detection of application `app` on outbound

@@ -110,9 +110,9 @@ pub struct VoiceConfig {
     /// Fallback prompt when TTS fails: 16 kHz mono samples.
     pub fallback_audio: Option<Arc<Vec<i16>>>,
     /// Cloud STT in front of the local model (None: local only).
-    pub stt: Option<Box<crate::config::CloudStt>>,
+    pub stt: Option<Box<crate::config::SttChoice>>,
     /// Cloud TTS in front of the local voice (None: local only).
-    pub tts: Option<Box<crate::config::CloudTts>>,
+    pub tts: Option<Box<crate::config::TtsChoice>>,
 }
 
 impl VoiceConfig {
@@ -137,7 +137,13 @@ impl VoiceConfig {
             barge_in_min: Duration::from_millis(*barge_in_min_ms),
             fallback_audio,
             stt: stt.clone(),
-            tts: tts.clone(),
+            tts: tts.as_deref().map(|t| match t {
+                // A stand-in's WAV is relative to the config directory.
+                crate::config::TtsChoice::Wav(w) => {
+                    Box::new(crate::config::TtsChoice::Wav(crate::providers::standin::WavConfig { file: config.resolve(&w.file) }))
+                }
+                other => Box::new(other.clone()),
+            }),
         };
         Ok(Some((cfg, *record)))
     }
@@ -1591,23 +1597,32 @@ async fn join_model(job: &mut Option<(u64, tokio::task::JoinHandle<Result<f32, S
 
 /// The call's STT: the configured cloud provider in front of the local
 /// model (failing over to it), or the local model.
-fn call_stt(svc: &VoiceServices, cloud: Option<&crate::config::CloudStt>, log: &FallbackLog) -> Arc<dyn SttProvider> {
+fn call_stt(svc: &VoiceServices, cloud: Option<&crate::config::SttChoice>, log: &FallbackLog) -> Arc<dyn SttProvider> {
     use crate::providers::{deepgram::DeepgramStt, failover::FailoverStt};
     match cloud {
-        Some(crate::config::CloudStt::Deepgram(c)) => {
+        Some(crate::config::SttChoice::Deepgram(c)) => {
             Arc::new(FailoverStt::new(Arc::new(DeepgramStt::new(c.clone())), svc.stt.clone()).with_log(log.clone()))
         }
+        Some(crate::config::SttChoice::Fixed(c)) => Arc::new(crate::providers::standin::FixedStt { text: c.text.clone() }),
         None => svc.stt.clone(),
     }
 }
 
 /// The call's TTS: the configured cloud voice in front of the local one
 /// (failing over to it), or the local voice.
-fn call_tts(svc: &VoiceServices, cloud: Option<&crate::config::CloudTts>, log: &FallbackLog) -> Arc<dyn TtsProvider> {
-    use crate::providers::{elevenlabs::ElevenLabsTts, failover::FailoverTts, openai_tts::OpenAiTts};
+fn call_tts(svc: &VoiceServices, cloud: Option<&crate::config::TtsChoice>, log: &FallbackLog) -> Arc<dyn TtsProvider> {
+    use crate::providers::{elevenlabs::ElevenLabsTts, failover::FailoverTts, openai_tts::OpenAiTts, standin::CannedTts};
     let primary: Arc<dyn TtsProvider> = match cloud {
-        Some(crate::config::CloudTts::Elevenlabs(c)) => Arc::new(ElevenLabsTts::new(c.clone())),
-        Some(crate::config::CloudTts::Openai(c)) => match OpenAiTts::new(c.clone()) {
+        Some(crate::config::TtsChoice::Tone(c)) => return Arc::new(CannedTts::tone(c)),
+        Some(crate::config::TtsChoice::Wav(c)) => match CannedTts::wav(&c.file) {
+            Ok(t) => return Arc::new(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "stand-in WAV voice unusable: local voice");
+                return svc.tts.clone();
+            }
+        },
+        Some(crate::config::TtsChoice::Elevenlabs(c)) => Arc::new(ElevenLabsTts::new(c.clone())),
+        Some(crate::config::TtsChoice::Openai(c)) => match OpenAiTts::new(c.clone()) {
             Ok(p) => Arc::new(p),
             Err(e) => {
                 tracing::warn!(error = %e, "OpenAI TTS unavailable: local voice");

@@ -20,6 +20,7 @@ pub mod llm;
 pub mod local;
 pub mod openai_chat;
 pub mod openai_tts;
+pub mod standin;
 pub mod tts_cache;
 pub mod wer;
 
