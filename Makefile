@@ -11,7 +11,7 @@ APT_GET := $(shell if [ "$$(id -u)" = 0 ]; then echo apt-get; else echo sudo apt
 BUILD_PKGS := pkg-config gcc espeak-ng
 TEST_PKGS := sip-tester baresip-core pocketsphinx-testdata sox curl bc chromium docker-compose
 
-.PHONY: run build test deps test-deps check bench bench-load bench-conversations clean-data fuzz help twilio-update-webhook twilio-status twilio-need-number dev-tunnel
+.PHONY: run build test deps test-deps check bench bench-load bench-calls bench-conversations clean-data fuzz help twilio-update-webhook twilio-status twilio-need-number dev-tunnel
 
 ## make run: install what is missing, build, start `skald serve` with the example config.
 run: deps build models-prereqs
@@ -36,6 +36,11 @@ bench: test-deps
 
 bench-load: test-deps build
 	scripts/bench-load.sh
+
+## make bench-calls: `skald loadtest` ramp (RAMP=1,50,100,200,400 callers over Twilio Media Streams)
+## against a release skald in load-test mode: reply latency, missed replies, pacing, CPU, RSS.
+bench-calls: test-deps build
+	scripts/bench-calls.sh
 
 ## make bench-conversations: simulated callers (skald simulate) against a release skald, with the
 ## smart-turn model and with VAD only: reply latency p50/p90, decision time, CPU, concurrent calls.

@@ -82,6 +82,10 @@ enum Command {
     /// the agent. Exit 0: all checks passed, 1: a check failed, 2: usage or
     /// scenario error, 3: the call could not be made.
     Simulate(SimulateArgs),
+    /// Load generator: N concurrent callers over Twilio Media Streams
+    /// against a running skald (reply latency, missed replies, pacing; CPU
+    /// and RSS with --pid). Exit 1 when a caller failed or a reply was missed.
+    Loadtest(LoadtestArgs),
     /// Twilio account tools (credentials from TWILIO_ACCOUNT_SID with
     /// TWILIO_AUTH_TOKEN, or TWILIO_API_KEY and TWILIO_API_SECRET).
     Twilio {
@@ -148,6 +152,37 @@ enum LivekitSipAction {
         #[arg(long, default_value = "sip-config/skald.yaml")]
         config: PathBuf,
     },
+}
+
+/// `skald loadtest`'s arguments.
+#[derive(Args)]
+struct LoadtestArgs {
+    /// skald's Media Streams URL, e.g.
+    /// ws://127.0.0.1:8080/api/v1/twilio/media-stream (signed with
+    /// TWILIO_AUTH_TOKEN when set).
+    #[arg(long)]
+    twilio_url: String,
+    /// Concurrent callers per step, comma-separated (a ramp), e.g. 1,50,100.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    calls: Vec<usize>,
+    /// Seconds each step runs.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// A caller speaks every this many seconds.
+    #[arg(long, default_value_t = 7)]
+    every: u64,
+    /// WAV of real speech; its first 3 s are each caller's utterance.
+    #[arg(long, default_value = "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav")]
+    speech: PathBuf,
+    /// The number called (the stream's `did` parameter).
+    #[arg(long, default_value = "+15550123")]
+    did: String,
+    /// The server's pid on this machine: CPU and RSS from /proc.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Also write the reports as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// `skald simulate`'s arguments.
@@ -333,6 +368,7 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Simulate(args) => simulate(&runtime, args),
+        Command::Loadtest(args) => loadtest(&runtime, args),
         Command::Twilio { action } => {
             let res = runtime.block_on(async {
                 match action {
@@ -491,6 +527,43 @@ fn simulate(runtime: &tokio::runtime::Runtime, a: SimulateArgs) -> anyhow::Resul
 }
 
 /// Prints the error chain as `skald: …` and exits 1.
+/// `skald loadtest`: the ramp, a Markdown table on stdout, JSON on request.
+fn loadtest(runtime: &tokio::runtime::Runtime, a: LoadtestArgs) -> anyhow::Result<()> {
+    use skald::simulate::loadtest::{self, LoadOptions};
+    let (pcm, rate) = skald::pipeline::wav::read_wav_mono(&a.speech).with_context(|| format!("--speech {}", a.speech.display()))?;
+    let pcm = skald::pipeline::to_pipeline_rate(&pcm, rate).map_err(|e| anyhow::anyhow!("--speech: {e}"))?;
+    let three_s = &pcm[..pcm.len().min(3 * 16_000)];
+    let mut frames = skald::rtp::codec::frames::G711Frames::new(skald::rtp::codec::g711::Law::Mu, 20);
+    let mut utterance = Vec::new();
+    frames.encode(three_s, |f| utterance.extend(f));
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut parameters = std::collections::BTreeMap::new();
+    parameters.insert("did".to_string(), a.did.clone());
+    parameters.insert("from".to_string(), "+15550000".to_string());
+    let o = LoadOptions {
+        stream: skald::simulate::twilio::TwilioOptions {
+            url: a.twilio_url,
+            auth_token: env("TWILIO_AUTH_TOKEN"),
+            account_sid: env("TWILIO_ACCOUNT_SID").unwrap_or_else(|| format!("AC{:032x}", 0)),
+            parameters,
+        },
+        ramp: a.calls,
+        duration: Duration::from_secs(a.duration),
+        every: Duration::from_secs(a.every.max(1)),
+        utterance,
+        pid: a.pid,
+    };
+    let reports = runtime.block_on(loadtest::run(&o));
+    print!("{}", loadtest::markdown(&reports));
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&reports)?).with_context(|| format!("--json {}", path.display()))?;
+    }
+    if loadtest::failed(&reports) {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 fn exit_on_error(res: anyhow::Result<()>) -> anyhow::Result<()> {
     if let Err(e) = res {
         eprintln!("skald: {e:#}");

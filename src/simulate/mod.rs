@@ -93,6 +93,7 @@
 //! text, JSON and JUnit outputs).
 
 pub mod caller;
+pub mod loadtest;
 pub mod render;
 pub mod report;
 pub mod scenario;

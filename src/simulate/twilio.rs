@@ -206,10 +206,17 @@ impl TwilioPeer {
     }
 }
 
-/// Opens the stream and runs `caller` on it; returns its log. Errors: the
-/// URL is unusable, the connection is refused, the upgrade is refused
-/// (e.g. 403 for a bad signature).
-pub async fn run(o: &TwilioOptions, mut caller: Caller) -> Result<CallLog, SimError> {
+/// The two halves of an open Media Stream socket.
+pub type StreamSocket = (
+    futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, Message>,
+    futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>>,
+);
+
+/// Opens the Media Stream WebSocket at `o.url` as Twilio does, the upgrade
+/// signed with `o.auth_token` when given. Errors: the URL is unusable, the
+/// connection is refused, the upgrade is refused (e.g. 403 for a bad
+/// signature).
+pub async fn connect(o: &TwilioOptions) -> Result<StreamSocket, SimError> {
     let mut req = o
         .url
         .as_str()
@@ -228,7 +235,13 @@ pub async fn run(o: &TwilioOptions, mut caller: Caller) -> Result<CallLog, SimEr
         };
         SimError::Connect(format!("cannot open the Media Stream at {}: {why}", o.url))
     })?;
-    let (mut sink, mut stream) = ws.split();
+    Ok(ws.split())
+}
+
+/// Opens the stream and runs `caller` on it; returns its log. Errors: as
+/// [`connect`].
+pub async fn run(o: &TwilioOptions, mut caller: Caller) -> Result<CallLog, SimError> {
+    let (mut sink, mut stream) = connect(o).await?;
     let mut peer = TwilioPeer::new(&o.account_sid);
     for m in peer.opening(&o.parameters) {
         sink.send(Message::Text(m.into())).await.map_err(|e| SimError::Connect(e.to_string()))?;
