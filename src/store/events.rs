@@ -48,10 +48,12 @@ const LIST_EVENTS: &str = "SELECT call_id, twilio_call_sid, kind, at, data FROM 
      WHERE call_id = $1 OR twilio_call_sid = $2 ORDER BY at, id";
 
 impl Store {
-    /// Appends an event (its row id is a fresh UUID). Errors: [`StoreError::Db`].
+    /// Appends an event. Its row id is a time-ordered UUID (v7, ordered by
+    /// creation within the process), so events of the same millisecond list
+    /// in the order they were added. Errors: [`StoreError::Db`].
     pub async fn add_event(&self, e: &CallEvent) -> Result<(), StoreError> {
         sqlx::query(INSERT_EVENT)
-            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(uuid::Uuid::now_v7().to_string())
             .bind(e.call_id.map(|id| id.to_string()))
             .bind(e.twilio_call_sid.clone())
             .bind(e.kind.clone())
