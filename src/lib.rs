@@ -10,13 +10,14 @@
 //!
 //! ## Architecture
 //! ```text
-//! UDP/TCP ─► sip::driver ─► sip::proto (transport → transaction → dialog) ─► IncomingCall
-//!                                                                              │
-//!                           call::registry spawns one call::actor  ◄───────────┘
-//! call::actor (one task per call: dialog handle, RTP session, application)
-//!   select! { rtp datagram | dialog event | CallCommand | next deadline }
-//!   RTP in ─► jitter buffer ─► G.711 decode ─► 16 kHz ─► application
-//!   ◄─ RTP out (paced 20 ms) ◄─ G.711 encode ◄─ 8 kHz ◄─ application
+//! socket ─► protocol core (sans-IO) ─► leg (IO edge) ─► call actor ─► voice agent ─► providers
+//! SIP/RTP:  sip::proto, rtp::proto      transports::sip_rtp    call::actor   call::voice   STT, LLM, TTS
+//! Twilio:   transports::twilio::media   transports::ws          (one task     (VAD, turn-
+//! browser:  transports::browser         transports::ws           per call)     taking)
+//!
+//! call::actor: select! { leg event | CallCommand | second leg | voice event | deadline }
+//!   leg: 16 kHz frames in (decoded by the leg), audio out queued on the leg and
+//!   paced on its own media clock (RTP: one packet per ptime), flush on barge-in.
 //! ```
 //!
 //! ## Module map

@@ -407,10 +407,10 @@ const MAYBE_OPEN_ENDINGS: &[&str] = &[
 pub enum Ending {
     /// Nothing says the sentence goes on (or there are no words).
     Closed,
-    /// The last word usually leads on ([`MAYBE_OPEN_ENDINGS`]): an unsure
+    /// The last word usually leads on (`MAYBE_OPEN_ENDINGS`): an unsure
     /// "complete" verdict waits, a confident one (`confident`) ends the turn.
     MaybeOpen,
-    /// Mid-clause ([`OPEN_ENDINGS`]): the turn is not over before
+    /// Mid-clause (`OPEN_ENDINGS`): the turn is not over before
     /// `max_silence_ms`, whatever the model says.
     Open,
 }

@@ -24,7 +24,7 @@ pub struct FixedSttConfig {
     pub text: String,
 }
 
-/// Settings of [`ToneTts`].
+/// Settings of [`CannedTts::tone`].
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ToneConfig {
@@ -40,7 +40,7 @@ impl Default for ToneConfig {
     }
 }
 
-/// Settings of [`WavTts`].
+/// Settings of [`CannedTts::wav`].
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WavConfig {
