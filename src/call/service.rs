@@ -367,10 +367,6 @@ impl CallServices {
         );
         let context = p.get("context").cloned();
         let span = tracing::info_span!("call", call_id = %record.id, transport = facts.transport, twilio_call_sid = %start.call_sid);
-        let dropped_before = leg.dropped();
-        if dropped_before > 0 {
-            tracing::debug!(dropped_before, "messages dropped before the start");
-        }
         let actor = self.register(record, Arrival::Stream { leg: Box::new(leg), context }, app, CallState::Answered, |_| {});
         actor.run().instrument(span).await;
     }

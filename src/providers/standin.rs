@@ -91,16 +91,14 @@ impl SttStream for FixedStream {
 }
 
 /// TTS that answers every sentence with the same audio (16 kHz mono): a
-/// tone of [`ToneConfig::ms`], or a WAV file's audio ([`WavTts`]).
+/// tone of [`ToneConfig::ms`] ([`CannedTts::tone`]), or a WAV file's audio
+/// ([`CannedTts::wav`]).
 pub struct CannedTts {
     /// The audio, 16 kHz mono.
     audio: Arc<Vec<i16>>,
     /// `tone` or `wav`.
     name: &'static str,
 }
-
-/// [`CannedTts`] playing a WAV file.
-pub type WavTts = CannedTts;
 
 impl CannedTts {
     /// A sine tone at `cfg.hz`, `cfg.ms` long, about −12 dBFS, with 10 ms

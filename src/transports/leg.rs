@@ -163,8 +163,6 @@ pub struct LegFacts {
     /// How this leg transfers a call (`refer`, `twilio`), or `None` when it
     /// cannot.
     pub transfer: Option<&'static str>,
-    /// Whether the leg sends DTMF (RFC 4733 on RTP).
-    pub sends_dtmf: bool,
 }
 
 /// Media counters of a leg at its end (RTP legs).

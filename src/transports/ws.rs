@@ -148,7 +148,6 @@ impl<T: StreamTransport + 'static> WsLeg<T> {
             call_sid: None,
             ptime_ms: 20,
             transfer: T::TRANSFER,
-            sends_dtmf: false,
         };
         WsLeg {
             core,
@@ -205,10 +204,6 @@ impl<T: StreamTransport + 'static> WsLeg<T> {
         None
     }
 
-    /// Messages dropped as bad input so far.
-    pub fn dropped(&self) -> u64 {
-        self.core.dropped()
-    }
 
     /// Sends everything the core releases now. Cancel-safe.
     async fn send_due(&mut self) -> Result<(), String> {

@@ -279,7 +279,6 @@ impl SipLeg {
             call_sid: None,
             ptime_ms: settings.ptime_ms,
             transfer: Some("refer"),
-            sends_dtmf: true,
         };
         SipLeg { settings, dialog, events, setup, media: None, answered: false, over: false, facts }
     }
