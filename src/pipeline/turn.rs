@@ -52,9 +52,9 @@ pub struct TurnConfig {
     /// What ends the caller's turn: `smart-turn` (the end-of-turn model,
     /// default) or `vad` (silence alone, `min_silence_ms`).
     pub detector: crate::pipeline::endpointing::Detector,
-    /// Silence after which the model and STT are first asked, ms (200).
+    /// Silence after which the model (once per pause) and STT are asked, ms (200).
     pub pause_ms: u64,
-    /// The turn ends after this much silence whatever the model says, ms (2000).
+    /// The turn ends after this much silence whatever the model says, ms (1800).
     pub max_silence_ms: u64,
     /// Model probability at or above which the turn is complete (0.5).
     pub eot_threshold: f32,
@@ -80,7 +80,7 @@ impl Default for TurnConfig {
             min_silence_ms: 500,
             detector: crate::pipeline::endpointing::Detector::SmartTurn,
             pause_ms: 200,
-            max_silence_ms: 2000,
+            max_silence_ms: 1800,
             eot_threshold: 0.5,
             preemptive: true,
             continuation_ms: 1500,
@@ -96,7 +96,6 @@ impl TurnConfig {
         crate::pipeline::endpointing::EndpointingConfig {
             detector: self.detector,
             pause_ms: self.pause_ms.min(self.min_silence_ms),
-            reask_ms: 400,
             silence_ms: self.min_silence_ms,
             max_silence_ms: self.max_silence_ms.max(self.min_silence_ms),
             threshold: self.eot_threshold,
