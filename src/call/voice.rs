@@ -186,14 +186,17 @@ pub enum VoiceEvent {
 /// their 16 kHz audio (for the recording).
 type Paused = (Vec<Vec<u8>>, VecDeque<Vec<i16>>);
 
-/// One sentence of a reply being synthesized.
+/// One sentence of a reply being synthesized, or waiting its turn to be.
 struct Pending {
     /// Reply (context id) it belongs to.
     ctx: u64,
     /// The sentence text.
     text: String,
-    /// Audio stream from TTS.
-    rx: mpsc::Receiver<Result<TtsAudio, ProviderError>>,
+    /// Audio stream from TTS; `None` until started (see
+    /// [`VoiceAgent::start_ready`]).
+    rx: Option<mpsc::Receiver<Result<TtsAudio, ProviderError>>>,
+    /// It has produced audio (or ended): the next one may start.
+    sounded: bool,
 }
 
 /// One agent reply: its text by sentence and how much audio each became.
@@ -527,6 +530,8 @@ impl VoiceAgent {
     /// timeout. Cancel-safe. Every event it returns must be handed to
     /// [`VoiceAgent::on_event`].
     pub async fn next_event(&mut self) -> VoiceEvent {
+        // Sentences queued behind one that has sounded or gone start now.
+        self.start_ready().await;
         let silence_at = self.silence_at;
         let head = self.pending.front_mut();
         tokio::select! {
@@ -550,6 +555,9 @@ impl VoiceAgent {
             VoiceEvent::Stt(None) => self.stt_failed(ProviderError::Fatal("STT stream ended".into()), out).await,
             VoiceEvent::Tts(ctx, Some(Ok(audio))) => {
                 self.queue_audio(ctx, &audio, out, now_ms);
+                if let Some(p) = self.pending.front_mut() {
+                    p.sounded = true;
+                }
                 Vec::new()
             }
             VoiceEvent::Tts(_, None) => {
@@ -1315,14 +1323,37 @@ impl VoiceAgent {
             self.silence_at = None;
         }
     }
-    /// Starts synthesizing one sentence of reply `ctx`.
+    /// Queues one sentence of reply `ctx` for synthesis; it starts once the
+    /// sentence before it has produced audio ([`Self::start_ready`]).
     async fn synthesize(&mut self, ctx: u64, sentence: String) {
-        match self.tts.synthesize(&sentence).await {
-            Ok(rx) => self.pending.push_back(Pending { ctx, text: sentence, rx }),
-            Err(e) => {
-                tracing::warn!(error = %e, "TTS failed");
-                self.pending.push_back(Pending { ctx, text: sentence, rx: closed_channel() });
+        self.pending.push_back(Pending { ctx, text: sentence, rx: None, sounded: false });
+        self.start_ready().await;
+    }
+
+    /// Starts the synthesis of each queued sentence whose predecessor has
+    /// produced audio (the first at once). One synthesis at a time until it
+    /// sounds: a local voice's runs share the CPU, so the first clause of a
+    /// reply, synthesized alone, reaches the caller sooner than with the
+    /// rest of the reply beside it (the rest is ready long before the first
+    /// clause has played: Piper runs at a twentieth of real time); a
+    /// streaming cloud voice sounds within its first chunk, so the next
+    /// request still overlaps the playout.
+    async fn start_ready(&mut self) {
+        for i in 0..self.pending.len() {
+            if i > 0 && !self.pending[i - 1].sounded {
+                return;
             }
+            if self.pending[i].rx.is_some() {
+                continue;
+            }
+            let rx = match self.tts.synthesize(&self.pending[i].text).await {
+                Ok(rx) => rx,
+                Err(e) => {
+                    tracing::warn!(error = %e, "TTS failed");
+                    closed_channel()
+                }
+            };
+            self.pending[i].rx = Some(rx);
         }
     }
 
@@ -1645,8 +1676,8 @@ async fn next_llm(llm: &mut Option<Box<super::llm_turns::LlmBrain>>) -> super::l
 }
 
 async fn recv_head(head: Option<&mut Pending>) -> Option<Result<TtsAudio, ProviderError>> {
-    match head {
-        Some(p) => p.rx.recv().await,
+    match head.and_then(|p| p.rx.as_mut()) {
+        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
