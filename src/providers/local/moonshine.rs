@@ -41,6 +41,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -59,6 +60,10 @@ const PIECE_MAX_SAMPLES: usize = 8 * SAMPLE_RATE_HZ as usize;
 /// The shortest piece closed at a gap the VAD found
 /// ([`SttStream::word_gap`]), samples (1.5 s).
 const GAP_PIECE_MIN_SAMPLES: usize = 3 * SAMPLE_RATE_HZ as usize / 2;
+/// A draft of the piece being said is decoded each time this much more of
+/// it has come in (1 s), one draft at a time, and only while the model is
+/// idle.
+const DRAFT_EVERY_SAMPLES: usize = SAMPLE_RATE_HZ as usize;
 /// Level analysis window of the piece cutter, samples (10 ms).
 const LEVEL_WINDOW: usize = SAMPLE_RATE_HZ as usize / 100;
 /// A gap between words: this many quiet level windows in a row (80 ms;
@@ -386,8 +391,41 @@ impl Moonshine {
         pcm: &[i16],
         stats: &mut TranscribeStats,
     ) -> Result<String, MoonshineError> {
+        let tokens = self.transcribe_tokens(pcm, &[], stats)?;
+        Ok(self.tokenizer.decode(&tokens))
+    }
+
+    /// Transcribes `pcm` (mono PCM16 at 16 kHz, at most
+    /// [`MAX_UTTERANCE_SAMPLES`]) with its first tokens forced to `prefix`
+    /// (token ids, BOS excluded: what an earlier pass over the start of the
+    /// same audio settled on); returns every token id, the prefix included
+    /// (EOS excluded). The prefix goes through the decoder in one run, so
+    /// only the tokens after it cost a decoder step each. Silence gives no
+    /// tokens. Errors: `Fatal` when ONNX Runtime fails.
+    pub fn transcribe_after(&self, pcm: &[i16], prefix: &[i64]) -> Result<Vec<i64>, ProviderError> {
+        let pcm = &pcm[..pcm.len().min(MAX_UTTERANCE_SAMPLES)];
+        Ok(self.transcribe_tokens(pcm, prefix, &mut TranscribeStats::default())?)
+    }
+
+    /// True while a transcription holds the encoder or the decoder.
+    pub fn busy(&self) -> bool {
+        self.encoder.try_lock().is_err() || self.decoder.try_lock().is_err()
+    }
+
+    /// Token ids to text.
+    pub fn text_of(&self, tokens: &[i64]) -> String {
+        self.tokenizer.decode(tokens)
+    }
+
+    /// [`Moonshine::transcribe_after`] with its statistics.
+    fn transcribe_tokens(
+        &self,
+        pcm: &[i16],
+        prefix: &[i64],
+        stats: &mut TranscribeStats,
+    ) -> Result<Vec<i64>, MoonshineError> {
         if pcm.iter().all(|s| s.unsigned_abs() <= SILENCE_PEAK as u16) {
-            return Ok(String::new());
+            return Ok(Vec::new());
         }
         let mut audio: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32768.0).collect();
         if audio.len() < MIN_ENCODER_SAMPLES {
@@ -401,9 +439,10 @@ impl Moonshine {
         stats.encoder += started.elapsed();
 
         let started = Instant::now();
-        let tokens = self.decode(&hidden, max_tokens, &mut stats.decoder_steps)?;
+        let prefix = &prefix[..prefix.len().min(max_tokens.saturating_sub(1))];
+        let tokens = self.decode(&hidden, prefix, max_tokens, &mut stats.decoder_steps)?;
         stats.decoder += started.elapsed();
-        Ok(self.tokenizer.decode(&tokens))
+        Ok(tokens)
     }
 
     /// Runs the encoder: `[1, samples]` → `last_hidden_state` `[1, frames, 416]`.
@@ -422,11 +461,14 @@ impl Moonshine {
         })
     }
 
-    /// Greedy decoding with the KV cache; returns the generated ids (BOS and
-    /// EOS excluded). `steps` counts decoder runs.
+    /// Greedy decoding with the KV cache, the first tokens forced to
+    /// `prefix` (fed with BOS in the first, no-cache run); returns the ids
+    /// (the prefix included; BOS and EOS excluded), at most `max_tokens`.
+    /// `steps` counts decoder runs.
     fn decode(
         &self,
         hidden: &DynValue,
+        prefix: &[i64],
         max_tokens: usize,
         steps: &mut usize,
     ) -> Result<Vec<i64>, MoonshineError> {
@@ -440,15 +482,20 @@ impl Moonshine {
             past.push(t.into_dyn());
         }
         let mut session = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
-        let mut tokens = Vec::new();
+        let mut tokens = prefix.to_vec();
         let mut last = BOS;
-        for step in 0..max_tokens {
+        for step in 0..max_tokens.saturating_sub(prefix.len()) {
             let use_cache = step > 0;
+            let ids: Vec<i64> = if step == 0 {
+                std::iter::once(BOS).chain(prefix.iter().copied()).collect()
+            } else {
+                vec![last]
+            };
             let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
                 Vec::with_capacity(3 + past.len());
             inputs.push((
                 "input_ids".into(),
-                Tensor::from_array(([1usize, 1], vec![last]))
+                Tensor::from_array(([1usize, ids.len()], ids))
                     .map_err(infer)?
                     .into(),
             ));
@@ -608,7 +655,14 @@ impl Tokenizer {
 /// between words in the level (80 ms at -24 dB under its loud level, at
 /// least 2 s in; at the quietest 80 ms by 8 s). At the utterance's end only
 /// the last piece is left to transcribe, so the `Final` comes sooner the
-/// more the caller paused for breath. One `Final` per utterance,
+/// more the caller paused for breath. Within a piece, a draft of its audio
+/// so far is decoded each second while the caller speaks, one at a time and
+/// only when the model is idle (under load drafts give way);
+/// the tokens two drafts in a row agree on (less the last) are forced as the
+/// start of the piece's transcript, so that its last decoding runs the
+/// decoder once over them and steps only through the words after them
+/// (the decoder, at about 11 ms a token on this machine's cores, is most of
+/// the time). One `Final` per utterance,
 /// its pieces' texts joined (a piece's closing full stop dropped and the next
 /// piece's capital lowered, "I" excepted). Utterances are transcribed one
 /// after the other in the order they ended, so `Final`s come in stream
@@ -643,6 +697,10 @@ struct Job {
 /// A [`Job`]'s place in its utterance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum JobKind {
+    /// A draft of the piece being said (its audio so far): what two drafts
+    /// agree on is forced as the start of the piece's transcript, so its
+    /// decoding at the end costs only the words after it.
+    Draft,
     /// A piece cut while the caller speaks: its text waits for the rest.
     Piece,
     /// The utterance's last piece: the `Final` goes out with it.
@@ -656,6 +714,13 @@ enum JobKind {
 struct MoonshineStream {
     /// Audio of the current utterance not yet handed to the model.
     buffer: Vec<i16>,
+    /// `buffer.len()` when the last draft of it was sent (0: none yet).
+    drafted: usize,
+    /// A draft is queued or running: no other is sent.
+    drafting: Arc<AtomicBool>,
+    /// Tokens the drafts settled, so far in this stream (the pieces'
+    /// decodings were spared a step for each; traced).
+    forced: Arc<AtomicUsize>,
     /// RMS of each whole 10 ms window of `buffer`, for the piece cutter.
     levels: Vec<f32>,
     /// Pieces handed to the model while utterances were being said.
@@ -675,26 +740,68 @@ impl MoonshineStream {
     fn new(model: Arc<Moonshine>) -> Self {
         let (jobs, mut job_rx) = mpsc::unbounded_channel::<Job>();
         let (event_tx, events) = mpsc::unbounded_channel();
+        let drafting = Arc::new(AtomicBool::new(false));
+        let draft_done = drafting.clone();
+        let forced_total = Arc::new(AtomicUsize::new(0));
+        let forced_count = forced_total.clone();
         let worker = tokio::spawn(async move {
             // The open utterance: its start and its pieces' texts (or the
             // first error among them).
             let mut start_ms: Option<u64> = None;
             let mut texts: Result<Vec<String>, ProviderError> = Ok(Vec::new());
+            // Drafts of the open piece: the latest one's tokens and audio
+            // length, and the tokens two drafts agreed on.
+            let mut draft: (Vec<i64>, usize) = (Vec::new(), 0);
+            let mut agreed: Vec<i64> = Vec::new();
             while let Some(job) = job_rx.recv().await {
                 if job.kind == JobKind::Discard {
                     start_ms = None;
                     texts = Ok(Vec::new());
+                    (draft, agreed) = ((Vec::new(), 0), Vec::new());
+                    continue;
+                }
+                if job.kind == JobKind::Draft {
+                    // A draft is spare work: none while a piece waits behind
+                    // it, or while the model is busy with another call's
+                    // words (under load drafts give way, and cost nothing).
+                    if texts.is_ok() && job_rx.is_empty() && !model.busy() {
+                        let (model, prefix, len) = (model.clone(), agreed.clone(), job.pcm.len());
+                        let run = tokio::task::spawn_blocking(move || model.transcribe_after(&job.pcm, &prefix));
+                        if let Ok(Ok(tokens)) = run.await {
+                            // Both start with `agreed` (forced), so it only grows.
+                            agreed = tokens[..settled(&draft.0, &tokens).max(agreed.len())].to_vec();
+                            draft = (tokens, len);
+                        }
+                    }
+                    draft_done.store(false, Ordering::Release);
                     continue;
                 }
                 start_ms.get_or_insert(job.start_ms);
                 if !job.pcm.is_empty() && texts.is_ok() {
                     let model = model.clone();
-                    let result = match tokio::task::spawn_blocking(move || model.transcribe(&job.pcm)).await {
+                    let (audio_ms, kind) = (job.end_ms - job.start_ms, job.kind);
+                    // The drafts' agreement holds for this piece only if
+                    // their audio lies within it.
+                    let prefix = if draft.1 <= job.pcm.len() + LEVEL_WINDOW { std::mem::take(&mut agreed) } else { Vec::new() };
+                    (draft, agreed) = ((Vec::new(), 0), Vec::new());
+                    let forced = prefix.len();
+                    forced_count.fetch_add(forced, Ordering::Relaxed);
+                    let started = Instant::now();
+                    let result = match tokio::task::spawn_blocking(move || {
+                        if job.pcm.len() <= MAX_UTTERANCE_SAMPLES {
+                            model.transcribe_after(&job.pcm, &prefix).map(|t| model.text_of(&t))
+                        } else {
+                            model.transcribe(&job.pcm)
+                        }
+                    })
+                    .await
+                    {
                         Ok(r) => r,
                         Err(e) => Err(ProviderError::Fatal(format!(
                             "transcription task failed: {e}"
                         ))),
                     };
+                    tracing::debug!(audio_ms, ?kind, forced, took_ms = started.elapsed().as_millis() as u64, "moonshine piece");
                     match (result, texts.as_mut()) {
                         (Ok(text), Ok(all)) => all.push(text),
                         (Err(e), _) => texts = Err(e),
@@ -721,6 +828,9 @@ impl MoonshineStream {
         });
         MoonshineStream {
             buffer: Vec::new(),
+            drafted: 0,
+            drafting,
+            forced: forced_total,
             levels: Vec::new(),
             pieces: 0,
             consumed: 0,
@@ -733,6 +843,7 @@ impl MoonshineStream {
     /// Hands the first `len` buffered samples to the worker as `kind`.
     fn submit(&mut self, len: usize, kind: JobKind) -> Result<(), ProviderError> {
         let pcm: Vec<i16> = self.buffer.drain(..len).collect();
+        self.drafted = 0;
         let windows = (len / LEVEL_WINDOW).min(self.levels.len());
         self.levels.drain(..windows);
         if !len.is_multiple_of(LEVEL_WINDOW) {
@@ -802,6 +913,14 @@ fn piece_cut(levels: &[f32]) -> Option<usize> {
     None
 }
 
+/// How many leading tokens two drafts of the same growing audio agree on,
+/// less the last of them (it may be a word the newer audio is still
+/// finishing): LocalAgreement-2, as whisper-streaming commits text.
+fn settled(older: &[i64], newer: &[i64]) -> usize {
+    let common = older.iter().zip(newer).take_while(|(a, b)| a == b).count();
+    common.saturating_sub(1)
+}
+
 /// One text from the texts of an utterance's pieces: a piece's closing
 /// full stop goes (the model ends every piece as a sentence) and the next
 /// piece's first letter is lowered unless it is the word "I".
@@ -851,10 +970,18 @@ impl SttStream for MoonshineStream {
             self.pieces += 1;
             self.submit(windows * LEVEL_WINDOW, JobKind::Piece)?;
         }
+        if self.buffer.len() >= self.drafted + DRAFT_EVERY_SAMPLES && !self.drafting.swap(true, Ordering::AcqRel) {
+            self.drafted = self.buffer.len();
+            let job = Job { pcm: self.buffer.clone(), start_ms: 0, end_ms: 0, kind: JobKind::Draft };
+            self.jobs
+                .send(job)
+                .map_err(|_| ProviderError::Fatal("moonshine stream worker stopped".into()))?;
+        }
         Ok(())
     }
 
     async fn end_utterance(&mut self) -> Result<(), ProviderError> {
+        tracing::trace!(settled_tokens = self.forced.load(Ordering::Relaxed), "utterance ends");
         self.submit(self.buffer.len(), JobKind::Last)
     }
 
@@ -872,6 +999,7 @@ impl SttStream for MoonshineStream {
     async fn discard_utterance(&mut self) -> Result<(), ProviderError> {
         self.consumed += self.buffer.len() as u64;
         self.buffer.clear();
+        self.drafted = 0;
         self.levels.clear();
         self.jobs
             .send(Job { pcm: Vec::new(), start_ms: 0, end_ms: 0, kind: JobKind::Discard })
@@ -1014,6 +1142,27 @@ mod tests {
             msg.contains("encoder_model.ort") && msg.contains("skald models fetch"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_forced_prefix_costs_one_run_and_keeps_the_transcript() {
+        let model = model();
+        for (id, reference, pcm) in librivox() {
+            let full = model.transcribe_after(&pcm, &[]).expect("transcribes");
+            assert_eq!(model.text_of(&full), model.transcribe(&pcm).unwrap(), "{id}");
+            // The prefix a greedy pass chose gives that pass's ending.
+            let k = full.len() * 2 / 3;
+            let forced = model.transcribe_after(&pcm, &full[..k]).expect("transcribes");
+            assert_eq!(forced, full, "{id}");
+            // What drafts over the first 50 % and 70 % agree on, then the whole.
+            let first = model.transcribe_after(&pcm[..pcm.len() / 2], &[]).expect("draft");
+            let second = model.transcribe_after(&pcm[..pcm.len() * 7 / 10], &[]).expect("draft");
+            let keep = settled(&first, &second);
+            assert!(keep > 0, "{id}: the drafts agree on nothing: {first:?} {second:?}");
+            let text = model.text_of(&model.transcribe_after(&pcm, &second[..keep]).expect("final"));
+            let e = wer(&reference, &text);
+            assert!(e <= 0.10, "{id}: WER {e:.3} after a draft prefix «{text}»");
+        }
     }
 
     #[test]
@@ -1160,6 +1309,38 @@ mod tests {
         assert!(e <= 0.12, "WER {:.0} % over the pieces: {fin:?}", e * 100.0);
         assert_eq!((fin.start_ms, fin.end_ms), (0, pcm.len() as u64 * 1000 / 16_000));
         assert!(next(&mut stream, 1).await.is_none(), "one Final for the utterance");
+    }
+
+    /// Sentences said at the pace the drafts keep up with: the last
+    /// decoding starts from what the drafts agreed on, and the transcripts
+    /// are as accurate as one pass over the whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drafts_while_the_caller_speaks_spare_the_last_decoding_and_keep_the_words() {
+        // A model of its own: drafts give way while other tests use the shared one.
+        let _runtime = model();
+        let model = Moonshine::load_from(&ModelPaths::in_dir(&ModelPaths::default_dir())).expect("loads");
+        for (id, reference, pcm) in librivox() {
+            let mut stream = MoonshineStream::new(model.clone());
+            for (i, frame) in pcm.chunks(320).enumerate() {
+                stream.send_audio(frame).await.expect("send");
+                if i % 50 == 49 {
+                    while stream.drafting.load(Ordering::Acquire) {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+            stream.end_utterance().await.expect("end");
+            let forced = stream.forced.clone();
+            let mut stream: Box<dyn SttStream> = Box::new(stream);
+            let Some(Ok(SttEvent::Final(fin))) = next(&mut stream, 30).await else { panic!("{id}: Final") };
+            let e = wer(&reference, &fin.text);
+            assert!(e <= 0.10, "{id}: WER {e:.3} «{}»", fin.text);
+            let (forced, secs) = (forced.load(Ordering::Relaxed), pcm.len() / 16_000);
+            println!("{id}: {secs} s, {forced} tokens settled by drafts, WER {:.1} %", e * 100.0);
+            if secs >= 4 {
+                assert!(forced >= 3, "{id}: the drafts settled {forced} tokens of {secs} s");
+            }
+        }
     }
 
     #[tokio::test]
