@@ -53,7 +53,7 @@ use crate::pipeline::aggregator::SentenceAggregator;
 use crate::pipeline::endpointing::{
     Decision, Detector, EndReason, EndOfTurnModel, Endpointer, Interjection, InterruptionFilter, ending,
 };
-use crate::pipeline::turn::{TurnConfig, TurnDetector, TurnEvent};
+use crate::pipeline::turn::{TurnConfig, TurnDetector, TurnEvent, speech_tail};
 use crate::pipeline::vad::silero::{SileroVad, VadStream, WINDOW};
 use crate::providers::failover::FallbackLog;
 use crate::providers::{ProviderError, SttEvent, SttProvider, SttStream, TtsAudio, TtsProvider};
@@ -67,6 +67,9 @@ use tokio::time::Instant;
 
 /// Pre-roll of caller audio sent to STT before the detected start of speech.
 const PRE_ROLL: Duration = Duration::from_millis(300);
+/// Audio before the VAD's end of speech searched for the real end of the
+/// voice ([`VoiceAgent::vad_lag`]).
+const TAIL_SCAN: Duration = Duration::from_millis(400);
 /// What the caller hears when recognition fails.
 const STT_FALLBACK: &str = "Sorry, I didn't catch that. Could you say it again?";
 /// Samples per second of the pipeline.
@@ -296,6 +299,8 @@ pub struct VoiceAgent {
     llm_latency: Option<TurnLatency>,
     /// Recent caller audio (pre-roll), 16 kHz.
     recent: VecDeque<i16>,
+    /// Caller samples the VAD took (16 kHz), for [`Self::vad_lag`].
+    heard_samples: usize,
     /// The caller's last 8 s, 16 kHz, for the end-of-turn model.
     model_audio: VecDeque<i16>,
     /// Audio time: VAD windows consumed.
@@ -413,6 +418,7 @@ impl VoiceAgent {
             tts,
             fallbacks,
             recent: VecDeque::new(),
+            heard_samples: 0,
             model_audio: VecDeque::with_capacity(MODEL_WINDOW),
             vad_time: Duration::ZERO,
             streaming: false,
@@ -624,7 +630,7 @@ impl VoiceAgent {
     pub async fn on_audio(&mut self, frame: &[i16], out: &mut dyn AudioOut, now_ms: i64) -> Vec<VoiceAction> {
         let mut actions = Vec::new();
         self.recent.extend(frame.iter().copied());
-        let keep = RATE * PRE_ROLL.as_millis() as usize / 1000 + WINDOW;
+        let keep = RATE * (PRE_ROLL.max(TAIL_SCAN) + Duration::from_millis(self.cfg.turn.pause_ms)).as_millis() as usize / 1000 + WINDOW;
         while self.recent.len() > keep {
             self.recent.pop_front();
         }
@@ -639,7 +645,10 @@ impl VoiceAgent {
             actions.extend(self.stt_failed(e, out).await);
         }
         let probs = match self.vad.push(frame) {
-            Ok(p) => p,
+            Ok(p) => {
+                self.heard_samples += frame.len();
+                p
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "VAD failed on a frame");
                 return actions;
@@ -664,9 +673,12 @@ impl VoiceAgent {
                 }
                 Some(TurnEvent::SpeechEnded { started, ended }) => {
                     self.streaming = false;
-                    let silence = self.vad_time.saturating_sub(ended);
+                    // The latency record starts where the voice really
+                    // stopped, before the VAD's `ended` (its lag).
+                    let lag = self.vad_lag(ended);
+                    let silence = self.vad_time.saturating_sub(ended) + lag;
                     self.eos = Some(Instant::now().checked_sub(silence).unwrap_or_else(Instant::now));
-                    tracing::debug!(ms = (ended - started).as_millis() as u64, "caller paused");
+                    tracing::debug!(ms = (ended - started).as_millis() as u64, vad_lag_ms = lag.as_millis() as u64, "caller paused");
                     ds.extend(self.endpointer.handle_speech_ended(ended, self.vad_time));
                 }
                 None => {}
@@ -689,6 +701,24 @@ impl VoiceAgent {
             }
         }
         actions
+    }
+
+    /// How long before the VAD's end of speech `ended` (an offset in audio
+    /// time) the caller's voice really stopped: [`speech_tail`] over the
+    /// [`TAIL_SCAN`] of audio before `ended`, from the recent audio. Zero
+    /// when that audio is no longer held or holds no voice.
+    fn vad_lag(&self, ended: Duration) -> Duration {
+        // `recent` ends at the newest sample; the VAD has consumed all but
+        // the part of a window it still buffers.
+        let buffered = self.heard_samples.saturating_sub(self.vad_time.as_millis() as usize * RATE / 1000);
+        let after = self.vad_time.saturating_sub(ended).as_millis() as usize * RATE / 1000 + buffered;
+        let Some(upto) = self.recent.len().checked_sub(after) else { return Duration::ZERO };
+        let from = upto.saturating_sub(TAIL_SCAN.as_millis() as usize * RATE / 1000);
+        let scan: Vec<i16> = self.recent.range(from..upto).copied().collect();
+        match speech_tail(&scan) {
+            Some(end) => Duration::from_millis(((scan.len() - end) * 1000 / RATE) as u64),
+            None => Duration::ZERO,
+        }
     }
 
     /// The caller's speech began at audio offset `at`: stream it (with

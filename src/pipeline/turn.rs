@@ -253,6 +253,33 @@ impl TurnDetector {
     }
 }
 
+/// Level window of [`speech_tail`], samples at 16 kHz (10 ms).
+const TAIL_WINDOW: usize = 160;
+/// A window is voice for [`speech_tail`] within this ratio of the loudest
+/// window scanned: -30 dB.
+const TAIL_RATIO: f32 = 31.6;
+
+/// Where the voice really ends in `pcm` (16 kHz mono PCM16 that runs up to
+/// where the VAD put the end of speech): the number of samples up to the
+/// end of the last 10 ms window within 30 dB of the loudest one. The VAD's
+/// probability stays up for a while after the last syllable (Silero: one
+/// to several 32 ms windows), so the caller's speech ended this much before
+/// the VAD's `ended`; the per-turn latency record counts from here, as the
+/// caller does. `None` when `pcm` holds less than one window or no window
+/// above digital silence.
+pub fn speech_tail(pcm: &[i16]) -> Option<usize> {
+    let levels: Vec<f32> = pcm
+        .chunks_exact(TAIL_WINDOW)
+        .map(|w| (w.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / TAIL_WINDOW as f64).sqrt() as f32)
+        .collect();
+    let loud = levels.iter().copied().fold(0f32, f32::max);
+    if loud < 8.0 {
+        return None;
+    }
+    let last = levels.iter().rposition(|&l| l * TAIL_RATIO >= loud)?;
+    Some((last + 1) * TAIL_WINDOW)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +378,19 @@ mod tests {
         let mut blip = TurnDetector::new(TurnConfig::default());
         run(&mut blip, &[0.9, 0.9, 0.1]);
         assert_eq!(blip.voiced_for(), None, "a blip that ended");
+    }
+
+    #[test]
+    fn the_speech_tail_is_the_last_window_within_30_db_of_the_loudest() {
+        // 200 ms of voice at 8000, 100 ms fading at 400 (-26 dB: still
+        // voice), then 150 ms at 100 (-38 dB: room tone).
+        let mut pcm = vec![8000i16; 3200];
+        pcm.extend(std::iter::repeat_n(400i16, 1600));
+        pcm.extend(std::iter::repeat_n(100i16, 2400));
+        assert_eq!(speech_tail(&pcm), Some(4800));
+        assert_eq!(speech_tail(&pcm[..4800]), Some(4800), "voice to the end");
+        assert_eq!(speech_tail(&vec![0i16; 3200]), None, "digital silence");
+        assert_eq!(speech_tail(&pcm[..100]), None, "under one window");
     }
 
     #[test]
