@@ -4,7 +4,8 @@
 //! recorded speech from the test as the caller's RTP) still goes through
 //! the real media path, Silero VAD and turn-taking: the caller hears the
 //! greeting and an answer to each turn as tones, and the record holds the
-//! fixed transcript.
+//! fixed transcript. An LLM agent on `llm: [{kind: echo}]` answers with the
+//! caller's words, no model and no server.
 
 mod common;
 
@@ -16,8 +17,13 @@ const HEARD: &str = "I'd like to book a cleaning";
 
 /// The example config with every voice agent on stand-ins.
 fn loadtest_config() -> String {
+    on_stand_ins(&example_config())
+}
+
+/// `config` with every voice agent on stand-in STT and TTS.
+fn on_stand_ins(config: &str) -> String {
     let mut out = Vec::new();
-    for line in example_config().lines() {
+    for line in config.lines() {
         out.push(line.to_string());
         if line.trim_start().starts_with("type: voice-agent") {
             out.push(format!("    stt: {{fixed: {{text: \"{HEARD}\"}}}}"));
@@ -54,4 +60,41 @@ fn stand_in_providers_answer_every_turn_with_the_real_media_path() {
     assert_eq!(caller, [HEARD], "{detail:#}");
     let agent: Vec<&str> = turns.iter().filter(|t| t["speaker"] == "agent").map(|t| t["text"].as_str().unwrap()).collect();
     assert!(agent.iter().any(|t| t.contains("book")), "the flow agent answered the booking intent: {agent:?}");
+}
+
+/// The LLM agent of the example config (`support`) on the echo LLM: its
+/// whole path (conversation, sentences, TTS, records) runs with no model
+/// and no server, and the record shows the caller's words said back.
+#[test]
+fn an_llm_agent_on_the_echo_llm_says_back_the_callers_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_config_with_agents(dir.path(), |name, text| {
+        if name != "tier1-llm.yaml" {
+            return text;
+        }
+        let start = text.find("\nllm:").expect("tier1-llm has an llm list") + 1;
+        let end = start + text[start..].find("\nstt:").expect("stt follows llm") + 1;
+        format!("{}llm:\n  - kind: echo\n{}", &text[..start], &text[end..])
+    });
+    let skald = Skald::start_with(&on_stand_ins(&config));
+    let peer = RtpPeer::start();
+    let sipp_t = sipp_phone(&skald.uri("support"), "uac_call.xml", dir.path(), &peer, 25_000);
+    let t0 = Instant::now();
+    peer.wait_agent_turn(t0, Duration::from_millis(600), Duration::from_secs(10));
+    peer.say(&librivox_ulaw("sense_and_sensibility_01_austen_64kb-0880"));
+    let spoke_end = Instant::now();
+    let answer_end = peer.wait_agent_turn(spoke_end, Duration::from_millis(600), Duration::from_secs(10));
+    assert!(answer_end > spoke_end, "the agent answered the turn");
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, &skald);
+    let c = &skald.wait_ended(1, Duration::from_secs(20))[0];
+    let detail = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()));
+    let agent: Vec<&str> = detail["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["speaker"] == "agent")
+        .map(|t| t["text"].as_str().unwrap())
+        .collect();
+    assert!(agent.iter().any(|t| t.contains(&format!("You said: {HEARD}"))), "{detail:#}");
 }

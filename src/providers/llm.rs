@@ -59,6 +59,9 @@ pub enum LlmKind {
     Openai,
     /// Anthropic Messages.
     Anthropic,
+    /// No model: says back the caller's last words at once
+    /// ([`super::standin::EchoLlm`]), for load tests; `model` is not needed.
+    Echo,
 }
 
 /// One configured LLM (an entry of the fallback list). The key itself never
@@ -77,7 +80,9 @@ pub struct LlmConfig {
     /// the vendor's public endpoint.
     #[serde(default)]
     pub base_url: Option<String>,
-    /// Model id (`gpt-4o-mini`, `llama3.2`, `claude-sonnet-4-5`).
+    /// Model id (`gpt-4o-mini`, `llama3.2`, `claude-sonnet-4-5`); required
+    /// but for `echo`.
+    #[serde(default)]
     pub model: String,
     /// Environment variable holding the API key; none for local servers
     /// (Ollama, llama.cpp) that need no key.
@@ -146,6 +151,7 @@ impl LlmConfig {
             (Some(n), _) => n,
             (None, LlmKind::Openai) => "openai",
             (None, LlmKind::Anthropic) => "anthropic",
+            (None, LlmKind::Echo) => "echo",
         }
     }
 
@@ -155,6 +161,7 @@ impl LlmConfig {
             (Some(u), _) => u.as_str(),
             (None, LlmKind::Openai) => "https://api.openai.com/v1",
             (None, LlmKind::Anthropic) => "https://api.anthropic.com",
+            (None, LlmKind::Echo) => "http://localhost",
         };
         url.trim_end_matches('/').to_owned()
     }
@@ -177,7 +184,7 @@ impl LlmConfig {
                 reason: reason.to_owned(),
             })
         };
-        if self.model.trim().is_empty() {
+        if self.model.trim().is_empty() && self.kind != LlmKind::Echo {
             return invalid("model is empty");
         }
         let url = self.base_url();
@@ -226,6 +233,7 @@ impl LlmConfig {
         Ok(match self.kind {
             LlmKind::Openai => Arc::new(OpenAiChat::new(self, key)?),
             LlmKind::Anthropic => Arc::new(AnthropicMessages::new(self, key)?),
+            LlmKind::Echo => Arc::new(super::standin::EchoLlm),
         })
     }
 }
@@ -1137,6 +1145,11 @@ mod tests {
                 .is_err()
         );
         assert!(serde_yaml_ng::from_str::<LlmConfig>("kind: gemini\nmodel: m\n").is_err());
+        let echo: LlmConfig = serde_yaml_ng::from_str("kind: echo\n").unwrap();
+        assert_eq!(echo.display_name(), "echo");
+        assert_eq!(echo.build(|_| None).unwrap().name(), "echo");
+        let no_model: LlmConfig = serde_yaml_ng::from_str("kind: openai\n").unwrap();
+        assert!(matches!(no_model.validate(), Err(LlmConfigError::Invalid { reason, .. }) if reason == "model is empty"));
         let bad: LlmConfig =
             serde_yaml_ng::from_str("kind: openai\nmodel: m\ntemperature: 7\n").unwrap();
         assert!(bad.validate().is_err());

@@ -2,7 +2,8 @@
 //!
 //! An operator sizing a deployment selects them per application
 //! (`stt: {fixed: {text: …}}`, `tts: {tone: {ms: …}}` or
-//! `tts: {wav: {file: …}}`); everything else of the call stays real (the
+//! `tts: {wav: {file: …}}`), and an LLM agent's `llm: [{kind: echo}]`
+//! ([`EchoLlm`]); everything else of the call stays real (the
 //! media path, Silero VAD, turn-taking, barge-in, pacing, records). So a
 //! load generator measures skald's own cost per call, comparable with any
 //! other server on the same load.
@@ -10,7 +11,10 @@
 //! When no application uses the local model for STT (or TTS), the model is
 //! not loaded at all and [`NotLoaded`] stands in its place.
 
-use super::{ProviderError, SttEvent, SttProvider, SttStream, Transcript, TtsAudio, TtsProvider};
+use super::{
+    ChatMessage, LlmEvent, LlmProvider, ProviderError, Role, SttEvent, SttProvider, SttStream, ToolSpec, Transcript,
+    TtsAudio, TtsProvider,
+};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -161,6 +165,34 @@ impl TtsProvider for NotLoaded {
     }
 }
 
+/// An LLM that says back the caller's last words ("You said: …"), at
+/// once, with no model and no network (`llm: [{kind: echo}]` in an LLM
+/// agent file): the whole LLM-agent path (conversation, sentences, TTS,
+/// records) runs at no inference cost. Calls no tools.
+pub struct EchoLlm;
+
+#[async_trait]
+impl LlmProvider for EchoLlm {
+    fn name(&self) -> &str {
+        "echo"
+    }
+
+    async fn stream(
+        &self,
+        messages: &[ChatMessage],
+        _tools: &[ToolSpec],
+    ) -> Result<mpsc::Receiver<Result<LlmEvent, ProviderError>>, ProviderError> {
+        let said = messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.trim()).unwrap_or("");
+        let reply = if said.is_empty() { "I heard nothing.".to_string() } else { format!("You said: {said}") };
+        let (tx, rx) = mpsc::channel(2);
+        // Capacity 2 holds both events: the sends cannot fail but on a
+        // dropped receiver, which cancels.
+        let _ = tx.try_send(Ok(LlmEvent::Text(reply)));
+        let _ = tx.try_send(Ok(LlmEvent::Done));
+        Ok(rx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +218,21 @@ mod tests {
         assert!(a.pcm.iter().map(|s| s.unsigned_abs()).max().unwrap() > 7000, "audible");
         assert!(rx.recv().await.is_none(), "one chunk");
         assert!(matches!(NotLoaded("piper").synthesize("x").await, Err(ProviderError::Fatal(m)) if m.contains("piper")));
+    }
+
+    #[tokio::test]
+    async fn echo_says_back_the_last_caller_words() {
+        let messages = [
+            ChatMessage::system("be brief"),
+            ChatMessage { role: Role::User, content: "first".into(), tool_calls: Vec::new(), tool_call_id: None },
+            ChatMessage { role: Role::Assistant, content: "You said: first".into(), tool_calls: Vec::new(), tool_call_id: None },
+            ChatMessage { role: Role::User, content: " I need a cleaning ".into(), tool_calls: Vec::new(), tool_call_id: None },
+        ];
+        let mut rx = EchoLlm.stream(&messages, &[]).await.unwrap();
+        assert_eq!(rx.recv().await, Some(Ok(LlmEvent::Text("You said: I need a cleaning".into()))));
+        assert_eq!(rx.recv().await, Some(Ok(LlmEvent::Done)));
+        assert_eq!(rx.recv().await, None);
+        let mut rx = EchoLlm.stream(&messages[..1], &[]).await.unwrap();
+        assert_eq!(rx.recv().await, Some(Ok(LlmEvent::Text("I heard nothing.".into()))));
     }
 }
