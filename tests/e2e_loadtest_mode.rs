@@ -46,15 +46,7 @@ fn stand_in_providers_answer_every_turn_with_the_real_media_path() {
     let greeting_end = peer.wait_agent_turn(t0, Duration::from_millis(600), Duration::from_secs(10));
     let greeting_ms = peer.heard().iter().filter(|(t, f)| *t >= t0 && *t <= greeting_end && is_loud(f)).count() * 20;
     assert!((1000..=2000).contains(&greeting_ms), "two 700 ms tones: {greeting_ms} ms heard");
-    // Real speech; the turn ends on the real VAD and the agent answers.
-    peer.say(&librivox_ulaw("sense_and_sensibility_01_austen_64kb-0880"));
-    let spoke_end = Instant::now();
-    let answer_end = peer.wait_agent_turn(spoke_end, Duration::from_millis(600), Duration::from_secs(10));
-    assert!(answer_end > spoke_end, "the agent answered the turn");
-    let out = sipp_t.join().unwrap();
-    assert_sipp_ok(&out, &skald);
-    let c = &skald.wait_ended(1, Duration::from_secs(20))[0];
-    let detail = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()));
+    let detail = one_turn_answered(&skald, &peer, sipp_t);
     let turns = detail["turns"].as_array().unwrap();
     let caller: Vec<&str> = turns.iter().filter(|t| t["speaker"] == "caller").map(|t| t["text"].as_str().unwrap()).collect();
     assert_eq!(caller, [HEARD], "{detail:#}");
@@ -79,16 +71,8 @@ fn an_llm_agent_on_the_echo_llm_says_back_the_callers_words() {
     let skald = Skald::start_with(&on_stand_ins(&config));
     let peer = RtpPeer::start();
     let sipp_t = sipp_phone(&skald.uri("support"), "uac_call.xml", dir.path(), &peer, 25_000);
-    let t0 = Instant::now();
-    peer.wait_agent_turn(t0, Duration::from_millis(600), Duration::from_secs(10));
-    peer.say(&librivox_ulaw("sense_and_sensibility_01_austen_64kb-0880"));
-    let spoke_end = Instant::now();
-    let answer_end = peer.wait_agent_turn(spoke_end, Duration::from_millis(600), Duration::from_secs(10));
-    assert!(answer_end > spoke_end, "the agent answered the turn");
-    let out = sipp_t.join().unwrap();
-    assert_sipp_ok(&out, &skald);
-    let c = &skald.wait_ended(1, Duration::from_secs(20))[0];
-    let detail = skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()));
+    peer.wait_agent_turn(Instant::now(), Duration::from_millis(600), Duration::from_secs(10));
+    let detail = one_turn_answered(&skald, &peer, sipp_t);
     let agent: Vec<&str> = detail["turns"]
         .as_array()
         .unwrap()
@@ -97,4 +81,22 @@ fn an_llm_agent_on_the_echo_llm_says_back_the_callers_words() {
         .map(|t| t["text"].as_str().unwrap())
         .collect();
     assert!(agent.iter().any(|t| t.contains(&format!("You said: {HEARD}"))), "{detail:#}");
+}
+
+/// After the greeting: the caller says one real sentence, the agent answers
+/// it, sipp hangs up; returns the call's record.
+fn one_turn_answered(
+    skald: &Skald,
+    peer: &RtpPeer,
+    sipp_t: std::thread::JoinHandle<std::process::Output>,
+) -> serde_json::Value {
+    // Real speech; the turn ends on the real VAD and the agent answers.
+    peer.say(&librivox_ulaw("sense_and_sensibility_01_austen_64kb-0880"));
+    let spoke_end = Instant::now();
+    let answer_end = peer.wait_agent_turn(spoke_end, Duration::from_millis(600), Duration::from_secs(10));
+    assert!(answer_end > spoke_end, "the agent answered the turn");
+    let out = sipp_t.join().unwrap();
+    assert_sipp_ok(&out, skald);
+    let c = &skald.wait_ended(1, Duration::from_secs(20))[0];
+    skald.get_json(&format!("/api/v1/calls/{}", c["id"].as_str().unwrap()))
 }
