@@ -116,8 +116,22 @@ impl Skald {
     }
 
     /// [`Skald::start_with`] with extra environment variables (they win over
-    /// the default `SKALD_ADMIN_TOKEN` = [`ADMIN_TOKEN`]).
+    /// the default `SKALD_ADMIN_TOKEN` = [`ADMIN_TOKEN`]). A port that
+    /// another test's process took between [`free_port`] and skald's bind
+    /// is retried with fresh ports (twice).
     pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Skald {
+        let mut attempt = 0;
+        loop {
+            match Self::try_start(yaml, env) {
+                Ok(s) => return s,
+                Err(log) if attempt < 2 && log.contains("Address already in use") => attempt += 1,
+                Err(log) => panic!("skald exited early:\n{log}"),
+            }
+        }
+    }
+
+    /// One start; `Err(log)` when skald exited before it was ready.
+    fn try_start(yaml: &str, env: &[(&str, &str)]) -> Result<Skald, String> {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("skald.yaml");
         std::fs::write(&config, yaml).unwrap();
@@ -144,10 +158,10 @@ impl Skald {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok((200, _)) = s.try_http("GET", "/health/ready") {
-                return s;
+                return Ok(s);
             }
             if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("skald exited early ({status}):\n{}", s.log());
+                return Err(format!("({status})\n{}", s.log()));
             }
             assert!(Instant::now() < deadline, "skald not ready in 20 s:\n{}", s.log());
             std::thread::sleep(Duration::from_millis(100));
