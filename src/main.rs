@@ -526,7 +526,6 @@ fn simulate(runtime: &tokio::runtime::Runtime, a: SimulateArgs) -> anyhow::Resul
     std::process::exit(if report.passed { 0 } else { 1 });
 }
 
-/// Prints the error chain as `skald: …` and exits 1.
 /// `skald loadtest`: the ramp, a Markdown table on stdout, JSON on request.
 fn loadtest(runtime: &tokio::runtime::Runtime, a: LoadtestArgs) -> anyhow::Result<()> {
     use skald::simulate::loadtest::{self, LoadOptions};
@@ -564,6 +563,7 @@ fn loadtest(runtime: &tokio::runtime::Runtime, a: LoadtestArgs) -> anyhow::Resul
     Ok(())
 }
 
+/// Prints the error chain as `skald: …` and exits 1.
 fn exit_on_error(res: anyhow::Result<()>) -> anyhow::Result<()> {
     if let Err(e) = res {
         eprintln!("skald: {e:#}");

@@ -299,8 +299,6 @@ pub struct VoiceAgent {
     llm_latency: Option<TurnLatency>,
     /// Recent caller audio (pre-roll), 16 kHz.
     recent: VecDeque<i16>,
-    /// Caller samples the VAD took (16 kHz), for [`Self::vad_lag`].
-    heard_samples: usize,
     /// The caller's last 8 s, 16 kHz, for the end-of-turn model.
     model_audio: VecDeque<i16>,
     /// Audio time: VAD windows consumed.
@@ -418,7 +416,6 @@ impl VoiceAgent {
             tts,
             fallbacks,
             recent: VecDeque::new(),
-            heard_samples: 0,
             model_audio: VecDeque::with_capacity(MODEL_WINDOW),
             vad_time: Duration::ZERO,
             streaming: false,
@@ -631,9 +628,8 @@ impl VoiceAgent {
         let mut actions = Vec::new();
         self.recent.extend(frame.iter().copied());
         let keep = RATE * (PRE_ROLL.max(TAIL_SCAN) + Duration::from_millis(self.cfg.turn.pause_ms)).as_millis() as usize / 1000 + WINDOW;
-        while self.recent.len() > keep {
-            self.recent.pop_front();
-        }
+        let excess = self.recent.len().saturating_sub(keep);
+        self.recent.drain(..excess);
         if self.svc.turn_model.is_some() {
             self.model_audio.extend(frame.iter().copied());
             let excess = self.model_audio.len().saturating_sub(MODEL_WINDOW);
@@ -645,10 +641,7 @@ impl VoiceAgent {
             actions.extend(self.stt_failed(e, out).await);
         }
         let probs = match self.vad.push(frame) {
-            Ok(p) => {
-                self.heard_samples += frame.len();
-                p
-            }
+            Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "VAD failed on a frame");
                 return actions;
@@ -710,8 +703,7 @@ impl VoiceAgent {
     fn vad_lag(&self, ended: Duration) -> Duration {
         // `recent` ends at the newest sample; the VAD has consumed all but
         // the part of a window it still buffers.
-        let buffered = self.heard_samples.saturating_sub(self.vad_time.as_millis() as usize * RATE / 1000);
-        let after = self.vad_time.saturating_sub(ended).as_millis() as usize * RATE / 1000 + buffered;
+        let after = self.vad_time.saturating_sub(ended).as_millis() as usize * RATE / 1000 + self.vad.buffered();
         let Some(upto) = self.recent.len().checked_sub(after) else { return Duration::ZERO };
         let from = upto.saturating_sub(TAIL_SCAN.as_millis() as usize * RATE / 1000);
         let scan: Vec<i16> = self.recent.range(from..upto).copied().collect();

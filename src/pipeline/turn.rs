@@ -257,7 +257,7 @@ impl TurnDetector {
 const TAIL_WINDOW: usize = 160;
 /// A window is voice for [`speech_tail`] within this ratio of the loudest
 /// window scanned: -30 dB.
-const TAIL_RATIO: f32 = 31.6;
+const TAIL_RATIO: f64 = 31.6;
 
 /// Where the voice really ends in `pcm` (16 kHz mono PCM16 that runs up to
 /// where the VAD put the end of speech): the number of samples up to the
@@ -268,11 +268,8 @@ const TAIL_RATIO: f32 = 31.6;
 /// caller does. `None` when `pcm` holds less than one window or no window
 /// above digital silence.
 pub fn speech_tail(pcm: &[i16]) -> Option<usize> {
-    let levels: Vec<f32> = pcm
-        .chunks_exact(TAIL_WINDOW)
-        .map(|w| (w.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / TAIL_WINDOW as f64).sqrt() as f32)
-        .collect();
-    let loud = levels.iter().copied().fold(0f32, f32::max);
+    let levels: Vec<f64> = pcm.chunks_exact(TAIL_WINDOW).map(super::rms).collect();
+    let loud = levels.iter().copied().fold(0f64, f64::max);
     if loud < 8.0 {
         return None;
     }

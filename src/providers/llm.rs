@@ -184,7 +184,11 @@ impl LlmConfig {
                 reason: reason.to_owned(),
             })
         };
-        if self.model.trim().is_empty() && self.kind != LlmKind::Echo {
+        if self.kind == LlmKind::Echo {
+            // No model, no server: nothing to check.
+            return Ok(());
+        }
+        if self.model.trim().is_empty() {
             return invalid("model is empty");
         }
         let url = self.base_url();

@@ -32,6 +32,7 @@
 //! Everything heard and said is kept in the [`CallLog`], in milliseconds
 //! since the answer; the report scores it after the call.
 
+use crate::pipeline::rms;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -974,15 +975,6 @@ impl Caller {
             self.idx += 1;
         }
     }
-}
-
-/// RMS of a frame (PCM16 units; 0 for an empty frame).
-pub fn rms(frame: &[i16]) -> f64 {
-    if frame.is_empty() {
-        return 0.0;
-    }
-    let sum: f64 = frame.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    (sum / frame.len() as f64).sqrt()
 }
 
 fn ms_dur(ms: u64) -> Duration {

@@ -211,7 +211,7 @@ const WIN: usize = WINDOW_MS * RATE as usize / 1000;
 
 /// RMS of each [`WINDOW_MS`] window of `pcm`.
 fn window_rms(pcm: &[i16]) -> Vec<f64> {
-    pcm.chunks(WIN).map(super::caller::rms).collect()
+    pcm.chunks(WIN).map(crate::pipeline::rms).collect()
 }
 
 /// Windows at or under this RMS are quiet: 5 % of the loudest window (at

@@ -866,13 +866,9 @@ impl MoonshineStream {
     }
 }
 
-/// Root mean square of `pcm`.
+/// Root mean square of `pcm`, as the piece cutter keeps it.
 fn rms(pcm: &[i16]) -> f32 {
-    if pcm.is_empty() {
-        return 0.0;
-    }
-    let sum: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    (sum / pcm.len() as f64).sqrt() as f32
+    crate::pipeline::rms(pcm) as f32
 }
 
 /// Where to cut the utterance being said into a piece for the model, as a
